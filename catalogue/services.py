@@ -1,0 +1,205 @@
+"""Writes and workflows of the catalogue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from catalogue.models import Annotation, Encounter, Image, Individual, Species
+from catalogue.photos import Photo, photo_read, thumbnail_bytes
+from wildweb.errors import ServiceError
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class UploadedPhoto:
+    filename: str
+    data: bytes
+    bbox: BBox | None = None  # x, y, w, h in pixels of the upright photo; None = whole photo
+
+
+@dataclass
+class SightingResult:
+    encounter: Encounter | None
+    images: list[Image] = field(default_factory=list)
+    duplicates: list[Image] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[str]:
+        return [
+            f"{image.original_filename or 'A photo'} is already in the catalogue "
+            f"(sighting #{image.encounter_id}); it was linked, not stored again."
+            for image in self.duplicates
+        ]
+
+
+def species_create(*, name: str, sensitive: bool = False, viewpoints: list[str] | None = None) -> Species:
+    species = Species(name=name.strip(), slug=slugify(name), sensitive=sensitive,
+                      viewpoints=viewpoints or [])
+    _full_clean(species)
+    species.save()
+    return species
+
+
+def individual_create(*, species: Species, code: str, name: str = "", sex: str = "unknown",
+                      is_public: bool = True) -> Individual:
+    individual = Individual(species=species, code=code.strip(), name=name.strip(), sex=sex,
+                            is_public=is_public)
+    _full_clean(individual)
+    individual.save()
+    return individual
+
+
+def sighting_create(
+    *,
+    submitted_by: AbstractBaseUser | None,
+    species: Species,
+    photos: list[UploadedPhoto],
+    observed_at: datetime | None = None,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    notes: str = "",
+) -> SightingResult:
+    """Store a sighting with its photos, all or nothing.
+
+    Every photo is decoded and checked before anything is written. A photo already in the
+    catalogue (same sha256) is linked instead of stored again. Date and place default to
+    the first photo's EXIF.
+
+    Raises:
+        ServiceError: Any photo is unusable, or the sighting lacks a date.
+    """
+    if not photos:
+        raise ServiceError("Please add at least one photo.", field="photos")
+    if len(photos) > settings.MAX_PHOTOS_PER_SIGHTING:
+        raise ServiceError(f"At most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting.")
+
+    decoded = [
+        (photo_read(data=upload.data, filename=upload.filename,
+                    max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS),
+         upload.bbox)
+        for upload in photos
+    ]
+    for photo, bbox in decoded:
+        _bbox_check(photo, bbox)
+
+    existing = {image.sha256: image for image in
+                Image.objects.filter(sha256__in=[photo.sha256 for photo, _ in decoded])}
+    fresh: list[tuple[Photo, BBox | None]] = []
+    seen: set[str] = set()
+    for photo, bbox in decoded:
+        if photo.sha256 not in existing and photo.sha256 not in seen:
+            seen.add(photo.sha256)
+            fresh.append((photo, bbox))
+    result = SightingResult(encounter=None, duplicates=list(existing.values()))
+    if not fresh:
+        return result
+
+    first = fresh[0][0]
+    observed_at = observed_at or _aware(first.taken_at)
+    if observed_at is None:
+        raise ServiceError("When did you see the animal? The photos carry no date; please give one.",
+                           field="observed_at")
+    if latitude is None and longitude is None:
+        latitude, longitude = first.latitude, first.longitude
+
+    stored_files: list[str] = []
+    try:
+        with transaction.atomic():
+            encounter = Encounter(species=species, observed_at=observed_at, latitude=latitude,
+                                  longitude=longitude, submitted_by=submitted_by, notes=notes)
+            _full_clean(encounter)
+            encounter.save()
+            for photo, bbox in fresh:
+                image = _image_store(encounter=encounter, photo=photo, stored_files=stored_files)
+                x, y, w, h = bbox or (0, 0, photo.width, photo.height)
+                Annotation.objects.create(image=image, species=species,
+                                          bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h)
+                result.images.append(image)
+            result.encounter = encounter
+            for image in result.images:
+                transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
+    except IntegrityError:
+        _files_delete(stored_files)
+        raise ServiceError("One of these photos was uploaded by someone else a moment ago; "
+                           "please submit again to link it.") from None
+    except BaseException:
+        _files_delete(stored_files)
+        raise
+    return result
+
+
+def image_thumbnail_create(*, image: Image) -> Image:
+    """Write the image's thumbnail (idempotent: an existing one is kept)."""
+    if image.thumbnail:
+        return image
+    with image.file.open("rb") as handle:
+        content = thumbnail_bytes(handle.read(), settings.THUMBNAIL_SIZE)
+    image.thumbnail.save(f"{image.sha256[:32]}.jpg", ContentFile(content), save=False)
+    image.save(update_fields=["thumbnail"])
+    return image
+
+
+def _image_store(*, encounter: Encounter, photo: Photo, stored_files: list[str]) -> Image:
+    image = Image(encounter=encounter, sha256=photo.sha256, width=photo.width, height=photo.height,
+                  original_filename=photo.filename[:255], exif_datetime=_aware(photo.taken_at),
+                  exif_latitude=photo.latitude, exif_longitude=photo.longitude)
+    image.file.save(f"{photo.sha256[:32]}.jpg", ContentFile(photo.content), save=False)
+    stored_files.append(image.file.name)
+    image.save()
+    return image
+
+
+def _bbox_check(photo: Photo, bbox: BBox | None) -> None:
+    if bbox is None:
+        return
+    x, y, w, h = bbox
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > photo.width + 0.5 or y + h > photo.height + 0.5:
+        raise ServiceError(f"{photo.filename}: the box {x:g},{y:g},{w:g}×{h:g} is not inside the "
+                           f"{photo.width}×{photo.height} photo.", field="bbox")
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or timezone.is_aware(moment):
+        return moment
+    return timezone.make_aware(moment)
+
+
+def _full_clean(instance: object) -> None:
+    try:
+        instance.full_clean()
+    except ValidationError as error:
+        messages = [f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
+                    for name, errors in error.message_dict.items()]
+        raise ServiceError("; ".join(messages)) from None
+
+
+def _files_delete(names: list[str]) -> None:
+    for name in names:
+        default_storage.delete(name)
+
+
+def _enqueue_thumbnail(image_id: int) -> None:
+    from catalogue.tasks import image_thumbnail_task
+
+    image_thumbnail_task.delay(image_id)
+
+
+def uploaded_photo_from_file(*, file: object, bbox: BBox | None = None) -> UploadedPhoto:
+    """Read an uploaded file, refusing an oversized one before its bytes are read."""
+    name = getattr(file, "name", "photo") or "photo"
+    size = getattr(file, "size", None)
+    if size is not None and size > settings.MAX_UPLOAD_BYTES:
+        raise ServiceError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
+                           f"{settings.MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+    return UploadedPhoto(filename=name, data=file.read(), bbox=tuple(bbox) if bbox else None)

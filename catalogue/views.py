@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from catalogue import selectors, services
+from catalogue.forms import SightingForm, SignUpForm
+from catalogue.photos import photo_read
+from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
+from wildweb.errors import ServiceError
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "catalogue/home.html", {"species": selectors.species_list()})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        user_role_set(user=user, role=VOLUNTEER)
+        login(request, user)
+        messages.success(request, "Welcome! You can now report sightings.")
+        return redirect("sighting-create")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@permission_required(UPLOAD_PERMISSION, raise_exception=True)
+def sighting_create(request: HttpRequest) -> HttpResponse:
+    form = SightingForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        boxes = data["bboxes"]
+        try:
+            photos = [
+                services.uploaded_photo_from_file(
+                    file=file, bbox=boxes[index] if index < len(boxes) else None)
+                for index, file in enumerate(data["photos"])
+            ]
+            result = services.sighting_create(
+                submitted_by=request.user, species=data["species"], photos=photos,
+                observed_at=data["observed_at"], latitude=data["latitude"],
+                longitude=data["longitude"], notes=data["notes"],
+            )
+        except ServiceError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            for message in result.messages:
+                messages.info(request, message)
+            if result.encounter is None:
+                return redirect("sighting-detail", encounter_id=result.duplicates[0].encounter_id)
+            messages.success(request, f"Thank you! Sighting #{result.encounter.pk} was saved.")
+            return redirect("sighting-detail", encounter_id=result.encounter.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "catalogue/sighting_form.html", {"form": form}, status=status)
+
+
+@login_required
+def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
+    encounter = selectors.sighting_visible_to(user=request.user, encounter_id=encounter_id)
+    if encounter is None:
+        raise Http404("No such sighting")
+    return render(request, "catalogue/sighting_detail.html", {"encounter": encounter})
+
+
+@login_required
+def my_sightings(request: HttpRequest) -> HttpResponse:
+    sightings = selectors.sighting_list_for_user(user=request.user)
+    return render(request, "catalogue/my_sightings.html", {"sightings": sightings})
+
+
+@login_required
+@permission_required(UPLOAD_PERMISSION, raise_exception=True)
+@require_POST
+def photo_exif(request: HttpRequest) -> JsonResponse:
+    """Date and place stored in a photo, to prefill the upload form."""
+    file = request.FILES.get("photo")
+    if file is None:
+        return JsonResponse({"detail": "No photo was sent."}, status=400)
+    try:
+        upload = services.uploaded_photo_from_file(file=file)
+        photo = photo_read(data=upload.data, filename=upload.filename,
+                           max_bytes=settings.MAX_UPLOAD_BYTES,
+                           max_pixels=settings.MAX_IMAGE_PIXELS)
+    except ServiceError as error:
+        return JsonResponse({"detail": error.message}, status=400)
+    return JsonResponse({
+        "observed_at": photo.taken_at.strftime("%Y-%m-%dT%H:%M") if photo.taken_at else None,
+        "latitude": photo.latitude,
+        "longitude": photo.longitude,
+        "width": photo.width,
+        "height": photo.height,
+    })

@@ -1,0 +1,113 @@
+"""Test session set-up: real Postgres+pgvector, real Redis, a real Celery worker on demand.
+
+Runs before Django's settings are read, so the variables below reach the settings module and
+every worker process a test starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent
+SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
+
+os.environ.setdefault("SECRET_KEY", "test-only-key")
+if "REDIS_URL" not in os.environ:
+    from wildweb.embedded import redis_url
+
+    # Database 15 keeps test tasks away from a demo worker on the same Redis.
+    os.environ["REDIS_URL"] = redis_url().rsplit("/", 1)[0] + "/15"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _media_root_temporary() -> Iterator[None]:
+    """Photos written by tests go to a temporary folder, which workers are pointed at too."""
+    from django.test.utils import override_settings
+
+    with override_settings(MEDIA_ROOT=Path(tempfile.mkdtemp(prefix="wildweb-test-media-"))):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _media_root_clean(settings) -> Iterator[None]:  # noqa: ANN001 - pytest-django fixture
+    yield
+    # Each test starts with no stored photos, so "nothing was saved" is checkable.
+    media = Path(settings.MEDIA_ROOT)
+    for path in sorted(media.rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    if not SHARED_DATASETS.exists():
+        pytest.skip("../shared/datasets is not beside this checkout")
+    return SHARED_DATASETS
+
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    host = db["HOST"]
+    netloc = f"{db['USER']}:{db['PASSWORD']}@" + ("" if host.startswith("/") else host)
+    if db["PORT"]:
+        netloc += f":{db['PORT']}"
+    query = f"?host={host}" if host.startswith("/") else ""
+    return f"postgresql://{netloc}/{db['NAME']}{query}"
+
+
+class CeleryWorker:
+    """A real ``celery worker`` process on the test database and the test Redis."""
+
+    def __init__(self, queues: str = "default,gpu", pool: str = "solo") -> None:
+        from django.conf import settings
+
+        self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
+        env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1",
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "wildweb", "worker", "-Q", queues,
+             "--pool", pool, "--concurrency", "1", "--loglevel", "INFO",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=REPO_ROOT, env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
+        )
+        self.wait_for("ready", timeout=60)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker log never showed {text!r}:\n{self.log()}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[CeleryWorker]:  # noqa: ANN001
+    """A worker for one test; the test's data must be committed, hence transactional_db."""
+    from wildweb.celery import app
+
+    app.control.purge()  # tasks left by earlier tests must not run against this one's data
+    worker = CeleryWorker()
+    yield worker
+    worker.stop()
+

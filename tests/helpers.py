@@ -1,0 +1,73 @@
+"""Small helpers shared by tests: polling, and photos made on the fly."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from collections.abc import Callable
+
+import piexif
+from PIL import Image
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25) -> None:
+    """Poll until ``predicate()`` is truthy; fail with a clear message after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def jpeg_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 120, 40),
+               exif: bytes | None = None, mode: str = "RGB") -> bytes:
+    image = Image.new(mode, size, color if mode == "RGB" else None)
+    if mode == "RGB":
+        # A gradient makes distinct photos hash differently and shows orientation.
+        for x in range(size[0]):
+            image.putpixel((x, 0), (x % 256, 0, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **({"exif": exif} if exif else {}))
+    return buffer.getvalue()
+
+
+def exif_bytes(*, orientation: int | None = None, taken: str | None = None,
+               gps: tuple[float, float] | None = None) -> bytes:
+    """EXIF with an orientation, a DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") and GPS."""
+    zeroth: dict = {}
+    exif: dict = {}
+    gps_ifd: dict = {}
+    if orientation:
+        zeroth[piexif.ImageIFD.Orientation] = orientation
+    if taken:
+        exif[piexif.ExifIFD.DateTimeOriginal] = taken.encode()
+    if gps:
+        lat, lon = gps
+        gps_ifd = {
+            piexif.GPSIFD.GPSLatitudeRef: b"N" if lat >= 0 else b"S",
+            piexif.GPSIFD.GPSLatitude: _rational_dms(abs(lat)),
+            piexif.GPSIFD.GPSLongitudeRef: b"E" if lon >= 0 else b"W",
+            piexif.GPSIFD.GPSLongitude: _rational_dms(abs(lon)),
+        }
+    return piexif.dump({"0th": zeroth, "Exif": exif, "GPS": gps_ifd})
+
+
+def _rational_dms(value: float) -> tuple:
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = round(((value - degrees) * 60 - minutes) * 60 * 10000)
+    return ((degrees, 1), (minutes, 1), (seconds, 10000))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width``×``height`` pixels but holds almost no data: a bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1) * 4)) + chunk(b"IEND", b""))

@@ -1,0 +1,40 @@
+"""Project-level checks: migrations are complete, deploy settings are clean, pgvector is there."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from conftest import REPO_ROOT
+
+
+def manage(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_makemigrations_finds_nothing_to_do() -> None:
+    result = manage("makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_is_clean_with_production_settings() -> None:
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env={
+        "DEBUG": "0", "SECRET_KEY": "x" * 60 + "-production-like-secret-9f8e7d6c5b4a",
+        "ALLOWED_HOSTS": "wildweb.example.org",
+    })
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_database_has_pgvector() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        assert cursor.fetchone() is not None
+        cursor.execute("SELECT '[1,2,3]'::vector <=> '[1,2,4]'::vector")
+        assert 0 < cursor.fetchone()[0] < 0.1

@@ -1,0 +1,1 @@
+"""Training runs (fine-tuning the embedding network from the app)."""

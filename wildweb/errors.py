@@ -1,0 +1,20 @@
+"""The one error type services raise; views and the API turn it into a 4xx with its message."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request that cannot be carried out, with a message meant for the person who made it."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class ConflictError(ServiceError):
+    """Someone else changed the same thing first."""
+
+    status_code = 409
