@@ -7,7 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalogue import selectors, services
+from catalogue import selectors
+from catalogue.services import sightings
 from catalogue.roles import UPLOAD_PERMISSION
 from catalogue.serializers import SightingSerializer, SightingUploadSerializer, SpeciesSerializer
 
@@ -43,10 +44,10 @@ class SightingListCreateApi(APIView):
         data = serializer.validated_data
         boxes = data["bboxes"]
         photos = [
-            services.uploaded_photo_from_file(file=file, bbox=boxes[i] if i < len(boxes) else None)
+            sightings.uploaded_photo_from_file(file=file, bbox=boxes[i] if i < len(boxes) else None)
             for i, file in enumerate(data["photos"])
         ]
-        result = services.sighting_create(
+        result = sightings.sighting_create(
             submitted_by=request.user, species=data["species"], photos=photos,
             observed_at=data.get("observed_at"), latitude=data.get("latitude"),
             longitude=data.get("longitude"), notes=data["notes"],

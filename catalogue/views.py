@@ -8,7 +8,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from catalogue import selectors, services
+from catalogue import selectors
+from catalogue.services import sightings
 from catalogue.forms import SightingForm, SignUpForm
 from catalogue.photos import photo_read
 from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
@@ -39,11 +40,11 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
         boxes = data["bboxes"]
         try:
             photos = [
-                services.uploaded_photo_from_file(
+                sightings.uploaded_photo_from_file(
                     file=file, bbox=boxes[index] if index < len(boxes) else None)
                 for index, file in enumerate(data["photos"])
             ]
-            result = services.sighting_create(
+            result = sightings.sighting_create(
                 submitted_by=request.user, species=data["species"], photos=photos,
                 observed_at=data["observed_at"], latitude=data["latitude"],
                 longitude=data["longitude"], notes=data["notes"],
@@ -84,7 +85,7 @@ def photo_exif(request: HttpRequest) -> JsonResponse:
     if file is None:
         return JsonResponse({"detail": "No photo was sent."}, status=400)
     try:
-        upload = services.uploaded_photo_from_file(file=file)
+        upload = sightings.uploaded_photo_from_file(file=file)
         photo = photo_read(data=upload.data, filename=upload.filename,
                            max_bytes=settings.MAX_UPLOAD_BYTES,
                            max_pixels=settings.MAX_IMAGE_PIXELS)

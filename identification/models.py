@@ -50,3 +50,126 @@ class Embedding(models.Model):
                 fields=["annotation", "model_version"], name="one_embedding_per_annotation_version"
             )
         ]
+
+
+class SpeciesModel(models.Model):
+    """Which model version ranks a species' animals, and how its scores are calibrated.
+
+    A species without a row uses version 0 (the zero-shot model) with default calibration.
+    """
+
+    class RankingMethod(models.TextChoices):
+        EMBEDDING = "embedding", "Embedding similarity"
+        LOCAL = "local", "Local keypoint matching"
+        FUSED = "fused", "Embedding and keypoints fused"
+
+    species = models.OneToOneField(
+        Species, on_delete=models.CASCADE, primary_key=True, related_name="model_setting"
+    )
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    previous_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    ranking_method = models.CharField(
+        max_length=10, choices=RankingMethod.choices, default=RankingMethod.FUSED
+    )
+    calibration = models.JSONField(
+        default=dict, blank=True, help_text="Fusion calibration; empty means the default."
+    )
+    new_individual_threshold = models.FloatField(
+        default=0.5, help_text="Below this fused score the animal is probably a new individual."
+    )
+    switched_at = models.DateTimeField(auto_now_add=True)
+
+
+class EmbeddingJob(models.Model):
+    """The database's record that an annotation must be embedded under a model version.
+
+    Workers claim jobs with ``SELECT ... FOR UPDATE SKIP LOCKED`` inside the transaction that
+    stores the vector, so two workers never embed the same job, and a worker killed mid-job
+    leaves it queued for the retry.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="+")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "model_version"], name="one_job_per_annotation_version"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+
+class LocalFeatures(models.Model):
+    """Cached keypoints and descriptors of an annotation's crop (see ``reid.local_features``)."""
+
+    annotation = models.OneToOneField(
+        Annotation, on_delete=models.CASCADE, primary_key=True, related_name="local_features"
+    )
+    method = models.CharField(max_length=10, default="sift")
+    data = models.BinaryField()
+    keypoint_count = models.PositiveIntegerField()
+
+
+class Identification(models.Model):
+    """The search for who an annotated animal is: its ranked candidates and their state."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Waiting for the model"
+        READY = "ready", "Candidates ready"
+        FAILED = "failed", "Failed"
+        DECIDED = "decided", "Decided"
+
+    annotation = models.OneToOneField(
+        Annotation, on_delete=models.CASCADE, related_name="identification"
+    )
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    probably_new = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+
+class MatchCandidate(models.Model):
+    """One individual the animal could be, with the evidence for it."""
+
+    identification = models.ForeignKey(
+        Identification, on_delete=models.CASCADE, related_name="candidates"
+    )
+    rank = models.PositiveSmallIntegerField()
+    individual = models.ForeignKey(
+        "catalogue.Individual", on_delete=models.CASCADE, related_name="+"
+    )
+    gallery_annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="+",
+        help_text="The candidate's photo that matches best.",
+    )
+    embedding_score = models.FloatField(help_text="Cosine similarity, -1..1.")
+    inlier_count = models.PositiveIntegerField(null=True, blank=True)
+    fused_score = models.FloatField(help_text="Calibrated probability of the same individual.")
+    match_pairs = models.JSONField(
+        default=list, blank=True, help_text="Inlier correspondences [x1, y1, x2, y2] for drawing."
+    )
+
+    class Meta:
+        ordering = ["identification", "rank"]
+        constraints = [
+            models.UniqueConstraint(fields=["identification", "rank"], name="one_candidate_per_rank")
+        ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+
 
 class ServiceError(Exception):
     """A request that cannot be carried out, with a message meant for the person who made it."""
@@ -18,3 +20,13 @@ class ConflictError(ServiceError):
     """Someone else changed the same thing first."""
 
     status_code = 409
+
+
+def full_clean(instance: object) -> None:
+    """Validate a model instance, turning Django's ValidationError into a ServiceError."""
+    try:
+        instance.full_clean()
+    except ValidationError as error:
+        messages = [f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
+                    for name, errors in error.message_dict.items()]
+        raise ServiceError("; ".join(messages)) from None

@@ -1,4 +1,4 @@
-"""Writes and workflows of the catalogue."""
+"""Reporting a sighting: photos in, one encounter with its images and annotations out."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.text import slugify
 
-from catalogue.models import Annotation, Encounter, Image, Individual, Species
+from catalogue.models import Annotation, Encounter, Image, Species
 from catalogue.photos import Photo, photo_read, thumbnail_bytes
-from wildweb.errors import ServiceError
+from wildweb.errors import ServiceError, full_clean
 
 BBox = tuple[float, float, float, float]
 
@@ -41,23 +39,6 @@ class SightingResult:
             f"(sighting #{image.encounter_id}); it was linked, not stored again."
             for image in self.duplicates
         ]
-
-
-def species_create(*, name: str, sensitive: bool = False, viewpoints: list[str] | None = None) -> Species:
-    species = Species(name=name.strip(), slug=slugify(name), sensitive=sensitive,
-                      viewpoints=viewpoints or [])
-    _full_clean(species)
-    species.save()
-    return species
-
-
-def individual_create(*, species: Species, code: str, name: str = "", sex: str = "unknown",
-                      is_public: bool = True) -> Individual:
-    individual = Individual(species=species, code=code.strip(), name=name.strip(), sex=sex,
-                            is_public=is_public)
-    _full_clean(individual)
-    individual.save()
-    return individual
 
 
 def sighting_create(
@@ -118,10 +99,10 @@ def sighting_create(
         with transaction.atomic():
             encounter = Encounter(species=species, observed_at=observed_at, latitude=latitude,
                                   longitude=longitude, submitted_by=submitted_by, notes=notes)
-            _full_clean(encounter)
+            full_clean(encounter)
             encounter.save()
             for photo, bbox in fresh:
-                image = _image_store(encounter=encounter, photo=photo, stored_files=stored_files)
+                image = store_image(encounter=encounter, photo=photo, stored_files=stored_files)
                 x, y, w, h = bbox or (0, 0, photo.width, photo.height)
                 Annotation.objects.create(image=image, species=species,
                                           bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h)
@@ -129,6 +110,10 @@ def sighting_create(
             result.encounter = encounter
             for image in result.images:
                 transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
+            from identification.services.embedding import annotations_embed_enqueue
+
+            annotations_embed_enqueue(annotation_ids=list(
+                Annotation.objects.filter(image__encounter=encounter).values_list("pk", flat=True)))
     except IntegrityError:
         _files_delete(stored_files)
         raise ServiceError("One of these photos was uploaded by someone else a moment ago; "
@@ -150,7 +135,7 @@ def image_thumbnail_create(*, image: Image) -> Image:
     return image
 
 
-def _image_store(*, encounter: Encounter, photo: Photo, stored_files: list[str]) -> Image:
+def store_image(*, encounter: Encounter, photo: Photo, stored_files: list[str]) -> Image:
     image = Image(encounter=encounter, sha256=photo.sha256, width=photo.width, height=photo.height,
                   original_filename=photo.filename[:255], exif_datetime=_aware(photo.taken_at),
                   exif_latitude=photo.latitude, exif_longitude=photo.longitude)
@@ -173,15 +158,6 @@ def _aware(moment: datetime | None) -> datetime | None:
     if moment is None or timezone.is_aware(moment):
         return moment
     return timezone.make_aware(moment)
-
-
-def _full_clean(instance: object) -> None:
-    try:
-        instance.full_clean()
-    except ValidationError as error:
-        messages = [f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
-                    for name, errors in error.message_dict.items()]
-        raise ServiceError("; ".join(messages)) from None
 
 
 def _files_delete(names: list[str]) -> None:

@@ -1,0 +1,47 @@
+"""Model versions: which one a species uses, and loading it in a worker."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from catalogue.models import Species
+from identification.models import ModelVersion, SpeciesModel
+from identification.services.search import embedding_index_ensure
+
+if TYPE_CHECKING:  # torch stays out of the web process
+    from reid.inference import Embedder
+
+ZERO_SHOT_NAME = "v0-imagenet-lite0-gem"
+
+
+def zero_shot_version() -> ModelVersion:
+    """Version 0: ImageNet lite0 + GeM, so the app identifies before any training."""
+    version, _ = ModelVersion.objects.get_or_create(
+        name=ZERO_SHOT_NAME,
+        defaults={"backbone": "tf_efficientnet_lite0", "weights": "imagenet",
+                  "embedding_dim": 1280, "image_size": 224},
+    )
+    return version
+
+
+def species_model_setting(*, species: Species) -> SpeciesModel:
+    """The species' model setting, created on first use with version 0."""
+    setting = SpeciesModel.objects.select_related("model_version").filter(species=species).first()
+    if setting is None:
+        setting, _ = SpeciesModel.objects.get_or_create(
+            species=species, defaults={"model_version": zero_shot_version()})
+        embedding_index_ensure(species_id=species.pk, version=setting.model_version)
+    return setting
+
+
+def model_version_embedder(*, version: ModelVersion) -> Embedder:
+    """The loaded network of a version, cached per worker process."""
+    return _embedder(version.weights, version.image_size)
+
+
+@lru_cache(maxsize=2)
+def _embedder(weights: str, image_size: int) -> Embedder:
+    from reid.inference import load_model
+
+    return load_model(weights, image_size=image_size)
