@@ -1,0 +1,117 @@
+"""Checkpoints: everything needed to resume training, and light model files for inference."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import reid
+from reid.model import ModelConfig, ReIdModel
+
+FORMAT_VERSION = 1
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when available."""
+    version = reid.__version__
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
+def rng_states() -> dict[str, Any]:
+    """Capture Python, numpy, torch (and CUDA) random states."""
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    """Restore states captured by :func:`rng_states`."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def atomic_save(payload: dict[str, Any], path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, then rename, so a killed run never leaves half a file."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(target.suffix + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, target)
+    return target
+
+
+def save_model_file(
+    path: str | Path,
+    model: ReIdModel,
+    *,
+    class_map: list[str] | None = None,
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> Path:
+    """Write the inference file ``model.pt``: weights, architecture, class map, code version.
+
+    Args:
+        path: target file.
+        model: the trained model.
+        class_map: class key per ArcFace class index.
+        metrics: evaluation numbers to keep with the model.
+        train_config: the training configuration as a dict.
+
+    Returns:
+        The written path.
+    """
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "kind": "reid-model",
+        "model_config": model.config.to_dict(),
+        "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "class_map": class_map or [],
+        "metrics": metrics or {},
+        "train_config": train_config or {},
+        "code_version": code_version(),
+    }
+    return atomic_save(payload, path)
+
+
+def load_model_file(path: str | Path) -> tuple[ReIdModel, int, dict[str, Any]]:
+    """Rebuild a model from ``model.pt`` or a full training checkpoint.
+
+    Args:
+        path: file written by :func:`save_model_file` or by training.
+
+    Returns:
+        The model (eval mode, CPU), its eval image size and the remaining metadata.
+    """
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    if "model_config" not in payload:
+        raise ValueError(f"{path} is not a reid model file")
+    config = ModelConfig.from_dict(payload["model_config"])
+    model = ReIdModel(config, pretrained=False)
+    model.load_state_dict(payload["model_state"])
+    metadata = {k: v for k, v in payload.items() if k not in ("model_state", "optimizer_state")}
+    return model.eval(), config.image_size, metadata

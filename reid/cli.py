@@ -1,0 +1,248 @@
+"""Command line: ``reid train | eval | embed | match``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def _print(payload: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(payload, indent=2, default=_json_default))
+        return
+    for key, value in payload.items():
+        if isinstance(value, dict):
+            continue
+        print(f"{key}: {value}")
+    for name, stats in payload.get("per_species", {}).items():
+        summary = ", ".join(f"{k}={stats[k]:.3f}" for k in ("top1", "top5", "mAP") if k in stats)
+        print(f"  {name}: {summary} (n={stats.get('n_queries')})")
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _records(args: argparse.Namespace) -> list:
+    from reid.data import load_records, subset_records
+
+    records = load_records(args.data)
+    if args.identities is not None or args.max_per_identity is not None:
+        records = subset_records(records, identities=args.identities,
+                                 max_per_identity=args.max_per_identity, seed=args.seed)
+    return records
+
+
+def command_train(args: argparse.Namespace) -> int:
+    """``reid train``: train or fine-tune; writes RUN_DIR/model.pt, config.json, metrics.json."""
+    from tqdm import tqdm
+
+    from reid.train import TrainConfig, train
+
+    config = TrainConfig(
+        data_dirs=args.data, out_dir=args.out, mode=args.mode, backbone=args.backbone,
+        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, backbone_lr=args.backbone_lr, embedding_dim=args.embedding_dim,
+        init=args.init, resume=args.resume, seed=args.seed, num_workers=args.workers,
+        identities=args.identities, max_per_identity=args.max_per_identity,
+        trainable_stages=args.trainable_stages, cached_views=args.views,
+        cache_dir=args.cache_dir, hflip=args.hflip, device=args.device,
+    )
+    bars: dict[str, tqdm] = {}
+
+    def progress(info: dict[str, Any]) -> None:
+        phase = info.get("phase", "train")
+        if phase == "cache":
+            bar = bars.setdefault("cache", tqdm(total=info["total"], desc="caching features",
+                                                disable=args.json, file=sys.stderr))
+            bar.n = info["done"]
+            bar.refresh()
+            return
+        bar = bars.setdefault("train", tqdm(total=info["total_steps"], desc="training",
+                                            disable=args.json, file=sys.stderr,
+                                            initial=info["step"] - 1))
+        bar.update(1)
+        bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.3f}")
+
+    result = train(config, progress_callback=progress)
+    for bar in bars.values():
+        bar.close()
+    _print({"model_path": str(result.model_path), "out_dir": str(result.out_dir),
+            "stopped": result.stopped, **result.metrics}, args.json)
+    return 0
+
+
+def command_eval(args: argparse.Namespace) -> int:
+    """``reid eval``: evaluate a model (or SIFT, or both fused) on a dataset."""
+    from reid.evaluation import evaluate
+    from reid.fusion import FusionCalibrator
+
+    records = _records(args)
+    embedder = None
+    if args.method in ("embedding", "fused"):
+        from reid.inference import load_model
+
+        embedder = load_model(args.model, device=args.device, image_size=args.image_size)
+    calibrator = None
+    if args.calibration:
+        calibrator = FusionCalibrator.from_dict(json.loads(Path(args.calibration).read_text()))
+    result = evaluate(records, protocol=args.protocol, method=args.method, embedder=embedder,
+                      calibrator=calibrator, seed=args.seed, threshold=args.threshold)
+    result.update(model=args.model if embedder else None, n_images=len(records))
+    _print(result, args.json)
+    return 0
+
+
+def command_embed(args: argparse.Namespace) -> int:
+    """``reid embed``: write embeddings and image ids to an ``.npz`` file."""
+    import numpy as np
+
+    from reid.inference import load_model
+
+    records = _records(args)
+    embedder = load_model(args.model, device=args.device, image_size=args.image_size)
+    vectors = embedder.embed_records(records)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, embeddings=vectors, image_ids=np.array([r.image_id for r in records]),
+             identities=np.array([r.identity for r in records]),
+             species=np.array([r.species for r in records]))
+    _print({"out": str(out), "n_images": len(records), "embedding_dim": embedder.embedding_dim},
+           args.json)
+    return 0
+
+
+def _gallery(directory: Path) -> tuple[list[str], list[str]]:
+    """Image paths and identities of a dataset folder or an ``<identity>/<image>`` tree."""
+    if (directory / "metadata.csv").exists():
+        from reid.data import load_records
+
+        records = load_records(directory)
+        return [r.path for r in records], [r.class_key for r in records]
+    paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [str(p) for p in paths], [p.parent.name for p in paths]
+
+
+def command_match(args: argparse.Namespace) -> int:
+    """``reid match``: rank the gallery's identities for one query image."""
+    import numpy as np
+
+    from reid.data import load_image
+    from reid.inference import load_model
+
+    embedder = load_model(args.model, device=args.device, image_size=args.image_size)
+    paths, identities = _gallery(Path(args.gallery))
+    if not paths:
+        raise SystemExit(f"no images found in {args.gallery}")
+    query_image = load_image(args.query)
+    query_vector = embedder.embed_images([query_image])[0]
+    cosine = embedder.embed_paths(paths) @ query_vector
+    best: dict[str, tuple[float, int]] = {}
+    for index, (identity, score) in enumerate(zip(identities, cosine.tolist(), strict=True)):
+        if identity not in best or score > best[identity][0]:
+            best[identity] = (score, index)
+    ranked = sorted(best.items(), key=lambda item: -item[1][0])[: args.top]
+    rows = [{"identity": identity, "cosine": score, "best_image": paths[index]}
+            for identity, (score, index) in ranked]
+    if args.method == "fused":
+        from reid.fusion import FusionCalibrator
+        from reid.local_features import extract, match
+
+        query_keypoints = extract(query_image)
+        calibrator = FusionCalibrator.default()
+        for row in rows:
+            row["inliers"] = match(query_keypoints, extract(load_image(row["best_image"]))).inliers
+            row["probability"] = float(calibrator.predict([row["cosine"]], [row["inliers"]])[0])
+        rows.sort(key=lambda row: -row["probability"])
+    if args.json:
+        print(json.dumps({"query": args.query, "candidates": rows}, indent=2))
+    else:
+        for rank, row in enumerate(rows, 1):
+            extra = (f" inliers={row['inliers']} p={row['probability']:.3f}"
+                     if "inliers" in row else "")
+            print(f"{rank:>3}. {row['identity']}  cosine={row['cosine']:.3f}{extra}")
+    return int(np.isnan(cosine).any())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``reid`` command."""
+    parser = argparse.ArgumentParser(prog="reid", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
+        if data:
+            sub.add_argument("--data", action="append", required=True,
+                             help="dataset folder with metadata.csv (repeatable)")
+            sub.add_argument("--identities", type=int, help="at most N identities per species")
+            sub.add_argument("--max-per-identity", type=int, help="at most N images per identity")
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--device", help="torch device (default: cuda when available)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+
+    train = commands.add_parser("train", help="train or fine-tune a model")
+    common(train)
+    train.add_argument("--out", required=True, help="run folder")
+    train.add_argument("--mode", choices=("cached", "full"), default="cached")
+    train.add_argument("--backbone", default="tf_efficientnet_lite0")
+    train.add_argument("--image-size", type=int, default=224)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--backbone-lr", type=float, default=2e-4)
+    train.add_argument("--embedding-dim", type=int)
+    train.add_argument("--init", help="model.pt or run folder to fine-tune from")
+    train.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt")
+    train.add_argument("--trainable-stages", type=int, default=3)
+    train.add_argument("--views", type=int, default=3, help="cached views per image")
+    train.add_argument("--cache-dir")
+    train.add_argument("--hflip", action="store_true")
+    train.add_argument("--workers", type=int, default=0)
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser("eval", help="evaluate on a dataset")
+    common(evaluate)
+    evaluate.add_argument("--model", default="imagenet")
+    evaluate.add_argument("--protocol", choices=("leave-one-out", "closed-set", "open-set"),
+                          default="leave-one-out")
+    evaluate.add_argument("--method", choices=("embedding", "local", "fused"),
+                          default="embedding")
+    evaluate.add_argument("--image-size", type=int)
+    evaluate.add_argument("--calibration", help="JSON file of FusionCalibrator.to_dict()")
+    evaluate.add_argument("--threshold", type=float, help="open-set threshold (default oracle)")
+    evaluate.set_defaults(handler=command_eval)
+
+    embed = commands.add_parser("embed", help="write embeddings to .npz")
+    common(embed)
+    embed.add_argument("--model", default="imagenet")
+    embed.add_argument("--out", required=True)
+    embed.add_argument("--image-size", type=int)
+    embed.set_defaults(handler=command_embed)
+
+    match_parser = commands.add_parser("match", help="rank gallery identities for one image")
+    common(match_parser, data=False)
+    match_parser.add_argument("query")
+    match_parser.add_argument("gallery")
+    match_parser.add_argument("--model", default="imagenet")
+    match_parser.add_argument("--image-size", type=int)
+    match_parser.add_argument("--top", type=int, default=10)
+    match_parser.add_argument("--method", choices=("embedding", "fused"), default="embedding")
+    match_parser.set_defaults(handler=command_match)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reid`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

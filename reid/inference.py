@@ -1,0 +1,170 @@
+"""Batched embedding of images with a trained or zero-shot model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from reid.data import IMAGENET_MEAN, IMAGENET_STD, load_image
+from reid.model import ReIdModel
+
+IMAGENET_SPEC = "imagenet"
+DEFAULT_IMAGE_SIZE = 224
+
+
+def default_device() -> str:
+    """``"cuda"`` when available, else ``"cpu"``."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Embedder:
+    """Turn PIL images into L2-normalised embedding vectors.
+
+    Args:
+        model: an embedding network (``ReIdModel``); put in eval mode here.
+        image_size: square input side.
+        device: torch device name; default CUDA when available.
+        batch_size: images per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: ReIdModel,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        device: str | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        self.device = torch.device(device or default_device())
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        self.image_size = int(image_size)
+        self.batch_size = batch_size
+        self.embedding_dim = int(model.embedding_dim)
+        self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Resize to ``image_size`` square, convert to RGB, ImageNet-normalise.
+
+        Args:
+            images: PIL images of any mode and size.
+
+        Returns:
+            ``(N, 3, S, S)`` float tensor on CPU.
+        """
+        size = (self.image_size, self.image_size)
+        arrays = [
+            np.asarray(
+                (image if image.mode == "RGB" else image.convert("RGB")).resize(
+                    size, Image.Resampling.BILINEAR
+                ),
+                dtype=np.uint8,
+            )
+            for image in images
+        ]
+        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - self._mean) / self._std
+
+    @torch.inference_mode()
+    def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Embed images.
+
+        Args:
+            images: PIL images of any mode.
+
+        Returns:
+            ``(N, embedding_dim)`` float32, each row with unit L2 norm.
+        """
+        outputs = [np.zeros((0, self.embedding_dim), dtype=np.float32)]
+        autocast = self.device.type == "cuda"
+        for start in range(0, len(images), self.batch_size):
+            batch = self.preprocess(images[start : start + self.batch_size])
+            batch = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=autocast):
+                embedded = self.model(batch)
+            outputs.append(embedded.float().cpu().numpy())
+        vectors = np.concatenate(outputs).astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.maximum(norms, 1e-12)
+
+    def embed_paths(self, paths: Sequence[str | Path]) -> np.ndarray:
+        """Embed image files (read as RGB), batch by batch to bound memory.
+
+        Args:
+            paths: image file paths.
+
+        Returns:
+            ``(N, embedding_dim)`` float32 L2-normalised.
+        """
+        chunks = [np.zeros((0, self.embedding_dim), dtype=np.float32)]
+        for start in range(0, len(paths), self.batch_size):
+            images = [load_image(p) for p in paths[start : start + self.batch_size]]
+            chunks.append(self.embed_images(images))
+        return np.concatenate(chunks)
+
+    def embed_records(self, records: Sequence) -> np.ndarray:
+        """Embed :class:`reid.data.Record` images (bbox-cropped when they have one)."""
+        chunks = [np.zeros((0, self.embedding_dim), dtype=np.float32)]
+        for start in range(0, len(records), self.batch_size):
+            images = [load_image(r) for r in records[start : start + self.batch_size]]
+            chunks.append(self.embed_images(images))
+        return np.concatenate(chunks)
+
+
+def load_network(spec: str, device: str | None = None) -> tuple[ReIdModel, int, dict]:
+    """Build the network described by ``spec`` on CPU.
+
+    Args:
+        spec: ``"imagenet"``; a ``model.pt`` written by training (or a run folder holding
+            one); a local MiewID snapshot folder; or a local timm hub snapshot folder.
+        device: unused here, kept for symmetry.
+
+    Returns:
+        The model in eval mode, its eval image size and the stored metadata (class map ...).
+    """
+    from reid.backbones import create_backbone, is_timm_hub_dir, timm_hub_dir_config
+    from reid.model import ModelConfig, imagenet_model, is_miewid_dir, load_miewid_dir
+
+    if spec == IMAGENET_SPEC:
+        return imagenet_model().eval(), DEFAULT_IMAGE_SIZE, {}
+    path = Path(spec)
+    if path.is_dir() and (path / "model.pt").is_file():
+        path = path / "model.pt"
+    if path.is_file():
+        from reid.checkpoint import load_model_file
+
+        return load_model_file(path)
+    if path.is_dir() and is_miewid_dir(path):
+        model, image_size = load_miewid_dir(path)
+        return model, image_size, {}
+    if path.is_dir() and is_timm_hub_dir(path):
+        config = timm_hub_dir_config(path)
+        input_size = config.get("pretrained_cfg", {}).get("input_size", [3, 224, 224])
+        image_size = int(input_size[-1])
+        backbone = create_backbone(local_dir=path)
+        model = ReIdModel(
+            ModelConfig(backbone=config["architecture"], neck=False, image_size=image_size),
+            backbone=backbone,
+        )
+        return model.eval(), image_size, {}
+    raise ValueError(
+        f"model spec {spec!r} is neither 'imagenet', a model.pt, nor a MiewID/timm snapshot folder"
+    )
+
+
+def load_model(spec: str, device: str | None = None, image_size: int | None = None) -> Embedder:
+    """Load an embedder.
+
+    Args:
+        spec: see :func:`load_network`.
+        device: torch device; default CUDA when available, else CPU.
+        image_size: override the model's eval image size.
+
+    Returns:
+        An :class:`Embedder`.
+    """
+    model, model_image_size, _ = load_network(spec)
+    return Embedder(model, image_size=image_size or model_image_size, device=device)

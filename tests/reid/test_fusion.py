@@ -1,0 +1,30 @@
+"""Fusion calibration of cosine and inliers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from reid.fusion import FusionCalibrator
+
+
+def test_fit_separates_pairs_and_round_trips_through_json() -> None:
+    rng = np.random.default_rng(0)
+    same = rng.random(400) < 0.3
+    cosine = np.where(same, 0.8, 0.55) + rng.normal(scale=0.08, size=400)
+    inliers = np.where(same, rng.poisson(25, 400), rng.poisson(3, 400))
+    calibrator = FusionCalibrator.default().fit(cosine, inliers, same)
+    probabilities = calibrator.predict(cosine, inliers)
+    assert np.mean((probabilities > 0.5) == same) > 0.95
+    assert calibrator.coefficients[0] > 0 and calibrator.coefficients[1] > 0
+    restored = FusionCalibrator.from_dict(json.loads(json.dumps(calibrator.to_dict())))
+    np.testing.assert_allclose(restored.predict(cosine, inliers), probabilities)
+
+
+def test_default_calibration_increases_with_both_signals() -> None:
+    calibrator = FusionCalibrator.default()
+    base = calibrator.predict([0.6], [2])[0]
+    assert calibrator.predict([0.8], [2])[0] > base
+    assert calibrator.predict([0.6], [40])[0] > base
+    assert 0.0 < base < 1.0
