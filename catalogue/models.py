@@ -36,6 +36,10 @@ class Individual(models.Model):
     sex = models.CharField(max_length=10, choices=Sex.choices, default=Sex.UNKNOWN)
     notes = models.TextField(blank=True)
     is_public = models.BooleanField(default=True)
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from",
+        help_text="Set when an expert merged this individual into another.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

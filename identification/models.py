@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from pgvector.django import VectorField
 
@@ -69,6 +70,10 @@ class SpeciesModel(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     previous_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pending_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Promoted, still re-embedding; ranking switches to it once all vectors exist.",
     )
     ranking_method = models.CharField(
         max_length=10, choices=RankingMethod.choices, default=RankingMethod.FUSED
@@ -173,3 +178,65 @@ class MatchCandidate(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["identification", "rank"], name="one_candidate_per_rank")
         ]
+
+
+class IdentityDecision(models.Model):
+    """An expert's decision about who an animal is, with before and after, revertible."""
+
+    class Verdict(models.TextChoices):
+        SAME = "same", "Same individual"
+        NEW = "new", "New individual"
+        REJECT = "reject", "Not this one"
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="decisions")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    candidate = models.ForeignKey(
+        "catalogue.Individual", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The individual accepted, created or rejected.",
+    )
+    individual_before = models.ForeignKey(
+        "catalogue.Individual", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    individual_after = models.ForeignKey(
+        "catalogue.Individual", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                   related_name="+")
+    decided_at = models.DateTimeField(auto_now_add=True)
+    reverted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    reverted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-pk"]
+
+
+class Vote(models.Model):
+    """A volunteer's opinion on whether an animal is a given candidate."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="votes")
+    individual = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE,
+                                   related_name="+")
+    voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    same = models.BooleanField()
+    voted_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["annotation", "individual", "voter"],
+                                    name="one_vote_per_voter_and_candidate")
+        ]
+
+
+class IndividualMerge(models.Model):
+    """Two records found to be one animal: ``merged`` folded into ``kept``, revertible."""
+
+    kept = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
+    merged = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
+    moved_annotation_ids = models.JSONField(default=list)
+    merged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                  related_name="+")
+    merged_at = models.DateTimeField(auto_now_add=True)
+    reverted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    reverted_at = models.DateTimeField(null=True, blank=True)

@@ -207,3 +207,6 @@ LOGGING = {
 
 # Whether Django itself serves uploaded photos (the embedded setup; a proxy does it in production).
 SERVE_MEDIA = env_bool("SERVE_MEDIA", default=True)
+
+# Agreeing volunteer votes that make a candidate a suggestion shown to experts.
+VOTES_FOR_SUGGESTION = env_int("VOTES_FOR_SUGGESTION", 3)
