@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from identification.models import Identification
+from identification.models import Identification, IdentityDecision, MatchCandidate, Vote
 
 MAX_EF_SEARCH = 1000  # pgvector's ceiling for hnsw.ef_search
 
@@ -40,7 +42,6 @@ def nearest_sql(*, species_id: int, version_id: int, dim: int, limit: int) -> st
             LIMIT {int(limit)}
         ) e
         JOIN catalogue_annotation a ON a.id = e.annotation_id
-        ORDER BY e.distance
     """
 
 
@@ -64,17 +65,37 @@ def nearest_identified_annotations(
         total = cursor.fetchone()[0]
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"SET LOCAL hnsw.ef_search = {min(max(limit, 40), MAX_EF_SEARCH)}")
-            if limit > MAX_EF_SEARCH:
-                # Past the index's reach: an exact scan of this species' rows only.
-                cursor.execute("SET LOCAL enable_indexscan = off")
+            _search_settings(cursor, limit)
             cursor.execute(nearest_sql(species_id=species_id, version_id=version_id, dim=dim,
                                        limit=limit), [literal, literal])
-            rows = cursor.fetchall()
+            rows = sorted(cursor.fetchall(), key=lambda row: -row[2])
         found = _neighbours_filter(rows, exclude_annotation_id, observed_after, observed_before)
         if len(found) >= k or limit >= total:
             return found[:k]
         limit *= 4
+
+
+def nearest_plan(*, species_id: int, version_id: int, dim: int, limit: int = 40) -> str:
+    """The query plan of the search, as ``EXPLAIN`` prints it."""
+    zero = "[" + ",".join(["0"] * (dim - 1) + ["1"]) + "]"
+    with transaction.atomic(), connection.cursor() as cursor:
+        _search_settings(cursor, limit)
+        cursor.execute("EXPLAIN " + nearest_sql(species_id=species_id, version_id=version_id,
+                                                 dim=dim, limit=limit), [zero, zero])
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def _search_settings(cursor, limit: int) -> None:  # noqa: ANN001
+    if limit > MAX_EF_SEARCH:
+        # Past what an HNSW scan can return: an exact scan of this species' rows only.
+        cursor.execute("SET LOCAL enable_indexscan = off")
+        return
+    cursor.execute(f"SET LOCAL hnsw.ef_search = {max(limit, 40)}")
+    # A small species looks cheaper to scan and sort than to search; the index is right at
+    # every size, and the plan must not flip as a species grows (Wildbook's exact scans timed
+    # out at scale). Without seq scans and sorts, the HNSW scan is the only ordered path.
+    cursor.execute("SET LOCAL enable_seqscan = off")
+    cursor.execute("SET LOCAL enable_sort = off")
 
 
 def _neighbours_filter(rows: list[tuple], exclude_annotation_id: int | None,
@@ -111,3 +132,46 @@ def review_queue(*, species_id: int | None = None) -> QuerySet[Identification]:
     if species_id:
         queryset = queryset.filter(annotation__species_id=species_id)
     return queryset
+
+
+@dataclass
+class CandidateView:
+    candidate: MatchCandidate
+    votes_same: int
+    votes_different: int
+    my_vote: bool | None
+
+    @property
+    def suggested(self) -> bool:
+        from django.conf import settings
+
+        return self.votes_same - self.votes_different >= settings.VOTES_FOR_SUGGESTION
+
+
+def review_candidates(*, identification: Identification, user: AbstractBaseUser) -> list[CandidateView]:
+    """Candidates in rank order with their volunteers' votes (agreement counts for experts)."""
+    votes = Vote.objects.filter(annotation_id=identification.annotation_id)
+    tally: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    mine: dict[int, bool] = {}
+    for vote in votes:
+        tally[vote.individual_id][0 if vote.same else 1] += 1
+        if vote.voter_id == user.pk:
+            mine[vote.individual_id] = vote.same
+    return [CandidateView(candidate=c, votes_same=tally[c.individual_id][0],
+                          votes_different=tally[c.individual_id][1],
+                          my_vote=mine.get(c.individual_id))
+            for c in identification.candidates.all()]
+
+
+def decision_history(*, annotation_id: int) -> QuerySet[IdentityDecision]:
+    return (IdentityDecision.objects.filter(annotation_id=annotation_id)
+            .select_related("candidate", "individual_before", "individual_after", "decided_by",
+                            "reverted_by"))
+
+
+def review_neighbours(*, identification: Identification) -> tuple[int | None, int | None]:
+    """Annotation ids of the previous and next animals in the same species' queue."""
+    queue = review_queue(species_id=identification.annotation.species_id)
+    earlier = queue.filter(created_at__lt=identification.created_at).order_by("-created_at").first()
+    later = queue.filter(created_at__gt=identification.created_at).first()
+    return (earlier.annotation_id if earlier else None, later.annotation_id if later else None)

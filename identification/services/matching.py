@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.db import DatabaseError, transaction
@@ -14,6 +16,9 @@ from identification.selectors import nearest_identified_annotations
 from identification.services.embedding import local_features_ensure
 from identification.services.models import species_model_setting
 from wildweb.errors import ServiceError
+
+if TYPE_CHECKING:
+    from reid.local_features import Keypoints
 
 NEIGHBOURS = 50  # annotations fetched from the vector index
 SHORTLIST = 10  # individuals re-scored with keypoints
@@ -48,8 +53,11 @@ def annotation_identify(*, annotation_id: int) -> Identification:
     if embedding is None:
         raise NotEmbeddedYet(f"annotation {annotation_id} has no {version.name} vector yet")
     try:
-        scored = candidates_score(annotation=annotation, setting=setting,
-                                  vector=np.asarray(embedding.vector, dtype=np.float32))
+        scored = candidates_score(
+            species_id=annotation.species_id, setting=setting,
+            vector=np.asarray(embedding.vector, dtype=np.float32),
+            query_keypoints=lambda: gallery_keypoints(annotation_id=annotation.pk),
+            exclude_annotation_id=annotation.pk)
     except DatabaseError as error:
         # A timeout is an error the user sees, never an empty candidate list.
         Identification.objects.filter(pk=identification.pk).update(
@@ -76,36 +84,43 @@ def annotation_identify(*, annotation_id: int) -> Identification:
     return identification
 
 
-def candidates_score(*, annotation: Annotation, setting: SpeciesModel, vector: np.ndarray,
+def candidates_score(*, species_id: int, setting: SpeciesModel, vector: np.ndarray,
+                     query_keypoints: Callable[[], Keypoints], method: str | None = None,
+                     exclude_annotation_id: int | None = None,
                      shortlist: int = SHORTLIST) -> list[Scored]:
-    """Embedding neighbours → best per individual → keypoint re-scoring → fused ranking."""
+    """Embedding neighbours → best per individual → keypoint re-scoring → fused ranking.
+
+    Args:
+        species_id: Only this species' individuals are candidates.
+        setting: The species' model setting (version, calibration, default method).
+        vector: The query's embedding under ``setting.model_version``.
+        query_keypoints: Returns the query's keypoints; called only if keypoints are needed.
+        method: ``embedding``, ``local`` or ``fused``; default the species' own.
+        exclude_annotation_id: The query's own annotation, never its own candidate.
+    """
     from reid.fusion import FusionCalibrator
-    from reid.local_features import Keypoints, match
+    from reid.local_features import match
 
     version = setting.model_version
     neighbours = nearest_identified_annotations(
-        species_id=annotation.species_id, version_id=version.pk, dim=version.embedding_dim,
-        vector=vector, k=NEIGHBOURS, exclude_annotation_id=annotation.pk)
+        species_id=species_id, version_id=version.pk, dim=version.embedding_dim,
+        vector=vector, k=NEIGHBOURS, exclude_annotation_id=exclude_annotation_id)
     per_individual: dict[int, list] = defaultdict(list)
     for neighbour in neighbours:
         per_individual[neighbour.individual_id].append(neighbour)
     ranked = sorted(per_individual.values(), key=lambda hits: -hits[0].cosine)[:shortlist]
 
-    method = setting.ranking_method
-    use_keypoints = method != SpeciesModel.RankingMethod.EMBEDDING
-    query_keypoints = None
-    if use_keypoints:
-        query_keypoints = Keypoints.from_bytes(bytes(local_features_ensure(annotation=annotation).data))
+    method = method or setting.ranking_method
+    query = query_keypoints() if method != SpeciesModel.RankingMethod.EMBEDDING else None
     calibrator = (FusionCalibrator.from_dict(setting.calibration) if setting.calibration
                   else FusionCalibrator.default())
     scored: list[Scored] = []
     for hits in ranked:
         best = Scored(individual_id=hits[0].individual_id, annotation_id=hits[0].annotation_id,
                       cosine=hits[0].cosine)
-        if query_keypoints is not None:
+        if query is not None:
             for hit in hits[:PHOTOS_PER_CANDIDATE]:
-                gallery = Keypoints.from_bytes(bytes(_gallery_features(hit.annotation_id).data))
-                result = match(query_keypoints, gallery)
+                result = match(query, gallery_keypoints(annotation_id=hit.annotation_id))
                 if best.inliers is None or result.inliers > best.inliers:
                     best.inliers, best.annotation_id = result.inliers, hit.annotation_id
                     best.cosine = hit.cosine
@@ -121,8 +136,12 @@ def candidates_score(*, annotation: Annotation, setting: SpeciesModel, vector: n
     return sorted(scored, key=key)
 
 
-def _gallery_features(annotation_id: int) -> LocalFeatures:
+def gallery_keypoints(*, annotation_id: int) -> Keypoints:
+    """Cached keypoints of an annotation, extracted on first use."""
+    from reid.local_features import Keypoints
+
     cached = LocalFeatures.objects.filter(annotation_id=annotation_id).first()
-    if cached is not None:
-        return cached
-    return local_features_ensure(annotation=Annotation.objects.select_related("image").get(pk=annotation_id))
+    if cached is None:
+        cached = local_features_ensure(
+            annotation=Annotation.objects.select_related("image").get(pk=annotation_id))
+    return Keypoints.from_bytes(bytes(cached.data))

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import io
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from catalogue.models import Individual, Species
+from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
+from identification import selectors
+from identification.models import IdentityDecision, IndividualMerge, MatchCandidate
+from identification.services import decisions
+from wildweb.errors import ConflictError, ServiceError
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
+def review_queue(request: HttpRequest) -> HttpResponse:
+    species_id = request.GET.get("species") or None
+    queue = selectors.review_queue(species_id=int(species_id) if species_id and species_id.isdigit() else None)
+    return render(request, "identification/review_queue.html", {
+        "queue": queue[:200], "species_list": Species.objects.all(), "species_id": species_id,
+    })
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
+def review_annotation(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    identification = selectors.candidate_list(annotation_id=annotation_id)
+    if identification is None:
+        raise Http404("This animal is not waiting for identification.")
+    previous_id, next_id = selectors.review_neighbours(identification=identification)
+    return render(request, "identification/review_annotation.html", {
+        "identification": identification,
+        "annotation": identification.annotation,
+        "candidates": selectors.review_candidates(identification=identification, user=request.user),
+        "decisions": selectors.decision_history(annotation_id=annotation_id),
+        "previous_id": previous_id, "next_id": next_id,
+        "can_decide": request.user.has_perm(DECIDE_PERMISSION),
+    })
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
+@require_POST
+def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """One action from the review page: an expert's decision or a volunteer's vote."""
+    identification = selectors.candidate_list(annotation_id=annotation_id)
+    if identification is None:
+        raise Http404("This animal is not waiting for identification.")
+    annotation = identification.annotation
+    action = request.POST.get("action", "")
+    individual = None
+    if request.POST.get("individual"):
+        individual = Individual.objects.filter(pk=request.POST["individual"]).first()
+    expected = request.POST.get("expected_individual") or None
+    try:
+        if action in ("vote-same", "vote-different"):
+            decisions.vote_cast(annotation=annotation, individual=_required(individual),
+                                voter=request.user, same=action == "vote-same")
+            messages.success(request, "Thank you, your vote is counted.")
+        elif action == "undo":
+            last = (IdentityDecision.objects.filter(annotation=annotation, decided_by=request.user,
+                                                    reverted_at__isnull=True).first())
+            if last is None:
+                raise ServiceError("You have no decision on this animal to undo.")
+            decisions.decision_revert(decision=last, reverted_by=request.user)
+            messages.success(request, "Your last decision was undone.")
+        else:
+            decision = decisions.match_decide(
+                annotation=annotation, verdict=action, decided_by=request.user,
+                individual=individual, expected_individual_id=int(expected) if expected else None,
+                new_code=request.POST.get("code", ""), new_name=request.POST.get("name", ""))
+            messages.success(request, _decision_message(decision))
+            if action != IdentityDecision.Verdict.REJECT:
+                _, next_id = selectors.review_neighbours(identification=identification)
+                if next_id:
+                    return redirect("review-annotation", annotation_id=next_id)
+                return redirect("review-queue")
+    except ConflictError as error:
+        messages.error(request, error.message)
+        return redirect("review-annotation", annotation_id=annotation_id)
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("review-annotation", annotation_id=annotation_id)
+    return redirect("review-annotation", annotation_id=annotation_id)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
+def decision_revert(request: HttpRequest, decision_id: int) -> HttpResponse:
+    decision = get_object_or_404(IdentityDecision, pk=decision_id)
+    try:
+        decisions.decision_revert(decision=decision, reverted_by=request.user)
+        messages.success(request, "The decision was reverted.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("review-annotation", annotation_id=decision.annotation_id)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+def individual_merge(request: HttpRequest) -> HttpResponse:
+    species_id = request.GET.get("species") or request.POST.get("species")
+    individuals = Individual.objects.filter(merged_into__isnull=True).select_related("species")
+    if species_id:
+        individuals = individuals.filter(species_id=species_id)
+    if request.method == "POST":
+        try:
+            kept = get_object_or_404(Individual, pk=request.POST.get("kept"))
+            merged = get_object_or_404(Individual, pk=request.POST.get("merged"))
+            decisions.individual_merge(kept=kept, merged=merged, merged_by=request.user)
+            messages.success(request, f"{merged} was merged into {kept}.")
+            return redirect(reverse("individual-merge") + (f"?species={species_id}" if species_id else ""))
+        except ServiceError as error:
+            messages.error(request, error.message)
+    merges = IndividualMerge.objects.select_related("kept", "merged", "merged_by").order_by("-merged_at")[:20]
+    return render(request, "identification/merge.html", {
+        "individuals": individuals, "merges": merges, "species_list": Species.objects.all(),
+        "species_id": species_id,
+    })
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
+def merge_revert(request: HttpRequest, merge_id: int) -> HttpResponse:
+    try:
+        decisions.merge_revert(merge=get_object_or_404(IndividualMerge, pk=merge_id),
+                               reverted_by=request.user)
+        messages.success(request, "The merge was reverted.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("individual-merge")
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
+def candidate_photos(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    """The candidate's other confirmed photos, loaded on demand by htmx."""
+    candidate = get_object_or_404(MatchCandidate.objects.select_related("individual"), pk=candidate_id)
+    annotations = candidate.individual.annotations.select_related("image")[:24]
+    return render(request, "identification/_candidate_photos.html",
+                  {"candidate": candidate, "annotations": annotations})
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
+def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpResponse:
+    """The query and candidate photos side by side with their keypoint matches drawn."""
+    from identification.services.embedding import annotation_crop
+    from reid.local_features import Match, draw_matches
+    import numpy as np
+
+    candidate = get_object_or_404(
+        MatchCandidate.objects.select_related("identification__annotation__image",
+                                              "gallery_annotation__image"), pk=candidate_id)
+    pairs = np.asarray(candidate.match_pairs or [], dtype=np.float32).reshape(-1, 4)
+    picture = draw_matches(annotation_crop(annotation=candidate.identification.annotation),
+                           annotation_crop(annotation=candidate.gallery_annotation),
+                           Match(inliers=len(pairs), pairs=pairs, tentative=len(pairs)))
+    buffer = io.BytesIO()
+    picture.save(buffer, "JPEG", quality=85)
+    response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _required(individual: Individual | None) -> Individual:
+    if individual is None:
+        raise ServiceError("Say which individual.")
+    return individual
+
+
+def _decision_message(decision: IdentityDecision) -> str:
+    if decision.verdict == IdentityDecision.Verdict.REJECT:
+        return f"Noted: not {decision.candidate}."
+    if decision.verdict == IdentityDecision.Verdict.NEW:
+        return f"Recorded as a new individual, {decision.individual_after}."
+    return f"Confirmed as {decision.individual_after}."
