@@ -19,12 +19,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
-os.environ.setdefault("SECRET_KEY", "test-only-key")
-if "REDIS_URL" not in os.environ:
-    from wildweb.embedded import redis_url
-
-    # Database 15 keeps test tasks away from a demo worker on the same Redis.
-    os.environ["REDIS_URL"] = redis_url().rsplit("/", 1)[0] + "/15"
+CELERY_KEY_PREFIX = f"wildweb-test-{os.getpid()}:"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +29,27 @@ def _media_root_temporary() -> Iterator[None]:
 
     with override_settings(MEDIA_ROOT=Path(tempfile.mkdtemp(prefix="wildweb-test-media-"))):
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _celery_keys_of_this_session() -> None:
+    """This session's tasks stay its own, even beside another session on the same Redis.
+
+    pytest-django reads the settings before this file runs, so the prefix is set on the
+    Celery app here and passed to worker processes through their environment.
+    """
+    from wildweb.celery import app
+
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                         "global_keyprefix": CELERY_KEY_PREFIX}
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings() -> None:
+    """A test database of this session's own, so concurrent sessions never share one."""
+    from django.conf import settings
+
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_wildweb_{os.getpid()}"
 
 
 @pytest.fixture(autouse=True)
@@ -72,7 +88,7 @@ class CeleryWorker:
 
         self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
         env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1",
-               "MEDIA_ROOT": str(settings.MEDIA_ROOT)}
+               "MEDIA_ROOT": str(settings.MEDIA_ROOT), "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "wildweb", "worker", "-Q", queues,
              "--pool", pool, "--concurrency", "1", "--loglevel", "INFO",

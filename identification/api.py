@@ -11,8 +11,8 @@ from catalogue.models import Annotation, Individual
 from catalogue.roles import VOTE_PERMISSION
 from identification import selectors
 from identification.serializers import (
-    AnnotationSerializer, DecisionInputSerializer, DecisionSerializer, IdentificationSerializer,
-    IndividualSerializer, VoteInputSerializer,
+    DecisionInputSerializer, DecisionSerializer, IdentificationSerializer,
+    IndividualPhotoSerializer, IndividualSerializer, VoteInputSerializer,
 )
 from identification.services import decisions
 
@@ -85,7 +85,7 @@ class IndividualListApi(generics.ListAPIView):
 class IndividualAnnotationListApi(generics.ListAPIView):
     """Confirmed photos of a public individual."""
 
-    serializer_class = AnnotationSerializer
+    serializer_class = IndividualPhotoSerializer
     permission_classes = [permissions.AllowAny]
 
     def get_queryset(self):  # noqa: ANN201

@@ -53,7 +53,7 @@ class VoteInputSerializer(serializers.Serializer):
     same = serializers.BooleanField()
 
 
-class AnnotationSerializer(serializers.ModelSerializer):
+class IndividualPhotoSerializer(serializers.ModelSerializer):
     image = serializers.FileField(source="image.file", read_only=True)
     thumbnail = serializers.FileField(source="image.thumbnail", read_only=True)
 
