@@ -38,3 +38,11 @@ def test_database_has_pgvector() -> None:
         assert cursor.fetchone() is not None
         cursor.execute("SELECT '[1,2,3]'::vector <=> '[1,2,4]'::vector")
         assert 0 < cursor.fetchone()[0] < 0.1
+
+
+@pytest.mark.django_db
+def test_api_schema_and_docs_page_are_served_without_a_cdn(client) -> None:  # noqa: ANN001
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200 and b"/api/sightings/" in schema.content
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower()

@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "catalogue",
     "identification",
     "training",
@@ -175,6 +176,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Wildweb API",
     "DESCRIPTION": "Sightings, individuals and identification of wild animals.",
     "VERSION": "0.1.0",
+    # Swagger UI from the installed sidecar package: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CELERY_BROKER_URL = REDIS_URL

@@ -145,3 +145,21 @@ def gallery_keypoints(*, annotation_id: int) -> Keypoints:
         cached = local_features_ensure(
             annotation=Annotation.objects.select_related("image").get(pk=annotation_id))
     return Keypoints.from_bytes(bytes(cached.data))
+
+
+def species_identifications_refresh(*, species_id: int) -> int:
+    """Re-rank every undecided animal of a species (after its model changed)."""
+    from django.db import transaction
+
+    annotation_ids = list(Identification.objects.filter(annotation__species_id=species_id)
+                          .exclude(state=Identification.State.DECIDED)
+                          .values_list("annotation_id", flat=True))
+
+    def dispatch() -> None:
+        from identification.tasks import annotation_identify_task
+
+        for annotation_id in annotation_ids:
+            annotation_identify_task.delay(annotation_id)
+
+    transaction.on_commit(dispatch)
+    return len(annotation_ids)

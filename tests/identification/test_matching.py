@@ -1,0 +1,48 @@
+"""Failures of the search are errors the user sees, never an empty candidate list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from catalogue.services.species import species_create
+from identification import selectors
+from identification.models import Embedding, Identification
+from identification.services.matching import annotation_identify
+from identification.services.models import zero_shot_version
+from tests.factories import AnnotationFactory, IndividualFactory
+from wildweb.errors import ServiceError
+
+pytestmark = pytest.mark.django_db
+
+
+def test_search_timeout_marks_identification_failed_with_message(monkeypatch) -> None:  # noqa: ANN001
+    species = species_create(name="Dog")
+    version = zero_shot_version()
+    rng = np.random.default_rng(0)
+    annotations = [AnnotationFactory(image__encounter__species=species,
+                                     individual=IndividualFactory(species=species) if i else None)
+                   for i in range(5)]
+    for annotation in annotations:
+        vector = rng.normal(size=version.embedding_dim)
+        Embedding.objects.create(annotation=annotation, model_version=version, species=species,
+                                 vector=(vector / np.linalg.norm(vector)).tolist())
+    slow_sql = selectors.nearest_sql
+
+    def sleepy_sql(**kwargs) -> str:  # noqa: ANN003 - a search slower than the timeout allows
+        return slow_sql(**kwargs).replace("SELECT e.annotation_id", "SELECT pg_sleep(0.2), e.annotation_id")
+
+    monkeypatch.setattr(selectors, "nearest_sql", sleepy_sql)
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 50")
+    try:
+        with pytest.raises(ServiceError, match="search for candidates failed"):
+            annotation_identify(annotation_id=annotations[0].pk)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SET statement_timeout = 0")
+    identification = Identification.objects.get(annotation=annotations[0])
+    assert identification.state == Identification.State.FAILED
+    assert "statement timeout" in identification.error
+    assert not identification.candidates.exists()
