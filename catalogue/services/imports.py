@@ -33,7 +33,13 @@ REQUIRED_COLUMNS = ("image_id", "identity", "path")
 
 @dataclass(frozen=True)
 class ImportRow:
-    line: int
+    """One animal to import; several rows may share a photo (one box each).
+
+    ``identity`` empty means "not identified yet": the annotation gets no individual and
+    waits for identification. ``bbox_relative`` boxes are fractions of the photo's size.
+    """
+
+    line: int | str
     image_id: str
     identity: str
     path: Path
@@ -41,6 +47,7 @@ class ImportRow:
     observed_at: datetime | None
     viewpoint: str
     encounter: str
+    bbox_relative: bool = False
 
 
 @dataclass
@@ -58,7 +65,9 @@ class ImportPlan:
         return {
             "source": self.source,
             "species": self.species.name,
-            "images": len(self.rows),
+            "images": len({row.path for row in self.rows}),
+            "annotations": len(self.rows),
+            "awaiting_identification": sum(1 for row in self.rows if not row.identity),
             "individuals": len(self.new_individuals) + len(self.existing_individuals),
             "new_individuals": len(self.new_individuals),
             "existing_individuals": len(self.existing_individuals),
@@ -112,15 +121,29 @@ def dataset_plan(
             if row is not None:
                 by_identity.setdefault(row.identity, []).append(row)
 
-    identities = list(by_identity)[:max_individuals]
+    plan_rows_select(plan=plan, by_identity=by_identity, max_individuals=max_individuals,
+                     images_per_individual=images_per_individual)
+    return plan
+
+
+def plan_rows_select(*, plan: ImportPlan, by_identity: dict[str, list[ImportRow]],
+                     max_individuals: int | None = None,
+                     images_per_individual: int | None = None) -> None:
+    """Fill ``plan.rows`` and the new/existing individual lists from rows grouped by identity.
+
+    Rows under the identity ``""`` (not identified yet) are all kept; the caps apply to the
+    identified ones: the first N identities in file order, the first M photos each by path.
+    """
+    identities = [identity for identity in by_identity if identity][:max_individuals]
     for identity in identities:
         rows = sorted(by_identity[identity], key=lambda r: str(r.path))
         plan.rows.extend(rows[:images_per_individual])
-    known = set(Individual.objects.filter(species=species, code__in=identities)
-                .values_list("code", flat=True))
+    plan.rows.extend(by_identity.get("", []))
+    known = set() if plan.species.pk is None else set(
+        Individual.objects.filter(species=plan.species, code__in=identities)
+        .values_list("code", flat=True))
     plan.existing_individuals = [i for i in identities if i in known]
     plan.new_individuals = [i for i in identities if i not in known]
-    return plan
 
 
 def dataset_import(*, plan: ImportPlan, imported_by: AbstractBaseUser | None = None,
@@ -137,8 +160,15 @@ def dataset_import(*, plan: ImportPlan, imported_by: AbstractBaseUser | None = N
     result = ImportResult()
     known_hashes = set(Image.objects.filter(encounter__species=plan.species)
                        .values_list("sha256", flat=True))
-    for start in range(0, len(plan.rows), batch_size):
-        batch = plan.rows[start:start + batch_size]
+    # Rows of one photo stay in one batch, so a photo's boxes are imported together.
+    rows = sorted(plan.rows, key=lambda r: str(r.path)) if _shares_photos(plan.rows) else plan.rows
+    batches: list[list[ImportRow]] = []
+    for row in rows:
+        if batches and (len(batches[-1]) < batch_size or batches[-1][-1].path == row.path):
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    for batch in batches:
         stored: list[str] = []
         try:
             with transaction.atomic():
@@ -154,36 +184,57 @@ def dataset_import(*, plan: ImportPlan, imported_by: AbstractBaseUser | None = N
     return result
 
 
+def _shares_photos(rows: list[ImportRow]) -> bool:
+    return len({row.path for row in rows}) < len(rows)
+
+
 def _batch_import(plan: ImportPlan, batch: list[ImportRow], imported_by: AbstractBaseUser | None,
                   result: ImportResult, known_hashes: set[str], stored: list[str]) -> None:
     encounters: dict[str, Encounter] = {}
+    images: dict[Path, Image | None] = {}  # photo of this batch -> stored image (None: skipped)
     for row in batch:
-        try:
-            photo = photo_read(data=row.path.read_bytes(), filename=row.path.name,
-                               max_bytes=settings.MAX_UPLOAD_BYTES,
-                               max_pixels=settings.MAX_IMAGE_PIXELS)
-        except (ServiceError, OSError) as error:
-            message = getattr(error, "message", None) or str(error)
-            raise ServiceError(f"line {row.line}: {message}") from None
-        if photo.sha256 in known_hashes:
-            result.duplicates_skipped += 1
-            continue
-        known_hashes.add(photo.sha256)
-        individual, created = Individual.objects.get_or_create(species=plan.species,
-                                                               code=row.identity)
-        result.individuals_created += created
-        encounter = encounters.get(row.encounter)
-        if encounter is None:
-            encounter = Encounter.objects.create(
-                species=plan.species, observed_at=row.observed_at, submitted_by=imported_by,
-                status=Encounter.Status.IDENTIFIED, notes=f"Imported from {plan.source}")
-            encounters[row.encounter] = encounter
-        image = store_image(encounter=encounter, photo=photo, stored_files=stored)
-        x, y, w, h = row.bbox or (0, 0, photo.width, photo.height)
+        if row.path in images:
+            image = images[row.path]
+            if image is None:
+                continue
+            width, height = image.width, image.height
+        else:
+            try:
+                photo = photo_read(data=row.path.read_bytes(), filename=row.path.name,
+                                   max_bytes=settings.MAX_UPLOAD_BYTES,
+                                   max_pixels=settings.MAX_IMAGE_PIXELS)
+            except (ServiceError, OSError) as error:
+                message = getattr(error, "message", None) or str(error)
+                raise ServiceError(f"line {row.line}: {message}") from None
+            if photo.sha256 in known_hashes:
+                result.duplicates_skipped += 1
+                images[row.path] = None
+                continue
+            known_hashes.add(photo.sha256)
+            encounter = encounters.get(row.encounter)
+            if encounter is None:
+                status = (Encounter.Status.IDENTIFIED if row.identity
+                          else Encounter.Status.PROCESSING)
+                encounter = Encounter.objects.create(
+                    species=plan.species, observed_at=row.observed_at, submitted_by=imported_by,
+                    status=status, notes=f"Imported from {plan.source}")
+                encounters[row.encounter] = encounter
+            image = store_image(encounter=encounter, photo=photo, stored_files=stored)
+            images[row.path] = image
+            width, height = photo.width, photo.height
+        individual = None
+        if row.identity:
+            individual, created = Individual.objects.get_or_create(species=plan.species,
+                                                                   code=row.identity)
+            result.individuals_created += created
+        x, y, w, h = row.bbox or (0, 0, width, height)
+        if row.bbox_relative and row.bbox:
+            x, y, w, h = x * width, y * height, max(1.0, w * width), max(1.0, h * height)
         result.annotations.append(Annotation.objects.create(
             image=image, species=plan.species, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h,
             viewpoint=row.viewpoint[:30], individual=individual,
-            identity_source=Annotation.IdentitySource.IMPORT))
+            identity_source=(Annotation.IdentitySource.IMPORT if individual
+                             else Annotation.IdentitySource.UNKNOWN)))
 
 
 def _row_parse(record: dict, line: int, root: Path, errors: list[str]) -> ImportRow | None:

@@ -1,0 +1,139 @@
+"""Training runs on a real worker: report, one run at a time, cancel, resume, promotion."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from identification.models import EmbeddingJob, Identification, SpeciesModel
+from identification.services.models import ZERO_SHOT_NAME
+from tests.helpers import wait_until
+from tests.training.conftest import TINY, sighting_report
+from training.models import TrainingRun
+from training.services.engine import run_directory
+from training.services.promotion import model_promote, model_rollback
+from training.services.runs import training_run_cancel, training_run_claim, training_run_start
+
+Status = TrainingRun.Status
+
+
+def _status(run: TrainingRun) -> str:
+    run.refresh_from_db()
+    return run.status
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembedding(
+        celery_worker, two_species, shared_datasets: Path) -> None:  # noqa: ANN001
+    chimp, fish = two_species
+    # An animal nobody has identified yet: ranked by each model the species switches to.
+    zyon = sorted((shared_datasets / "chimp_faces_demo" / "images" / "Zyon").glob("*.jpg"))[-1]
+    undecided = sighting_report(zyon, chimp)
+    first = training_run_start(species=chimp, engine_mode="cached", hyperparameters=TINY)
+    # The second run is long enough to be cancelled while it trains.
+    second = training_run_start(species=chimp, engine_mode="cached",
+                                hyperparameters={**TINY, "epochs": 40, "samples_per_epoch": 64})
+    wait_until(lambda: _status(first) == Status.RUNNING, timeout=90)
+    assert training_run_claim(run_id=second.pk) is None  # its species already has a run going
+    assert _status(second) == Status.QUEUED
+
+    wait_until(lambda: _status(first) in (Status.SUCCEEDED, Status.FAILED), timeout=180)
+    assert first.status == Status.SUCCEEDED, first.log
+    report = first.report
+    for key in ("before", "after", "zero_shot"):
+        assert set(report[key]) == {"top1", "top5", "mAP"}
+    assert {"Chimpanzee", "Goldfish"} <= set(report["per_species"])
+    for model in ("current", "candidate", "zero_shot", "sift"):
+        assert 0 <= report["per_species"]["Goldfish"][model]["top1"] <= 1
+    assert report["recommended_ranking_method"] in ("embedding", "local", "fused")
+    assert report["per_species"]["Chimpanzee"]["new_species"] is True
+    assert first.progress == 100 and first.history
+
+    # The waiting run starts once the first is done; cancelling stops it while it trains.
+    wait_until(lambda: _status(second) == Status.RUNNING, timeout=60)
+    wait_until(lambda: TrainingRun.objects.get(pk=second.pk).epoch >= 1, timeout=120)
+    training_run_cancel(run=second)
+    wait_until(lambda: _status(second) != Status.RUNNING, timeout=60)
+    assert second.status == Status.CANCELLED, second.log
+
+    # Promotion: ranking keeps the old version until every annotation has a new vector.
+    old = SpeciesModel.objects.get(species=chimp).model_version
+    assert old.name == ZERO_SHOT_NAME
+
+    def ranked_with(version_id: int) -> bool:
+        return Identification.objects.filter(annotation=undecided, model_version_id=version_id,
+                                             state=Identification.State.READY).exists()
+
+    wait_until(lambda: ranked_with(old.pk), timeout=60)
+    model_promote(run=first)
+    setting = SpeciesModel.objects.get(species=chimp)
+    candidate = setting.pending_version
+    assert candidate is not None and setting.model_version == old
+
+    def switched() -> bool:
+        setting.refresh_from_db()
+        if setting.model_version_id == old.pk:
+            return False
+        return True
+
+    wait_until(switched, timeout=120)
+    assert setting.model_version == candidate and setting.previous_version == old
+    assert setting.pending_version is None
+    assert not EmbeddingJob.objects.filter(model_version=candidate,
+                                           annotation__species=chimp).exclude(
+        state=EmbeddingJob.State.DONE).exists()
+    assert setting.ranking_method == first.report["recommended_ranking_method"]
+    wait_until(lambda: ranked_with(candidate.pk), timeout=60)  # re-ranked after the switch
+
+    rolled = model_rollback(species=chimp)
+    assert rolled.model_version == old and rolled.previous_version == candidate
+    wait_until(lambda: ranked_with(old.pk), timeout=60)  # and again after the rollback
+
+
+@pytest.mark.django_db(transaction=True)
+def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> None:  # noqa: ANN001
+    from conftest import CeleryWorker
+
+    # Two epochs: the worker is killed once the first epoch's checkpoint exists and the
+    # second has started, so the resumed run still has training left to do.
+    run = training_run_start(species=small_chimp, engine_mode="cached", mode="new-data-only",
+                             hyperparameters={**TINY, "epochs": 2, "samples_per_epoch": 160})
+    checkpoint = run_directory(run_id=run.pk) / "model" / "checkpoint.pt"
+    wait_until(lambda: checkpoint.exists() and TrainingRun.objects.get(pk=run.pk).epoch >= 2,
+               timeout=120, interval=0.1)
+    os.kill(celery_worker.process.pid, signal.SIGKILL)
+    celery_worker.process.wait(timeout=10)
+    assert _status(run) == Status.RUNNING  # nobody told the database
+
+    replacement = CeleryWorker()  # finds the run's worker gone and sends the run again
+    try:
+        wait_until(lambda: _status(run) in (Status.SUCCEEDED, Status.FAILED), timeout=120)
+    finally:
+        replacement.stop()
+    assert run.status == Status.SUCCEEDED, run.log
+    assert run.resumed_count == 1
+    assert "Resumed from checkpoint after epoch 1." in run.log, run.log
+    assert "was lost; queued again" in run.log
+    assert run.report["after"]["top1"] is not None
+
+
+@pytest.mark.django_db
+def test_run_needs_enough_identified_individuals() -> None:
+    from tests.factories import SpeciesFactory
+    from wildweb.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="training needs"):
+        training_run_start(species=SpeciesFactory(), dispatch=False)
+
+
+@pytest.mark.django_db
+def test_unknown_hyperparameter_is_refused() -> None:
+    from training.services.runs import hyperparameters_resolve
+    from wildweb.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="Unknown hyperparameter"):
+        hyperparameters_resolve(engine_mode="cached", given={"learning_speed": 3})
+    assert hyperparameters_resolve(engine_mode="", given={"epochs": "2"})["epochs"] == 2

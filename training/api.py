@@ -1,0 +1,135 @@
+"""API of training: species, imports (dry run, then confirm), runs, promotion."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import permissions, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalogue.models import Species
+from catalogue.roles import MANAGE_SPECIES_PERMISSION
+from catalogue.serializers import SpeciesSerializer
+from catalogue.services.species import species_create
+from training import selectors
+from training.models import TrainingRun
+from training.serializers import (
+    DatasetImportSerializer,
+    SpeciesCreateSerializer,
+    TrainingRunSerializer,
+    TrainingRunStartSerializer,
+)
+from training.services import promotion, runs, uploads
+from wildweb.errors import ServiceError
+
+
+class IsTrainingAdmin(permissions.BasePermission):
+    message = "Only admins may manage species, imports and training."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.user.has_perm("training.add_trainingrun")
+
+
+def _error(error: ServiceError) -> Response:
+    return Response({"detail": error.message}, status=error.status_code)
+
+
+class SpeciesCreateApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(request=SpeciesCreateSerializer, responses={201: SpeciesSerializer})
+    def post(self, request: Request) -> Response:
+        if not request.user.has_perm(MANAGE_SPECIES_PERMISSION):
+            return Response({"detail": "Only admins may add species."}, status=403)
+        serializer = SpeciesCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            species = species_create(**serializer.validated_data)
+        except ServiceError as error:
+            return _error(error)
+        return Response(SpeciesSerializer(species).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetImportApi(APIView):
+    """First call with ``file``: the dry-run report and a token. Then ``token`` + ``confirm``."""
+
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(request=DatasetImportSerializer)
+    def post(self, request: Request, species_id: int) -> Response:
+        species = get_object_or_404(Species, pk=species_id)
+        serializer = DatasetImportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        options = {"file_format": data.get("file_format"),
+                   "max_individuals": data.get("max_individuals"),
+                   "images_per_individual": data.get("images_per_individual")}
+        try:
+            if data.get("file"):
+                token = uploads.dataset_upload_store(uploaded_file=data["file"])
+                plan = uploads.dataset_upload_plan(token=token, species=species, **options)
+                return Response({"token": token, "dry_run": plan.report()})
+            if not data["confirm"]:
+                plan = uploads.dataset_upload_plan(token=data["token"], species=species, **options)
+                return Response({"token": data["token"], "dry_run": plan.report()})
+            result = uploads.dataset_upload_import(token=data["token"], species=species,
+                                                   imported_by=request.user, **options)
+        except ServiceError as error:
+            return _error(error)
+        return Response(result.report(), status=status.HTTP_201_CREATED)
+
+
+class TrainingRunListCreateApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(responses=TrainingRunSerializer(many=True))
+    def get(self, request: Request, species_id: int) -> Response:
+        species = get_object_or_404(Species, pk=species_id)
+        return Response(TrainingRunSerializer(selectors.training_run_list(species=species),
+                                              many=True).data)
+
+    @extend_schema(request=TrainingRunStartSerializer, responses={201: TrainingRunSerializer})
+    def post(self, request: Request, species_id: int) -> Response:
+        species = get_object_or_404(Species, pk=species_id)
+        serializer = TrainingRunStartSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = runs.training_run_start(species=species, created_by=request.user,
+                                          **serializer.validated_data)
+        except ServiceError as error:
+            return _error(error)
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
+
+
+class TrainingRunApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(responses=TrainingRunSerializer)
+    def get(self, request: Request, run_id: int) -> Response:
+        return Response(TrainingRunSerializer(
+            get_object_or_404(selectors.training_run_list(), pk=run_id)).data)
+
+
+class TrainingRunActionApi(APIView):
+    """``cancel`` or ``promote`` a run."""
+
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(request=None, responses=TrainingRunSerializer)
+    def post(self, request: Request, run_id: int, action: str) -> Response:
+        run = get_object_or_404(TrainingRun.objects.select_related("species"), pk=run_id)
+        try:
+            if action == "cancel":
+                runs.training_run_cancel(run=run)
+            elif action == "promote":
+                promotion.model_promote(run=run)
+            else:
+                return Response({"detail": f"Unknown action {action!r}."}, status=404)
+        except ServiceError as error:
+            return _error(error)
+        run.refresh_from_db()
+        return Response(TrainingRunSerializer(run).data)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django import forms
+
+from catalogue.services.import_formats import FORMATS
+from training.models import TrainingRun
+
+
+class SpeciesForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    sensitive = forms.BooleanField(required=False, label="Sensitive locations",
+                                   help_text="Coarsen coordinates on public pages.")
+    viewpoints = forms.CharField(required=False, help_text="Comma-separated, e.g. left, right.")
+
+    def clean_viewpoints(self) -> list[str]:
+        return [v.strip() for v in self.cleaned_data["viewpoints"].split(",") if v.strip()]
+
+
+class DatasetUploadForm(forms.Form):
+    file = forms.FileField(help_text="metadata.csv, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
+                                     "with one folder per individual.")
+    file_format = forms.ChoiceField(choices=[("", "Guess from the file")]
+                                    + [(f, f) for f in FORMATS], required=False, label="Format")
+    max_individuals = forms.IntegerField(required=False, min_value=1)
+    images_per_individual = forms.IntegerField(required=False, min_value=1)
+
+
+class TrainingRunForm(forms.Form):
+    mode = forms.ChoiceField(choices=TrainingRun.Mode.choices)
+    engine_mode = forms.ChoiceField(choices=TrainingRun.EngineMode.choices, required=False)
+    epochs = forms.IntegerField(required=False, min_value=1, max_value=200)
+    image_size = forms.IntegerField(required=False, min_value=32, max_value=640)

@@ -1,0 +1,344 @@
+"""The worker side of a training run: export the data, train with ``reid``, evaluate.
+
+Imports torch (through ``reid``); only workers and the ``finetune`` command import this module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+from catalogue.models import Annotation, Species
+from identification.models import ModelVersion
+from identification.services.embedding import annotation_crop
+from training.models import TrainingRun
+from training.services.runs import run_log, training_run_progress_save, training_run_should_stop
+
+Status = TrainingRun.Status
+EXPORT_MAX_SIDE = 512  # crops are stored no larger; training and SIFT never need more
+HISTORY_POINTS = 400
+# Share of the progress bar per phase: export, feature cache, training, evaluation.
+PHASES = {"export": (0, 5), "cache": (5, 20), "train": (20, 90), "evaluate": (90, 100)}
+
+
+def run_directory(*, run_id: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "training" / f"run-{run_id}"
+
+
+@dataclass
+class TrainingData:
+    """What a run trains on and is measured on, as dataset folders in the shared schema."""
+
+    train_dirs: list[str]
+    held_out_dirs: dict[str, str]  # species slug -> folder of held-out individuals
+    names: dict[str, str]  # species slug -> species name
+    counts: dict[str, Any] = field(default_factory=dict)
+
+
+def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
+    """Write the crops and ``metadata.csv`` files a run needs (reused when resuming).
+
+    Per species, individuals are split with ``reid.splits.disjoint_identity_split``
+    (encounter-safe, identities disjoint). The run's species always trains on its train side;
+    other species' train sides are added only in ``with-original-data`` mode. Every species'
+    held-out side is measured (the forgetting check).
+    """
+    from reid.data import Record, subset_records, write_metadata
+    from reid.splits import disjoint_identity_split
+
+    manifest_path = directory / "manifest.json"
+    if manifest_path.exists():
+        return TrainingData(**json.loads(manifest_path.read_text()))
+    hp = run.hyperparameters
+    others = (Species.objects.exclude(pk=run.species_id)
+              .filter(annotations__individual__isnull=False).distinct().order_by("pk"))
+    data = TrainingData(train_dirs=[], held_out_dirs={}, names={})
+    for species in [run.species, *others]:
+        is_target = species.pk == run.species_id
+        annotations = list(Annotation.objects.filter(species=species, individual__isnull=False)
+                           .select_related("image", "individual").order_by("pk"))
+        by_record: dict[str, Annotation] = {}
+        records = []
+        for annotation in annotations:
+            record = Record(
+                image_id=f"a{annotation.pk}", identity=annotation.individual.code,
+                species=species.slug, viewpoint=annotation.viewpoint,
+                path=str(directory / species.slug / "images" / f"{annotation.pk}.jpg"),
+                encounter=f"e{annotation.image.encounter_id}", dataset=species.slug)
+            by_record[record.image_id] = annotation
+            records.append(record)
+        records = subset_records(
+            records, min_per_identity=2, seed=hp["seed"],
+            identities=hp["max_individuals"] if is_target else hp["original_max_individuals"],
+            max_per_identity=(hp["images_per_individual"] if is_target
+                              else hp["original_images_per_individual"]))
+        identities = len({r.identity for r in records})
+        if identities < 3:
+            if is_target:
+                raise ValueError(f"{species} has only {identities} individual(s) with 2+ photos.")
+            continue
+        fraction = max(hp["validation_fraction"], 2 / identities)
+        split = disjoint_identity_split(records, test_fraction=fraction, seed=hp["seed"])
+        held = subset_records(split.test, identities=hp["eval_max_individuals"],
+                              max_per_identity=hp["eval_images_per_individual"],
+                              min_per_identity=2, seed=hp["seed"])
+        train = split.train if (is_target or run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA) else []
+        if is_target and not train:
+            raise ValueError(f"No {species} individuals are left to train on after holding "
+                             "some out.")
+        for record in [*train, *held]:
+            _crop_write(by_record[record.image_id], Path(record.path))
+        if train:
+            write_metadata(train, directory / f"train-{species.slug}")
+            data.train_dirs.append(str(directory / f"train-{species.slug}"))
+        if held:
+            write_metadata(held, directory / f"held-{species.slug}")
+            data.held_out_dirs[species.slug] = str(directory / f"held-{species.slug}")
+        data.names[species.slug] = species.name
+        data.counts[species.name] = {
+            "train_images": len(train), "train_individuals": len({r.identity for r in train}),
+            "held_out_images": len(held),
+            "held_out_individuals": len({r.identity for r in held}),
+        }
+    manifest_path.write_text(json.dumps(data.__dict__, indent=2))
+    return data
+
+
+def _crop_write(annotation: Annotation, path: Path) -> None:
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    crop = annotation_crop(annotation=annotation)
+    crop.thumbnail((EXPORT_MAX_SIDE, EXPORT_MAX_SIDE))
+    temporary = path.with_suffix(".tmp.jpg")
+    crop.save(temporary, "JPEG", quality=92)
+    temporary.replace(path)
+
+
+class _Progress:
+    """Turns ``reid.train`` callbacks into throttled database writes and epoch validation."""
+
+    def __init__(self, run: TrainingRun, held_out_dir: str | None, image_size: int,
+                 checkpoint: Path) -> None:
+        self.run_id = run.pk
+        self.history: list[dict[str, Any]] = list(run.history or [])
+        self.held_out_dir = held_out_dir
+        self.image_size = image_size
+        self.checkpoint = checkpoint
+        self.last_write = 0.0
+        self.last_stop_check = 0.0
+        self.stop = False
+        self.epoch: int | None = None
+        self.first_step: int | None = None
+        self.train_started = 0.0
+        self.loss: float | None = None
+        self.step = 0
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        fields: dict[str, Any] = {}
+        if info.get("phase") == "cache":
+            low, high = PHASES["cache"]
+            fields["progress"] = low + (high - low) * info["done"] / max(1, info["total"])
+        else:
+            step, total = int(info["step"]), max(1, int(info["total_steps"]))
+            if self.first_step is None:
+                self.first_step, self.train_started = step - 1, now
+            epoch = int(info["epoch"])
+            if self.epoch is not None and epoch > self.epoch:
+                self.epoch_end(self.epoch)
+            self.epoch, self.step = epoch, step
+            self.loss = float(info["loss"]) if math.isfinite(info["loss"]) else None
+            low, high = PHASES["train"]
+            per_step = (now - self.train_started) / max(1, step - self.first_step)
+            fields.update(progress=low + (high - low) * step / total, epoch=epoch + 1,
+                          current_loss=self.loss,
+                          eta_seconds=per_step * (total - step) * 1.15 + 5)
+            if now - self.last_write >= 1.0 or step == total:
+                self.history.append({"step": step, "epoch": epoch + 1, "loss": self.loss})
+                fields["history"] = self.history[-HISTORY_POINTS:]
+        if now - self.last_write >= 1.0 or "history" in fields:
+            training_run_progress_save(run_id=self.run_id, **fields)
+            self.last_write = now
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if now - self.last_stop_check >= 0.5:
+            self.stop = training_run_should_stop(run_id=self.run_id)
+            self.last_stop_check = now
+        return self.stop
+
+    def epoch_end(self, epoch: int) -> None:
+        """Validation top-1 of the epoch's checkpoint on the species' held-out individuals."""
+        if self.held_out_dir is None or not self.checkpoint.exists():
+            return
+        from reid.checkpoint import load_model_file
+        from reid.data import load_records
+        from reid.inference import Embedder
+
+        model, _, _ = load_model_file(self.checkpoint)
+        records = load_records(self.held_out_dir)
+        top1 = _loo(Embedder(model, image_size=self.image_size).embed_records(records),
+                    records)["top1"]
+        self.history.append({"step": self.step, "epoch": epoch + 1, "loss": self.loss,
+                             "validation_top1": top1})
+        training_run_progress_save(run_id=self.run_id, validation_top1=top1,
+                                   history=self.history[-HISTORY_POINTS:])
+        run_log(run_id=self.run_id, line=f"Epoch {epoch + 1} done: loss {self.loss:.3f}, "
+                                         f"held-out top-1 {top1:.3f}.")
+
+
+def training_run_train(*, run: TrainingRun) -> None:
+    """Train a claimed run to its end: succeeded (with a report) or cancelled.
+
+    Resumes from ``checkpoint.pt`` in the run folder when one exists (a worker died).
+    """
+    import torch
+
+    from reid.train import CHECKPOINT_NAME, TrainConfig, train
+
+    directory = run_directory(run_id=run.pk)
+    engine_mode = run.engine_mode or ("full" if torch.cuda.is_available() else "cached")
+    hp = run.hyperparameters
+    TrainingRun.objects.filter(pk=run.pk).update(engine_mode=engine_mode)
+    run_log(run_id=run.pk, line=f"Started on {run.worker or 'this process'} ({engine_mode}).")
+    data = training_data_export(run=run, directory=directory / "data")
+    training_run_progress_save(run_id=run.pk, progress=PHASES["export"][1])
+    run_log(run_id=run.pk, line=f"Data: {json.dumps(data.counts)}")
+
+    model_dir = directory / "model"
+    checkpoint = model_dir / CHECKPOINT_NAME
+    resume = checkpoint.exists()
+    if resume:
+        epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+        TrainingRun.objects.filter(pk=run.pk).update(resumed_count=run.resumed_count + 1)
+        run_log(run_id=run.pk, line=f"Resumed from checkpoint after epoch {epoch + 1}.")
+    base = run.base_version
+    config = TrainConfig(
+        data_dirs=data.train_dirs, out_dir=str(model_dir), mode=engine_mode,
+        backbone=base.backbone, pretrained=True,
+        init=None if base.weights == "imagenet" else base.weights,
+        image_size=hp["image_size"], epochs=hp["epochs"], batch_size=hp["batch_size"],
+        lr=hp["lr"], backbone_lr=hp["backbone_lr"], samples_per_epoch=hp["samples_per_epoch"],
+        cached_views=hp["cached_views"], trainable_stages=hp["trainable_stages"],
+        seed=hp["seed"], resume=resume, evaluate=False,
+    )
+    progress = _Progress(run, data.held_out_dirs.get(run.species.slug), hp["image_size"],
+                         checkpoint)
+    started = time.monotonic()
+    result = train(config, progress_callback=progress, should_stop=progress.should_stop)
+    if result.stopped:
+        TrainingRun.objects.filter(pk=run.pk).update(
+            status=Status.CANCELLED, finished_at=timezone.now(), eta_seconds=None)
+        run_log(run_id=run.pk, line="Cancelled.")
+        return
+    if progress.epoch is not None:
+        progress.epoch_end(progress.epoch)
+    train_seconds = time.monotonic() - started
+    training_run_progress_save(run_id=run.pk, progress=PHASES["evaluate"][0], eta_seconds=None)
+    run_log(run_id=run.pk, line=f"Training done in {train_seconds:.0f} s; evaluating.")
+    report = training_report_build(
+        run=run, data=data, model_path=result.model_path, image_size=hp["image_size"])
+    report["training"] = {"engine_mode": engine_mode, "seconds": round(train_seconds, 1),
+                          "metrics": _json_safe(result.metrics), "hyperparameters": hp,
+                          "data": data.counts}
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=Status.SUCCEEDED, progress=100, eta_seconds=None, finished_at=timezone.now(),
+        report=_json_safe(report), validation_top1=report["after"]["top1"],
+        heartbeat_at=timezone.now())
+    run_log(run_id=run.pk, line=f"Succeeded: held-out top-1 {report['before']['top1']:.3f} "
+                                f"→ {report['after']['top1']:.3f}.")
+
+
+def _loo(embeddings: np.ndarray, records: list, scores: np.ndarray | None = None) -> dict:
+    from reid.metrics import cosine_matrix, leave_one_out_from_scores
+
+    if scores is None:
+        scores = cosine_matrix(embeddings, embeddings).astype(np.float64)
+    result = leave_one_out_from_scores(scores, [r.class_key for r in records],
+                                       [r.species for r in records])
+    return {"top1": result["top1"], "top5": result["top5"], "mAP": result["mAP"],
+            "n_queries": result["n_queries"], "individual": {
+                k: result["individual"][k] for k in ("top1", "top5", "mAP")}}
+
+
+def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: Path,
+                          image_size: int) -> dict[str, Any]:
+    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models
+    and SIFT, plus the ranking method that wins on the run's species."""
+    from reid.data import load_records
+    from reid.evaluation import extract_all, inlier_matrix
+    from reid.fusion import FusionCalibrator
+    from reid.inference import load_model
+
+    base: ModelVersion = run.base_version
+    embedders = {"candidate": load_model(str(model_path), image_size=image_size),
+                 "current": load_model(base.weights, image_size=base.image_size)}
+    if base.weights != "imagenet":
+        embedders["zero_shot"] = load_model("imagenet")
+    calibrator = FusionCalibrator.default()
+    per_species: dict[str, Any] = {}
+    for slug, folder in data.held_out_dirs.items():
+        records = load_records(folder)
+        cosines = {name: _cosine(embedder.embed_records(records))
+                   for name, embedder in embedders.items()}
+        cosines.setdefault("zero_shot", cosines["current"])
+        inliers = inlier_matrix(extract_all(records), extract_all(records), same_set=True)
+        fused = calibrator.predict(cosines["candidate"].ravel(), inliers.ravel()).reshape(
+            inliers.shape)
+        per_species[data.names[slug]] = {
+            "new_species": slug == run.species.slug,
+            "held_out_images": len(records),
+            "held_out_individuals": len({r.identity for r in records}),
+            **{name: _loo(None, records, scores) for name, scores in cosines.items()},
+            "sift": _loo(None, records, inliers),
+            "fused": _loo(None, records, fused),
+        }
+    target = per_species[run.species.name]
+    methods = {"fused": target["fused"]["top1"], "embedding": target["candidate"]["top1"],
+               "local": target["sift"]["top1"]}
+    recommended = max(methods, key=lambda name: methods[name])  # ties keep the first listed
+    candidate = embedders["candidate"]
+    return {
+        "run": run.pk, "species": run.species.name, "mode": run.mode,
+        "base_version": base.name,
+        "before": {k: target["current"][k] for k in ("top1", "top5", "mAP")},
+        "after": {k: target["candidate"][k] for k in ("top1", "top5", "mAP")},
+        "zero_shot": {k: target["zero_shot"][k] for k in ("top1", "top5", "mAP")},
+        "ranking_method_top1": methods,
+        "recommended_ranking_method": recommended,
+        "forgetting": {name: {"before": s["current"]["top1"], "after": s["candidate"]["top1"]}
+                       for name, s in per_species.items() if not s["new_species"]},
+        "per_species": per_species,
+        "candidate": {"model_path": str(model_path), "backbone": candidate.model.config.backbone,
+                      "embedding_dim": int(candidate.embedding_dim), "image_size": image_size},
+        "protocol": "leave-one-out on held-out individuals (disjoint from training)",
+    }
+
+
+def _cosine(embeddings: np.ndarray) -> np.ndarray:
+    from reid.metrics import cosine_matrix
+
+    return cosine_matrix(embeddings, embeddings).astype(np.float64)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,49 @@
+"""Celery tasks of training (queue ``gpu``): thin wrappers around services."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def training_run_task(run_id: int) -> None:
+    from training.services.runs import training_run_execute
+
+    training_run_execute(run_id=run_id)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=3000)
+def species_model_switch_task(self, species_id: int) -> bool:  # noqa: ANN001 - Celery task
+    """Switch the species to its pending model once re-embedding is done; else check again."""
+    from catalogue.models import Species
+    from identification.models import SpeciesModel
+    from training.services.promotion import species_model_switch_if_ready
+
+    species = Species.objects.get(pk=species_id)
+    if species_model_switch_if_ready(species=species):
+        return True
+    if SpeciesModel.objects.filter(species=species, pending_version__isnull=False).exists():
+        raise self.retry(countdown=3)
+    return False
+
+
+@shared_task(acks_late=True)
+def training_recover_task() -> None:
+    """Send again what the database says is unfinished: lost training runs, promotions."""
+    from training.services.promotion import promotions_resume
+    from training.services.runs import training_runs_recover
+
+    training_runs_recover()
+    promotions_resume()
+
+
+@worker_ready.connect
+def _recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
+    """A worker (re)starting picks up runs whose worker died and unfinished promotions."""
+    training_recover_task.delay()

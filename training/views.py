@@ -1,0 +1,218 @@
+"""Admin pages: add a species, import labelled data, train, compare, promote, roll back."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from catalogue.models import Species
+from catalogue.roles import MANAGE_SPECIES_PERMISSION
+from catalogue.services.species import species_create
+from identification.services.models import species_model_setting
+from training import selectors
+from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
+from training.models import TrainingRun
+from training.services import promotion, runs, uploads
+from wildweb.errors import ServiceError
+
+TRAIN_PERMISSION = "training.add_trainingrun"
+
+
+def _admin_only(view):  # noqa: ANN001, ANN202 - decorator
+    return login_required(permission_required(TRAIN_PERMISSION, raise_exception=True)(view))
+
+
+@_admin_only
+def species_index(request: HttpRequest) -> HttpResponse:
+    return render(request, "training/index.html",
+                  {"overview": selectors.species_overview_list(), "form": SpeciesForm()})
+
+
+@_admin_only
+@permission_required(MANAGE_SPECIES_PERMISSION, raise_exception=True)
+def species_new(request: HttpRequest) -> HttpResponse:
+    form = SpeciesForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            species = species_create(name=form.cleaned_data["name"],
+                                     sensitive=form.cleaned_data["sensitive"],
+                                     viewpoints=form.cleaned_data["viewpoints"])
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, f"{species} was added. Import labelled photos next.")
+            return redirect("training-species", species_id=species.pk)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "training/species_form.html", {"form": form}, status=status)
+
+
+def _species_context(species: Species) -> dict:
+    setting = species_model_setting(species=species)
+    promotion.species_model_switch_if_ready(species=species)  # idempotent; DB decides
+    setting.refresh_from_db()
+    return {"species": species, "setting": setting,
+            "reembedding": promotion.reembedding_progress(setting=setting),
+            "runs": selectors.training_run_list(species=species)[:20]}
+
+
+@_admin_only
+def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    return render(request, "training/species_detail.html", {
+        **_species_context(species), "upload_form": DatasetUploadForm(),
+        "run_form": TrainingRunForm()})
+
+
+@_admin_only
+def species_model_status(request: HttpRequest, species_id: int) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    return render(request, "training/_model_status.html", _species_context(species))
+
+
+@_admin_only
+@require_POST
+def dataset_upload(request: HttpRequest, species_id: int) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    form = DatasetUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return render(request, "training/species_detail.html", {
+            **_species_context(species), "upload_form": form, "run_form": TrainingRunForm()},
+            status=400)
+    options = {k: form.cleaned_data[k] for k in ("max_individuals", "images_per_individual")}
+    options["file_format"] = form.cleaned_data["file_format"] or None
+    try:
+        token = uploads.dataset_upload_store(uploaded_file=form.cleaned_data["file"])
+        plan = uploads.dataset_upload_plan(token=token, species=species, **options)
+    except ServiceError as error:
+        messages.error(request, error.message)
+        return redirect("training-species", species_id=species.pk)
+    return render(request, "training/import_report.html", {
+        "species": species, "report": plan.report(), "token": token, "options": options})
+
+
+@_admin_only
+@require_POST
+def dataset_confirm(request: HttpRequest, species_id: int, token: str) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    if request.POST.get("discard"):
+        try:
+            uploads.dataset_upload_discard(token=token)
+        except ServiceError:
+            pass
+        messages.info(request, "The upload was discarded.")
+        return redirect("training-species", species_id=species.pk)
+    options = {"file_format": request.POST.get("file_format") or None,
+               "max_individuals": _positive(request.POST.get("max_individuals")),
+               "images_per_individual": _positive(request.POST.get("images_per_individual"))}
+    try:
+        result = uploads.dataset_upload_import(token=token, species=species,
+                                               imported_by=request.user, **options)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        report = result.report()
+        messages.success(request, f"Imported {report['annotations_created']} animals "
+                                  f"({report['individuals_created']} new individuals, "
+                                  f"{report['duplicates_skipped']} duplicate photos skipped); "
+                                  "embedding is queued.")
+    return redirect("training-species", species_id=species.pk)
+
+
+def _positive(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() and int(text) > 0 else None
+
+
+@_admin_only
+@require_POST
+def run_start(request: HttpRequest, species_id: int) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    form = TrainingRunForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        busy = runs.training_run_active_exists(species=species)
+        try:
+            run = runs.training_run_start(
+                species=species, mode=data["mode"], engine_mode=data["engine_mode"] or "",
+                hyperparameters={k: data[k] for k in ("epochs", "image_size") if data[k]},
+                created_by=request.user)
+        except ServiceError as error:
+            messages.error(request, error.message)
+        else:
+            if busy:
+                messages.info(request, "Another run of this species is going; this one waits.")
+            return redirect("training-run", run_id=run.pk)
+    else:
+        messages.error(request, "Check the training settings.")
+    return redirect("training-species", species_id=species.pk)
+
+
+@_admin_only
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(selectors.training_run_list(), pk=run_id)
+    return render(request, "training/run_detail.html", _run_context(run))
+
+
+@_admin_only
+def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(selectors.training_run_list(), pk=run_id)
+    response = render(request, "training/_run_progress.html", _run_context(run))
+    if not run.is_active and request.headers.get("HX-Request"):
+        response["HX-Refresh"] = "true"  # the finished page shows the report
+    return response
+
+
+def _run_context(run: TrainingRun) -> dict:
+    return {"run": run, "chart": selectors.loss_chart(run=run),
+            "report": run.report or None,
+            "setting": species_model_setting(species=run.species)}
+
+
+@_admin_only
+def run_report_json(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    response = HttpResponse(json.dumps(run.report, indent=2), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="training-run-{run.pk}-report.json"'
+    return response
+
+
+@_admin_only
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    try:
+        runs.training_run_cancel(run=run)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("training-run", run_id=run.pk)
+
+
+@_admin_only
+@require_POST
+def run_promote(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("species"), pk=run_id)
+    try:
+        promotion.model_promote(run=run)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"Promoted. {run.species} is being re-embedded; ranking "
+                                  "switches to the new model when every photo is done.")
+    return redirect("training-species", species_id=run.species_id)
+
+
+@_admin_only
+@require_POST
+def species_rollback(request: HttpRequest, species_id: int) -> HttpResponse:
+    species = get_object_or_404(Species, pk=species_id)
+    try:
+        setting = promotion.model_rollback(species=species)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{species} ranks with {setting.model_version} again.")
+    return redirect("training-species", species_id=species.pk)
