@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -59,7 +60,8 @@ class DatasetImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
 
-    @extend_schema(request=DatasetImportSerializer)
+    @extend_schema(request=DatasetImportSerializer,
+                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
     def post(self, request: Request, species_id: int) -> Response:
         species = get_object_or_404(Species, pk=species_id)
         serializer = DatasetImportSerializer(data=request.data)

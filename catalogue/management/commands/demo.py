@@ -94,6 +94,7 @@ class Command(BaseCommand):
                                    "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"])
         server = subprocess.Popen([*manage, "runserver", addr, "--noreload"])
         self.stdout.write(self.style.SUCCESS(f"\nWildweb is at http://{addr}/  (Ctrl-C stops it)"))
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
         try:
             server.wait()
         except KeyboardInterrupt:

@@ -1,0 +1,192 @@
+"""Upload → candidates latency over a gallery of real annotations, and ranking quality.
+
+1. Imports the shared species into a fresh database through the app's importer; embeddings
+   and keypoints are computed in-process (eager tasks) with the zero-shot model version.
+   For ``--held-back`` individuals of the first species with at least 3 photos, one photo
+   is kept out.
+2. Starts a real Celery worker and uploads each held-back photo through the sighting
+   service (as the web form does), one at a time, timing commit → candidates stored.
+3. Runs ``species_evaluate`` (the ``evaluate`` command) for embedding, local and fused.
+
+Usage:
+    .venv/bin/python benchmarks/identification/pipeline.py --out benchmarks/results/pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks" / "identification"))
+
+DATASETS = REPO.parent / "shared" / "datasets"
+SPECIES = [("dogfacenet", "Dog"), ("holstein2025_cowfaces", "Cow"), ("fs48_fish", "Goldfish"),
+           ("chimp_faces_demo", "Chimpanzee"), ("manta_demo", "Manta ray")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--species", nargs="*", default=[folder for folder, _ in SPECIES])
+    parser.add_argument("--held-back", type=int, default=50)
+    parser.add_argument("--eval-queries", type=int, default=300)
+    parser.add_argument("--database", default="wildweb_bench_pipeline")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    from search import _use_database
+
+    _use_database(args.database)
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+    os.environ["CELERY_KEY_PREFIX"] = f"wildweb-bench-{os.getpid()}:"
+    media = Path(tempfile.mkdtemp(prefix="wildweb-bench-media-"))
+    os.environ["MEDIA_ROOT"] = str(media)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from catalogue.services.imports import dataset_import, dataset_plan
+    from catalogue.services.species import species_create
+
+    result: dict = {"import": {}, "held_back": []}
+    held_back: list[Path] = []  # from the first species imported
+    upload_species = ""
+    started_all = time.perf_counter()
+    for folder, name in SPECIES:
+        if folder not in args.species:
+            continue
+        metadata = DATASETS / folder / "metadata.csv"
+        upload_species = upload_species if held_back else name
+        keep, withheld = _split_rows(metadata, 0 if held_back else args.held_back)
+        held_back.extend(withheld)
+        filtered = media / f"{folder}.csv"
+        with filtered.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(keep[0]))
+            writer.writeheader()
+            writer.writerows(keep)
+        species = species_create(name=name)
+        t0 = time.perf_counter()
+        plan = dataset_plan(metadata_csv=filtered, species=species)
+        imported = dataset_import(plan=plan, batch_size=200)
+        seconds = time.perf_counter() - t0
+        result["import"][name] = {"annotations": len(imported.annotations),
+                                  "individuals": imported.individuals_created,
+                                  "import_and_embed_s": round(seconds, 1),
+                                  "img_per_s": round(len(imported.annotations) / seconds, 2)}
+        print(name, result["import"][name], flush=True)
+    result["gallery_annotations"] = sum(v["annotations"] for v in result["import"].values())
+    result["import_total_s"] = round(time.perf_counter() - started_all, 1)
+    if held_back:
+        result["upload_to_candidates"] = _upload_latency(held_back, media, upload_species)
+        print(result["upload_to_candidates"], flush=True)
+    result["quality"] = _quality(args.eval_queries)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+def _split_rows(metadata: Path, held_back: int) -> tuple[list[dict], list[Path]]:
+    rows = list(csv.DictReader(metadata.open(newline="")))
+    for row in rows:
+        row["path"] = str(metadata.parent / row["path"])
+    if not held_back:
+        return rows, []
+    by_identity: dict[str, list[dict]] = {}
+    for row in rows:
+        by_identity.setdefault(row["identity"], []).append(row)
+    eligible = [i for i, r in by_identity.items() if len(r) >= 3][:held_back]
+    withheld = {sorted(by_identity[i], key=lambda r: r["path"])[-1]["path"] for i in eligible}
+    return [r for r in rows if r["path"] not in withheld], [Path(p) for p in sorted(withheld)]
+
+
+def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
+    from django.db import connection
+
+    from catalogue.models import Species
+    from identification.models import Identification
+    from wildweb.celery import app
+
+    db = connection.settings_dict
+    env = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "0",
+           "DATABASE_URL": f"postgresql://{db['USER']}:@/{db['NAME']}?host={db['HOST']}"}
+    app.conf.task_always_eager = False
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                         "global_keyprefix": os.environ["CELERY_KEY_PREFIX"]}
+    log = open(media / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "wildweb", "worker", "-Q",
+                               "default,gpu", "--pool", "solo", "-l", "INFO", "--without-gossip",
+                               "--without-mingle", "--without-heartbeat"],
+                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    species = Species.objects.get(name=species_name)
+    try:
+        while "ready" not in (media / "worker.log").read_text():
+            time.sleep(0.2)
+        # Warm-up: the worker loads the model on its first task.
+        _timed_upload(photos[0], species, warm=True)
+        latencies, top5 = [], []
+        for photo in photos[1:]:
+            seconds, annotation_id = _timed_upload(photo, species)
+            latencies.append(seconds)
+            identity = photo.parent.name
+            ranked = list(Identification.objects.get(annotation_id=annotation_id).candidates
+                          .values_list("individual__code", flat=True)[:5])
+            top5.append(identity in ranked)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    return {"uploads": len(latencies), "p50_s": round(float(np.percentile(latencies, 50)), 3),
+            "p95_s": round(float(np.percentile(latencies, 95)), 3),
+            "max_s": round(float(np.max(latencies)), 3),
+            "true_individual_in_top5": round(float(np.mean(top5)), 3)}
+
+
+def _timed_upload(photo: Path, species, warm: bool = False) -> tuple[float, int]:  # noqa: ANN001
+    from datetime import datetime, timezone
+
+    from catalogue.models import Annotation
+    from catalogue.services.sightings import UploadedPhoto, sighting_create
+    from identification.models import Identification
+
+    data = photo.read_bytes()
+    if warm:  # a different file, so the real photo is not a duplicate afterwards
+        data += b"warm-up"  # bytes after the JPEG's end: same pixels, another sha256
+    started = time.perf_counter()
+    result = sighting_create(submitted_by=None, species=species,
+                             photos=[UploadedPhoto(filename=photo.name, data=data)],
+                             observed_at=datetime(2025, 6, 1, tzinfo=timezone.utc))
+    annotation = Annotation.objects.get(image__encounter=result.encounter)
+    while not Identification.objects.filter(annotation=annotation, state="ready").exists():
+        time.sleep(0.02)
+    return time.perf_counter() - started, annotation.pk
+
+
+def _quality(queries: int) -> dict:
+    from catalogue.models import Species
+    from identification.services.evaluation import species_evaluate
+
+    quality = {}
+    for species in Species.objects.all():
+        quality[species.name] = {}
+        for method in ("embedding", "local", "fused"):
+            t0 = time.perf_counter()
+            report = species_evaluate(species=species, method=method, limit=queries)
+            report["seconds"] = round(time.perf_counter() - t0, 1)
+            quality[species.name][method] = report
+            print(species.name, method, report, flush=True)
+    return quality
+
+
+if __name__ == "__main__":
+    main()
