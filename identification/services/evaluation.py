@@ -77,3 +77,46 @@ def _described(scored: list[Scored]) -> list[dict]:
 
 
 RANKING_METHODS = SpeciesModel.RankingMethod.values
+
+
+def species_calibrate(*, species: Species, queries: int = 200) -> dict:
+    """Fit the species' fusion calibration on labelled pairs from its identified animals.
+
+    Each identified annotation (with a sibling photo) is ranked as the app ranks it; every
+    shortlisted candidate gives a pair (cosine, keypoint inliers, same individual or not).
+    The fitted logistic model turns fused scores into probabilities comparable across species.
+
+    Raises:
+        ServiceError: Too few identified photos to have both same and different pairs.
+    """
+    from reid.fusion import FusionCalibrator
+
+    from wildweb.errors import ServiceError
+
+    setting = species_model_setting(species=species)
+    version = setting.model_version
+    embeddings = dict(Embedding.objects.filter(
+        species=species, model_version=version, annotation__individual__isnull=False,
+    ).values_list("annotation_id", "vector"))
+    individual_of = dict(Annotation.objects.filter(pk__in=embeddings)
+                         .values_list("pk", "individual_id"))
+    sizes = Counter(individual_of.values())
+    cosines, inliers, same = [], [], []
+    for annotation_id in sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:queries]:
+        scored = candidates_score(
+            species_id=species.pk, setting=setting,
+            vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
+            query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
+            method=SpeciesModel.RankingMethod.LOCAL, exclude_annotation_id=annotation_id)
+        for candidate in scored:
+            cosines.append(candidate.cosine)
+            inliers.append(candidate.inliers or 0)
+            same.append(candidate.individual_id == individual_of[annotation_id])
+    if not any(same) or all(same):
+        raise ServiceError(f"{species}: too few identified photos to calibrate (need several "
+                           "individuals with at least two photos each).")
+    calibrator = FusionCalibrator.default().fit(np.array(cosines), np.array(inliers), np.array(same))
+    setting.calibration = calibrator.to_dict()
+    setting.save(update_fields=["calibration"])
+    return {"species": species.name, "model_version": version.name, "pairs": len(same),
+            "same_pairs": int(sum(same)), "calibration": setting.calibration}

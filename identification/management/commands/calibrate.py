@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+import json as _json
+
+from django.core.management import BaseCommand, CommandError
+
+from identification.management.commands.identify import species_lookup
+from identification.services.evaluation import species_calibrate
+from wildweb.errors import ServiceError
+
+
+class Command(BaseCommand):
+    help = "Fit a species' fusion calibration (embedding + keypoints → probability) on its identified photos."
+
+    def add_arguments(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--species", required=True)
+        parser.add_argument("--queries", type=int, default=200)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args: object, species: str, queries: int, json: bool, **options: object) -> None:
+        try:
+            report = species_calibrate(species=species_lookup(species), queries=queries)
+        except ServiceError as error:
+            raise CommandError(error.message) from None
+        self.stdout.write(_json.dumps(report, indent=2) if json else str(report))
