@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from django.http import Http404
 from rest_framework import generics, permissions, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -10,7 +11,13 @@ from rest_framework.views import APIView
 from catalogue import selectors
 from catalogue.services import sightings
 from catalogue.roles import UPLOAD_PERMISSION
-from catalogue.serializers import SightingSerializer, SightingUploadSerializer, SpeciesSerializer
+from catalogue.serializers import (
+    PublicIndividualSerializer,
+    PublicSightingSerializer,
+    SightingSerializer,
+    SightingUploadSerializer,
+    SpeciesSerializer,
+)
 
 
 class CanUpload(permissions.BasePermission):
@@ -35,7 +42,7 @@ class SightingListCreateApi(APIView):
     @extend_schema(responses=SightingSerializer(many=True))
     def get(self, request: Request) -> Response:
         sightings = selectors.sighting_list_for_user(user=request.user)
-        return Response(SightingSerializer(sightings, many=True).data)
+        return Response(SightingSerializer(sightings, many=True, context={"request": request}).data)
 
     @extend_schema(request=SightingUploadSerializer, responses={201: SightingSerializer})
     def post(self, request: Request) -> Response:
@@ -53,10 +60,35 @@ class SightingListCreateApi(APIView):
             longitude=data.get("longitude"), notes=data["notes"],
         )
         body = {
-            "sighting": SightingSerializer(result.encounter).data if result.encounter else None,
+            "sighting": (SightingSerializer(result.encounter, context={"request": request}).data
+                         if result.encounter else None),
             "duplicates": [{"image": image.pk, "sighting": image.encounter_id}
                            for image in result.duplicates],
             "messages": result.messages,
         }
         created = result.encounter is not None
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class PublicIndividualApi(APIView):
+    """A public individual's confirmed sightings; sensitive places coarsened for the public."""
+
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=PublicIndividualSerializer)
+    def get(self, request: Request, individual_id: int) -> Response:
+        individual = selectors.public_individual_get(individual_id=individual_id)
+        if individual is None:
+            raise Http404("No public individual has this number.")
+        history = selectors.individual_life_history(individual=individual, user=request.user)
+        return Response(PublicIndividualSerializer(history, context={"request": request}).data)
+
+
+class PublicRecentSightingsApi(APIView):
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(responses=PublicSightingSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        sightings = selectors.public_recent_sightings(user=request.user, limit=30)
+        return Response(PublicSightingSerializer(sightings, many=True,
+                                                 context={"request": request}).data)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from catalogue import selectors
 from catalogue.services import sightings
+from catalogue.coordinates import encounter_coordinates
 from catalogue.forms import SightingForm, SignUpForm
 from catalogue.photos import photo_read
 from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
@@ -17,7 +18,7 @@ from wildweb.errors import ServiceError
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "catalogue/home.html", {"species": selectors.species_list()})
+    return render(request, "catalogue/home.html", {"species": selectors.public_species_list()})
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -67,13 +68,18 @@ def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
     encounter = selectors.sighting_visible_to(user=request.user, encounter_id=encounter_id)
     if encounter is None:
         raise Http404("No such sighting")
-    return render(request, "catalogue/sighting_detail.html", {"encounter": encounter})
+    return render(request, "catalogue/sighting_detail.html", {
+        "encounter": encounter,
+        "coordinates": encounter_coordinates(encounter=encounter, user=request.user),
+    })
 
 
 @login_required
 def my_sightings(request: HttpRequest) -> HttpResponse:
-    sightings = selectors.sighting_list_for_user(user=request.user)
-    return render(request, "catalogue/my_sightings.html", {"sightings": sightings})
+    return render(request, "catalogue/my_sightings.html", {
+        "sightings": selectors.volunteer_sightings(user=request.user),
+        "contributions": selectors.volunteer_contributions(user=request.user),
+    })
 
 
 @login_required

@@ -162,6 +162,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 320)
 # Public pages round coordinates of sensitive species to this grid (degrees).
 SENSITIVE_COORDINATE_GRID = env_float("SENSITIVE_COORDINATE_GRID", 0.1)
+# Map tiles; markers show without them (offline field use), so the default is OSM's.
+MAP_TILE_URL = env_str("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_TILE_ATTRIBUTION = env_str("MAP_TILE_ATTRIBUTION", "&copy; OpenStreetMap contributors")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -63,6 +63,35 @@
     fill("observed_at", exif.observed_at);
     fill("latitude", exif.latitude);
     fill("longitude", exif.longitude);
+    const map = document.getElementById("location-map");
+    if (map) map.dispatchEvent(new Event("wildweb:location"));
+  }
+
+  // Drag and drop: dropped photos join those already chosen, in the same file input, so the
+  // form posts them as usual.
+  const dropzone = document.getElementById("dropzone");
+  const dropStatus = document.getElementById("drop-status");
+  if (dropzone && window.DataTransfer) {
+    ["dragenter", "dragover"].forEach((type) => dropzone.addEventListener(type, (e) => {
+      e.preventDefault();
+      dropzone.classList.add("dragging");
+    }));
+    ["dragleave", "drop"].forEach((type) => dropzone.addEventListener(type, () => {
+      dropzone.classList.remove("dragging");
+    }));
+    dropzone.addEventListener("drop", (e) => {
+      e.preventDefault();
+      const dropped = Array.from(e.dataTransfer.files);
+      const photos = dropped.filter((file) => file.type.startsWith("image/"));
+      const merged = new DataTransfer();
+      Array.from(input.files).forEach((file) => merged.items.add(file));
+      photos.forEach((file) => merged.items.add(file));
+      input.files = merged.files;
+      input.dispatchEvent(new Event("change"));
+      const skipped = dropped.length - photos.length;
+      dropStatus.textContent = `${input.files.length} photo(s) chosen.` +
+        (skipped ? ` ${skipped} file(s) were not images and were left out.` : "");
+    });
   }
 
   input.addEventListener("change", () => {
