@@ -40,8 +40,10 @@ def _celery_keys_of_this_session() -> None:
     """
     from wildweb.celery import app
 
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
-                                         "global_keyprefix": CELERY_KEY_PREFIX}
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "global_keyprefix": CELERY_KEY_PREFIX,
+    }
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +89,37 @@ class CeleryWorker:
         from django.conf import settings
 
         self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
-        env = {**os.environ, "DATABASE_URL": _test_database_url(), "PYTHONUNBUFFERED": "1",
-               "MEDIA_ROOT": str(settings.MEDIA_ROOT), "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX}
+        env = {
+            **os.environ,
+            "DATABASE_URL": _test_database_url(),
+            "PYTHONUNBUFFERED": "1",
+            "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX,
+        }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "wildweb", "worker", "-Q", queues,
-             "--pool", pool, "--concurrency", "1", "--loglevel", "INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=REPO_ROOT, env=env, stdout=self.log_path.open("w"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "wildweb",
+                "worker",
+                "-Q",
+                queues,
+                "--pool",
+                pool,
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=self.log_path.open("w"),
+            stderr=subprocess.STDOUT,
         )
         self.wait_for("ready", timeout=60)
 
@@ -126,4 +152,3 @@ def celery_worker(transactional_db) -> Iterator[CeleryWorker]:  # noqa: ANN001
     worker = CeleryWorker()
     yield worker
     worker.stop()
-

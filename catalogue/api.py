@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
 from django.http import Http404
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -9,7 +9,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalogue import selectors
-from catalogue.services import sightings
 from catalogue.roles import UPLOAD_PERMISSION
 from catalogue.serializers import (
     PublicIndividualSerializer,
@@ -18,6 +17,7 @@ from catalogue.serializers import (
     SightingUploadSerializer,
     SpeciesSerializer,
 )
+from catalogue.services import sightings
 
 
 class CanUpload(permissions.BasePermission):
@@ -55,15 +55,23 @@ class SightingListCreateApi(APIView):
             for i, file in enumerate(data["photos"])
         ]
         result = sightings.sighting_create(
-            submitted_by=request.user, species=data["species"], photos=photos,
-            observed_at=data.get("observed_at"), latitude=data.get("latitude"),
-            longitude=data.get("longitude"), notes=data["notes"],
+            submitted_by=request.user,
+            species=data["species"],
+            photos=photos,
+            observed_at=data.get("observed_at"),
+            latitude=data.get("latitude"),
+            longitude=data.get("longitude"),
+            notes=data["notes"],
         )
         body = {
-            "sighting": (SightingSerializer(result.encounter, context={"request": request}).data
-                         if result.encounter else None),
-            "duplicates": [{"image": image.pk, "sighting": image.encounter_id}
-                           for image in result.duplicates],
+            "sighting": (
+                SightingSerializer(result.encounter, context={"request": request}).data
+                if result.encounter
+                else None
+            ),
+            "duplicates": [
+                {"image": image.pk, "sighting": image.encounter_id} for image in result.duplicates
+            ],
             "messages": result.messages,
         }
         created = result.encounter is not None
@@ -90,5 +98,6 @@ class PublicRecentSightingsApi(APIView):
     @extend_schema(responses=PublicSightingSerializer(many=True))
     def get(self, request: Request) -> Response:
         sightings = selectors.public_recent_sightings(user=request.user, limit=30)
-        return Response(PublicSightingSerializer(sightings, many=True,
-                                                 context={"request": request}).data)
+        return Response(
+            PublicSightingSerializer(sightings, many=True, context={"request": request}).data
+        )

@@ -45,8 +45,9 @@ def user_sees_exact_coordinates(user: AbstractBaseUser | AnonymousUser | None) -
     return bool(user is not None and user.is_authenticated and user.has_perm(DECIDE_PERMISSION))
 
 
-def coordinates_for(*, species: Species, latitude: float | None, longitude: float | None,
-                    exact: bool) -> Coordinates:
+def coordinates_for(
+    *, species: Species, latitude: float | None, longitude: float | None, exact: bool
+) -> Coordinates:
     """The point as a viewer may see it; ``exact`` says whether that viewer may see exact ones."""
     if latitude is None or longitude is None:
         return Coordinates(None, None)
@@ -55,7 +56,12 @@ def coordinates_for(*, species: Species, latitude: float | None, longitude: floa
     return Coordinates(coordinate_coarsen(latitude), coordinate_coarsen(longitude), coarsened=True)
 
 
-def encounter_coordinates(*, encounter: Encounter,
-                          user: AbstractBaseUser | AnonymousUser | None) -> Coordinates:
-    return coordinates_for(species=encounter.species, latitude=encounter.latitude,
-                           longitude=encounter.longitude, exact=user_sees_exact_coordinates(user))
+def encounter_coordinates(
+    *, encounter: Encounter, user: AbstractBaseUser | AnonymousUser | None
+) -> Coordinates:
+    return coordinates_for(
+        species=encounter.species,
+        latitude=encounter.latitude,
+        longitude=encounter.longitude,
+        exact=user_sees_exact_coordinates(user),
+    )

@@ -25,8 +25,18 @@ from wildweb.errors import ServiceError
 MAX_SESSIONS = 1000
 
 ENCOUNTER_COLUMNS = [
-    "sighting_id", "species", "observed_at", "latitude", "longitude", "coordinates_coarsened",
-    "status", "photos", "individuals", "identity_sources", "submitted_by", "reported_at",
+    "sighting_id",
+    "species",
+    "observed_at",
+    "latitude",
+    "longitude",
+    "coordinates_coarsened",
+    "status",
+    "photos",
+    "individuals",
+    "identity_sources",
+    "submitted_by",
+    "reported_at",
 ]
 
 
@@ -56,15 +66,29 @@ def capture_sessions(*, start: date, end: date, days: int) -> list[Session]:
         raise ServiceError("The end date is before the start date.", field="end")
     count = (end - start).days // days + 1
     if count > MAX_SESSIONS:
-        raise ServiceError(f"That makes {count} sessions; at most {MAX_SESSIONS}. "
-                           "Choose longer sessions or a shorter period.", field="days")
-    return [Session(number=n + 1, start=start + timedelta(days=n * days),
-                    end=min(start + timedelta(days=(n + 1) * days - 1), end))
-            for n in range(count)]
+        raise ServiceError(
+            f"That makes {count} sessions; at most {MAX_SESSIONS}. "
+            "Choose longer sessions or a shorter period.",
+            field="days",
+        )
+    return [
+        Session(
+            number=n + 1,
+            start=start + timedelta(days=n * days),
+            end=min(start + timedelta(days=(n + 1) * days - 1), end),
+        )
+        for n in range(count)
+    ]
 
 
-def capture_history(*, species: Species, days: int, start: date | None = None,
-                    end: date | None = None, public_only: bool = False) -> CaptureHistory:
+def capture_history(
+    *,
+    species: Species,
+    days: int,
+    start: date | None = None,
+    end: date | None = None,
+    public_only: bool = False,
+) -> CaptureHistory:
     """Which individual of ``species`` was seen in which session.
 
     Args:
@@ -77,11 +101,16 @@ def capture_history(*, species: Species, days: int, start: date | None = None,
     Raises:
         ServiceError: The parameters make no sense, or the species has no dated sightings.
     """
-    annotations = (confirmed_annotation_queryset() if public_only
-                   else Annotation.objects.filter(identity_source__in=CONFIRMED_SOURCES,
-                                                  individual__merged_into__isnull=True))
-    seen = (annotations.filter(species=species, image__encounter__observed_at__isnull=False)
-            .values_list("individual_id", "image__encounter__observed_at"))
+    annotations = (
+        confirmed_annotation_queryset()
+        if public_only
+        else Annotation.objects.filter(
+            identity_source__in=CONFIRMED_SOURCES, individual__merged_into__isnull=True
+        )
+    )
+    seen = annotations.filter(
+        species=species, image__encounter__observed_at__isnull=False
+    ).values_list("individual_id", "image__encounter__observed_at")
     sightings = [(individual_id, _local_date(moment)) for individual_id, moment in seen]
     if start is None or end is None:
         if not sightings:
@@ -94,8 +123,10 @@ def capture_history(*, species: Species, days: int, start: date | None = None,
         if start <= day <= end:
             captured.setdefault(individual_id, set()).add((day - start).days // days)
     individuals = Individual.objects.filter(pk__in=captured).order_by("code")
-    rows = [(individual, [int(i in captured[individual.pk]) for i in range(len(sessions))])
-            for individual in individuals]
+    rows = [
+        (individual, [int(i in captured[individual.pk]) for i in range(len(sessions))])
+        for individual in individuals
+    ]
     return CaptureHistory(species=species, sessions=sessions, rows=rows)
 
 
@@ -119,39 +150,59 @@ def capture_history_inp(history: CaptureHistory) -> str:
     return "\n".join(lines) + "\n"
 
 
-def encounter_export_queryset(*, species: Species | None = None,
-                              public_only: bool = False) -> QuerySet[Encounter]:
+def encounter_export_queryset(
+    *, species: Species | None = None, public_only: bool = False
+) -> QuerySet[Encounter]:
     """Sightings to export; public exports hold only confirmed sightings of public animals."""
     queryset = Encounter.objects.select_related("species", "submitted_by").prefetch_related(
-        "images__annotations__individual")
+        "images__annotations__individual"
+    )
     if public_only:
         queryset = queryset.filter(
-            images__annotations__in=confirmed_annotation_queryset()).distinct()
+            images__annotations__in=confirmed_annotation_queryset()
+        ).distinct()
     if species is not None:
         queryset = queryset.filter(species=species)
     return queryset.order_by("observed_at", "pk")
 
 
-def encounters_csv(*, user: AbstractBaseUser | AnonymousUser, species: Species | None = None,
-                   public_only: bool = False) -> str:
+def encounters_csv(
+    *,
+    user: AbstractBaseUser | AnonymousUser,
+    species: Species | None = None,
+    public_only: bool = False,
+) -> str:
     """Sightings as CSV; sensitive species' places coarsened unless ``user`` may see them."""
     exact = user_sees_exact_coordinates(user) and not public_only
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(ENCOUNTER_COLUMNS if not public_only
-                    else [c for c in ENCOUNTER_COLUMNS if c != "submitted_by"])
+    writer.writerow(
+        ENCOUNTER_COLUMNS
+        if not public_only
+        else [c for c in ENCOUNTER_COLUMNS if c != "submitted_by"]
+    )
     for encounter in encounter_export_queryset(species=species, public_only=public_only):
-        point = coordinates_for(species=encounter.species, latitude=encounter.latitude,
-                                longitude=encounter.longitude, exact=exact)
+        point = coordinates_for(
+            species=encounter.species,
+            latitude=encounter.latitude,
+            longitude=encounter.longitude,
+            exact=exact,
+        )
         annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
-        identified = [a for a in annotations
-                      if a.individual_id and (not public_only or _publicly_confirmed(a))]
+        identified = [
+            a
+            for a in annotations
+            if a.individual_id and (not public_only or _publicly_confirmed(a))
+        ]
         row = [
-            encounter.pk, encounter.species.name,
+            encounter.pk,
+            encounter.species.name,
             encounter.observed_at.isoformat() if encounter.observed_at else "",
             "" if point.latitude is None else point.latitude,
             "" if point.longitude is None else point.longitude,
-            int(point.coarsened), encounter.status, len(encounter.images.all()),
+            int(point.coarsened),
+            encounter.status,
+            len(encounter.images.all()),
             " ".join(sorted({a.individual.code for a in identified})),
             " ".join(sorted({a.identity_source for a in identified})),
         ]
@@ -164,8 +215,11 @@ def encounters_csv(*, user: AbstractBaseUser | AnonymousUser, species: Species |
 
 def _publicly_confirmed(annotation: Annotation) -> bool:
     individual = annotation.individual
-    return (annotation.identity_source in CONFIRMED_SOURCES and individual.is_public
-            and individual.merged_into_id is None)
+    return (
+        annotation.identity_source in CONFIRMED_SOURCES
+        and individual.is_public
+        and individual.merged_into_id is None
+    )
 
 
 def _local_date(moment: datetime) -> date:
@@ -175,4 +229,3 @@ def _local_date(moment: datetime) -> date:
 def _comment(text: str) -> str:
     # MARK comments end at the first "*/"; a code must not end one early.
     return text.replace("*/", "* /").replace("/*", "/ *")
-

@@ -17,7 +17,9 @@ class MultipleFileField(forms.FileField):
     """A file field that accepts several files; validation of the images is the service's job."""
 
     def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/*", "multiple": True}))
+        kwargs.setdefault(
+            "widget", MultipleFileInput(attrs={"accept": "image/*", "multiple": True})
+        )
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):  # noqa: ANN001, ANN201 - Django's signature
@@ -32,7 +34,8 @@ class SightingForm(forms.Form):
     species = forms.ModelChoiceField(queryset=Species.objects.all())
     photos = MultipleFileField(help_text="One or more photos of the same animal.")
     observed_at = forms.DateTimeField(
-        required=False, label="Seen at",
+        required=False,
+        label="Seen at",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
         help_text="Leave empty to use the date stored in the first photo.",
     )
@@ -46,10 +49,16 @@ class SightingForm(forms.Form):
         try:
             boxes = json.loads(raw)
         except json.JSONDecodeError:
-            raise forms.ValidationError("The drawn boxes could not be read; please draw them again.")
+            raise forms.ValidationError(
+                "The drawn boxes could not be read; please draw them again."
+            )
         if not isinstance(boxes, list) or not all(
-            box is None or (isinstance(box, list) and len(box) == 4
-                            and all(isinstance(v, (int, float)) for v in box))
+            box is None
+            or (
+                isinstance(box, list)
+                and len(box) == 4
+                and all(isinstance(v, (int, float)) for v in box)
+            )
             for box in boxes
         ):
             raise forms.ValidationError("Each box must be [x, y, width, height] or empty.")

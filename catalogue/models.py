@@ -37,7 +37,11 @@ class Individual(models.Model):
     notes = models.TextField(blank=True)
     is_public = models.BooleanField(default=True)
     merged_into = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_from",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="merged_from",
         help_text="Set when an expert merged this individual into another.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
@@ -45,7 +49,9 @@ class Individual(models.Model):
     class Meta:
         ordering = ["species", "code"]
         constraints = [
-            models.UniqueConstraint(fields=["species", "code"], name="individual_code_unique_per_species")
+            models.UniqueConstraint(
+                fields=["species", "code"], name="individual_code_unique_per_species"
+            )
         ]
 
     def __str__(self) -> str:
@@ -69,7 +75,10 @@ class Encounter(models.Model):
         null=True, blank=True, validators=[MinValueValidator(-180), MaxValueValidator(180)]
     )
     submitted_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="encounters",
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PROCESSING)

@@ -63,7 +63,8 @@ def photo_read(*, data: bytes, filename: str, max_bytes: int, max_pixels: int) -
         raise ServiceError(f"{filename}: the file is empty.")
     if len(data) > max_bytes:
         raise ServiceError(
-            f"{filename}: the file is {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB."
+            f"{filename}: the file is {len(data) / 1e6:.1f} MB; "
+            f"the limit is {max_bytes / 1e6:.0f} MB."
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # we check size ourselves
@@ -77,10 +78,13 @@ def photo_read(*, data: bytes, filename: str, max_bytes: int, max_pixels: int) -
                     f"{filename}: the image is damaged or truncated and cannot be read."
                 ) from None
             raise ServiceError(
-                f"{filename}: this is not a photo we can read. Please upload JPEG, PNG, WebP or TIFF."
+                f"{filename}: this is not a photo we can read. "
+                "Please upload JPEG, PNG, WebP or TIFF."
             ) from None
         if image.format not in ACCEPTED_FORMATS:
-            raise ServiceError(f"{filename}: {image.format} files are not accepted; use JPEG or PNG.")
+            raise ServiceError(
+                f"{filename}: {image.format} files are not accepted; use JPEG or PNG."
+            )
         width, height = image.size
         if width * height > max_pixels:
             raise ServiceError(_too_many_pixels(filename, (width, height), max_pixels))

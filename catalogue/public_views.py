@@ -21,6 +21,7 @@ from catalogue.models import Species
 from catalogue.roles import DECIDE_PERMISSION
 from wildweb.errors import ServiceError
 
+
 def map_settings() -> dict:
     """Where map backgrounds come from; markers are drawn without them when offline."""
     return {
@@ -33,29 +34,36 @@ def sighting_markers(sightings: list[selectors.PublicSighting]) -> list[dict]:
     """Map markers of sightings whose place is known, in the coordinates the viewer may see."""
     return [
         {
-            "lat": s.coordinates.latitude, "lon": s.coordinates.longitude,
+            "lat": s.coordinates.latitude,
+            "lon": s.coordinates.longitude,
             "coarsened": s.coordinates.coarsened,
             "date": s.encounter.observed_at.date().isoformat() if s.encounter.observed_at else "",
             "label": ", ".join(i.code for i in s.individuals),
         }
-        for s in sightings if s.coordinates.known
+        for s in sightings
+        if s.coordinates.known
     ]
 
 
 def species_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "public/species_list.html",
-                  {"species_list": selectors.public_species_list()})
+    return render(
+        request, "public/species_list.html", {"species_list": selectors.public_species_list()}
+    )
 
 
 def species_detail(request: HttpRequest, slug: str) -> HttpResponse:
     species = get_object_or_404(Species, slug=slug)
     recent = selectors.public_recent_sightings(user=request.user, species=species, limit=10)
-    return render(request, "public/species_detail.html", {
-        "species": species,
-        "individuals": selectors.public_species_individuals(species=species),
-        "recent": recent,
-        "exact_coordinates": user_sees_exact_coordinates(request.user),
-    })
+    return render(
+        request,
+        "public/species_detail.html",
+        {
+            "species": species,
+            "individuals": selectors.public_species_individuals(species=species),
+            "recent": recent,
+            "exact_coordinates": user_sees_exact_coordinates(request.user),
+        },
+    )
 
 
 def individual_detail(request: HttpRequest, individual_id: int) -> HttpResponse:
@@ -64,36 +72,52 @@ def individual_detail(request: HttpRequest, individual_id: int) -> HttpResponse:
         raise Http404("No public individual has this number.")
     history = selectors.individual_life_history(individual=individual, user=request.user)
     markers = sighting_markers(history.sightings)
-    return render(request, "public/individual_detail.html", {
-        "individual": individual, "history": history, "markers": markers,
-        "any_coarsened": any(m["coarsened"] for m in markers),
-        "grid": settings.SENSITIVE_COORDINATE_GRID, **map_settings(),
-    })
+    return render(
+        request,
+        "public/individual_detail.html",
+        {
+            "individual": individual,
+            "history": history,
+            "markers": markers,
+            "any_coarsened": any(m["coarsened"] for m in markers),
+            "grid": settings.SENSITIVE_COORDINATE_GRID,
+            **map_settings(),
+        },
+    )
 
 
 def search(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     results = selectors.public_individual_search(query=query)
-    template = "public/_search_results.html" if request.headers.get("HX-Request") \
-        else "public/search.html"
+    template = (
+        "public/_search_results.html" if request.headers.get("HX-Request") else "public/search.html"
+    )
     return render(request, template, {"query": query, "results": results})
 
 
 def recent_sightings(request: HttpRequest) -> HttpResponse:
-    return render(request, "public/recent.html", {
-        "sightings": selectors.public_recent_sightings(user=request.user, limit=30),
-        "grid": settings.SENSITIVE_COORDINATE_GRID,
-    })
+    return render(
+        request,
+        "public/recent.html",
+        {
+            "sightings": selectors.public_recent_sightings(user=request.user, limit=30),
+            "grid": settings.SENSITIVE_COORDINATE_GRID,
+        },
+    )
 
 
 @login_required
 @permission_required(DECIDE_PERMISSION, raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/dashboard.html", {
-        "species_rows": selectors.dashboard_species_rows(),
-        "decisions": selectors.dashboard_recent_decisions(),
-        "disagreements": selectors.dashboard_disagreements(),
-    })
+    return render(
+        request,
+        "dashboard/dashboard.html",
+        {
+            "species_rows": selectors.dashboard_species_rows(),
+            "decisions": selectors.dashboard_recent_decisions(),
+            "disagreements": selectors.dashboard_disagreements(),
+        },
+    )
 
 
 @login_required
@@ -126,17 +150,29 @@ def export_capture_history(request: HttpRequest) -> HttpResponse:
         if species is None:
             raise ServiceError("Choose a species: capture histories are per population.")
         history = exports.capture_history(
-            species=species, days=_int_param(request, "days", default=30),
-            start=_date_param(request, "start"), end=_date_param(request, "end"))
+            species=species,
+            days=_int_param(request, "days", default=30),
+            start=_date_param(request, "start"),
+            end=_date_param(request, "end"),
+        )
     except ServiceError as error:
-        return render(request, "dashboard/exports.html", {
-            "species_list": Species.objects.all(), "error": error.message,
-            "values": request.GET}, status=400)
+        return render(
+            request,
+            "dashboard/exports.html",
+            {"species_list": Species.objects.all(), "error": error.message, "values": request.GET},
+            status=400,
+        )
     if request.GET.get("format") == "inp":
-        return _download(exports.capture_history_inp(history), "text/plain",
-                         f"wildweb-capture-history-{species.slug}.inp")
-    return _download(exports.capture_history_csv(history), "text/csv",
-                     f"wildweb-capture-history-{species.slug}.csv")
+        return _download(
+            exports.capture_history_inp(history),
+            "text/plain",
+            f"wildweb-capture-history-{species.slug}.inp",
+        )
+    return _download(
+        exports.capture_history_csv(history),
+        "text/csv",
+        f"wildweb-capture-history-{species.slug}.csv",
+    )
 
 
 def _download(body: str, content_type: str, filename: str) -> HttpResponse:

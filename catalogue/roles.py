@@ -20,7 +20,11 @@ VOTE_PERMISSION = "catalogue.vote_annotation"
 DECIDE_PERMISSION = "catalogue.decide_annotation"
 MANAGE_SPECIES_PERMISSION = "catalogue.add_species"
 
-_VOLUNTEER_PERMISSIONS = ["catalogue.add_encounter", "catalogue.add_image", "catalogue.vote_annotation"]
+_VOLUNTEER_PERMISSIONS = [
+    "catalogue.add_encounter",
+    "catalogue.add_image",
+    "catalogue.vote_annotation",
+]
 _EXPERT_PERMISSIONS = _VOLUNTEER_PERMISSIONS + [
     "catalogue.decide_annotation",
     "catalogue.change_annotation",

@@ -21,8 +21,12 @@ def species_list() -> QuerySet[Species]:
 
 
 def sighting_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Encounter]:
-    return (Encounter.objects.filter(submitted_by=user).select_related("species")
-            .prefetch_related("images").order_by("-created_at"))
+    return (
+        Encounter.objects.filter(submitted_by=user)
+        .select_related("species")
+        .prefetch_related("images")
+        .order_by("-created_at")
+    )
 
 
 def sighting_visible_to(*, user: AbstractBaseUser, encounter_id: int) -> Encounter | None:
@@ -47,18 +51,31 @@ def public_individual_queryset() -> QuerySet[Individual]:
 def confirmed_annotation_queryset() -> QuerySet[Annotation]:
     """Annotations of public individuals whose identity an expert confirmed or an import gave."""
     return Annotation.objects.filter(
-        identity_source__in=CONFIRMED_SOURCES, individual__is_public=True,
-        individual__merged_into__isnull=True)
+        identity_source__in=CONFIRMED_SOURCES,
+        individual__is_public=True,
+        individual__merged_into__isnull=True,
+    )
 
 
 def public_species_list() -> QuerySet[Species]:
     """Species with their counts of public individuals and of confirmed sightings."""
     # Subqueries, not joins: joining individuals and annotations at once multiplies the rows.
-    individuals = (public_individual_queryset().filter(species=OuterRef("pk")).order_by()
-                   .values("species").annotate(n=Count("pk")).values("n"))
-    sightings = (confirmed_annotation_queryset().filter(species=OuterRef("pk")).order_by()
-                 .values("species").annotate(n=Count("image__encounter", distinct=True))
-                 .values("n"))
+    individuals = (
+        public_individual_queryset()
+        .filter(species=OuterRef("pk"))
+        .order_by()
+        .values("species")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    sightings = (
+        confirmed_annotation_queryset()
+        .filter(species=OuterRef("pk"))
+        .order_by()
+        .values("species")
+        .annotate(n=Count("image__encounter", distinct=True))
+        .values("n")
+    )
     return Species.objects.annotate(
         individual_count=Coalesce(Subquery(individuals), 0),
         sighting_count=Coalesce(Subquery(sightings), 0),
@@ -68,10 +85,15 @@ def public_species_list() -> QuerySet[Species]:
 def public_species_individuals(*, species: Species) -> QuerySet[Individual]:
     """The species' public individuals with sighting counts and last seen, most recent first."""
     confirmed = Q(annotations__identity_source__in=CONFIRMED_SOURCES)
-    return (public_individual_queryset().filter(species=species).annotate(
-        sighting_count=Count("annotations__image__encounter", distinct=True, filter=confirmed),
-        last_seen=Max("annotations__image__encounter__observed_at", filter=confirmed),
-    ).order_by(F("last_seen").desc(nulls_last=True), "code"))
+    return (
+        public_individual_queryset()
+        .filter(species=species)
+        .annotate(
+            sighting_count=Count("annotations__image__encounter", distinct=True, filter=confirmed),
+            last_seen=Max("annotations__image__encounter__observed_at", filter=confirmed),
+        )
+        .order_by(F("last_seen").desc(nulls_last=True), "code")
+    )
 
 
 def public_individual_get(*, individual_id: int) -> Individual | None:
@@ -118,8 +140,9 @@ class LifeHistory:
         return [annotation for sighting in self.sightings for annotation in sighting.annotations]
 
 
-def _public_sightings(annotations: QuerySet[Annotation], *, user: AbstractBaseUser | None,
-                      newest_first: bool) -> list[PublicSighting]:
+def _public_sightings(
+    annotations: QuerySet[Annotation], *, user: AbstractBaseUser | None, newest_first: bool
+) -> list[PublicSighting]:
     exact = user_sees_exact_coordinates(user)
     grouped: dict[int, list[Annotation]] = {}
     encounters: dict[int, Encounter] = {}
@@ -129,34 +152,51 @@ def _public_sightings(annotations: QuerySet[Annotation], *, user: AbstractBaseUs
         encounters[encounter.pk] = encounter
         grouped.setdefault(encounter.pk, []).append(annotation)
     sightings = [
-        PublicSighting(encounter=encounter, annotations=grouped[pk], coordinates=coordinates_for(
-            species=encounter.species, latitude=encounter.latitude,
-            longitude=encounter.longitude, exact=exact))
+        PublicSighting(
+            encounter=encounter,
+            annotations=grouped[pk],
+            coordinates=coordinates_for(
+                species=encounter.species,
+                latitude=encounter.latitude,
+                longitude=encounter.longitude,
+                exact=exact,
+            ),
+        )
         for pk, encounter in encounters.items()
     ]
     far_past = datetime.min.replace(tzinfo=UTC)
-    sightings.sort(key=lambda s: (s.encounter.observed_at or far_past, s.encounter.pk),
-                   reverse=newest_first)
+    sightings.sort(
+        key=lambda s: (s.encounter.observed_at or far_past, s.encounter.pk), reverse=newest_first
+    )
     # Undated sightings (old imports) go last either way: a timeline starts with what is known.
-    return ([s for s in sightings if s.encounter.observed_at]
-            + [s for s in sightings if not s.encounter.observed_at])
+    return [s for s in sightings if s.encounter.observed_at] + [
+        s for s in sightings if not s.encounter.observed_at
+    ]
 
 
-def individual_life_history(*, individual: Individual,
-                            user: AbstractBaseUser | None = None) -> LifeHistory:
+def individual_life_history(
+    *, individual: Individual, user: AbstractBaseUser | None = None
+) -> LifeHistory:
     """An individual's confirmed sightings, oldest first, with the photos that show it."""
     annotations = confirmed_annotation_queryset().filter(individual=individual).order_by("pk")
-    return LifeHistory(individual=individual,
-                       sightings=_public_sightings(annotations, user=user, newest_first=False))
+    return LifeHistory(
+        individual=individual,
+        sightings=_public_sightings(annotations, user=user, newest_first=False),
+    )
 
 
-def public_recent_sightings(*, user: AbstractBaseUser | None = None, limit: int = 30,
-                            species: Species | None = None) -> list[PublicSighting]:
+def public_recent_sightings(
+    *, user: AbstractBaseUser | None = None, limit: int = 30, species: Species | None = None
+) -> list[PublicSighting]:
     """The most recently seen confirmed sightings (by date seen, then by date reported)."""
-    encounter_ids = (confirmed_annotation_queryset()
-                     .order_by(F("image__encounter__observed_at").desc(nulls_last=True),
-                               "-image__encounter__created_at")
-                     .values_list("image__encounter_id", flat=True))
+    encounter_ids = (
+        confirmed_annotation_queryset()
+        .order_by(
+            F("image__encounter__observed_at").desc(nulls_last=True),
+            "-image__encounter__created_at",
+        )
+        .values_list("image__encounter_id", flat=True)
+    )
     if species is not None:
         encounter_ids = encounter_ids.filter(species=species)
     chosen: list[int] = []
@@ -165,8 +205,9 @@ def public_recent_sightings(*, user: AbstractBaseUser | None = None, limit: int 
             chosen.append(encounter_id)
         if len(chosen) == limit:
             break
-    annotations = (confirmed_annotation_queryset().filter(image__encounter_id__in=chosen)
-                   .order_by("pk"))
+    annotations = (
+        confirmed_annotation_queryset().filter(image__encounter_id__in=chosen).order_by("pk")
+    )
     return _public_sightings(annotations, user=user, newest_first=True)
 
 
@@ -175,15 +216,20 @@ def public_individual_search(*, query: str, limit: int = 50) -> list[Individual]
     query = query.strip()
     if not query:
         return []
-    found = (public_individual_queryset().select_related("species")
-             .filter(Q(code__icontains=query) | Q(name__icontains=query))
-             .annotate(exact=Case(When(Q(code__iexact=query) | Q(name__iexact=query), then=0),
-                                  default=1))
-             .order_by("exact", "species__name", "code"))
+    found = (
+        public_individual_queryset()
+        .select_related("species")
+        .filter(Q(code__icontains=query) | Q(name__icontains=query))
+        .annotate(
+            exact=Case(When(Q(code__iexact=query) | Q(name__iexact=query), then=0), default=1)
+        )
+        .order_by("exact", "species__name", "code")
+    )
     return list(found[:limit])
 
 
 # --- Volunteers: their sightings and what became of them ----------------------------------
+
 
 @dataclass(frozen=True)
 class VolunteerSighting:
@@ -203,17 +249,18 @@ def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
     """The user's sightings, newest first, each with a status a volunteer understands."""
     from identification.models import IdentityDecision
 
-    encounters = list(sighting_list_for_user(user=user).prefetch_related(
-        "images__annotations__individual"))
+    encounters = list(
+        sighting_list_for_user(user=user).prefetch_related("images__annotations__individual")
+    )
     annotation_ids = [a.pk for e in encounters for i in e.images.all() for a in i.annotations.all()]
     # The standing decision per animal is its latest one not reverted.
     latest: dict[int, str] = {}
-    for annotation_id, verdict in (IdentityDecision.objects
-                                   .filter(annotation_id__in=annotation_ids,
-                                           reverted_at__isnull=True)
-                                   .exclude(verdict=IdentityDecision.Verdict.REJECT)
-                                   .order_by("decided_at", "pk")
-                                   .values_list("annotation_id", "verdict")):
+    for annotation_id, verdict in (
+        IdentityDecision.objects.filter(annotation_id__in=annotation_ids, reverted_at__isnull=True)
+        .exclude(verdict=IdentityDecision.Verdict.REJECT)
+        .order_by("decided_at", "pk")
+        .values_list("annotation_id", "verdict")
+    ):
         latest[annotation_id] = verdict
     created_new = {pk for pk, verdict in latest.items() if verdict == IdentityDecision.Verdict.NEW}
     result = []
@@ -224,17 +271,20 @@ def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
         if identified:
             parts = []
             for individual in individuals:
-                is_new = any(a.pk in created_new for a in identified
-                             if a.individual_id == individual.pk)
-                parts.append(f"New individual {individual}" if is_new
-                             else f"Identified as {individual}")
+                is_new = any(
+                    a.pk in created_new for a in identified if a.individual_id == individual.pk
+                )
+                parts.append(
+                    f"New individual {individual}" if is_new else f"Identified as {individual}"
+                )
             status = "; ".join(parts)
             if len(identified) < len(annotations):
                 status += " (others still in review)"
         else:
             status = encounter.get_status_display()
-        result.append(VolunteerSighting(encounter=encounter, status=status,
-                                        individuals=individuals))
+        result.append(
+            VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
+        )
     return result
 
 
@@ -244,11 +294,13 @@ def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:
         sightings=encounters.count(),
         photos=Image.objects.filter(encounter__submitted_by=user).count(),
         identified=encounters.filter(images__annotations__individual__isnull=False)
-        .distinct().count(),
+        .distinct()
+        .count(),
     )
 
 
 # --- Experts and admins: the dashboard -----------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SpeciesDashboardRow:
@@ -264,29 +316,46 @@ def dashboard_species_rows() -> list[SpeciesDashboardRow]:
     from identification.models import Identification, SpeciesModel
     from identification.services.models import ZERO_SHOT_NAME
 
-    queue = dict(Identification.objects
-                 .filter(state=Identification.State.READY, annotation__individual__isnull=True)
-                 .values_list("annotation__species").annotate(size=Count("pk")).order_by())
-    settings_by_species = {s.species_id: s for s in SpeciesModel.objects.select_related(
-        "model_version", "pending_version")}
+    queue = dict(
+        Identification.objects.filter(
+            state=Identification.State.READY, annotation__individual__isnull=True
+        )
+        .values_list("annotation__species")
+        .annotate(size=Count("pk"))
+        .order_by()
+    )
+    settings_by_species = {
+        s.species_id: s
+        for s in SpeciesModel.objects.select_related("model_version", "pending_version")
+    }
     rows = []
     for species in Species.objects.order_by("name"):
         setting = settings_by_species.get(species.pk)
-        rows.append(SpeciesDashboardRow(
-            species=species, queue_size=queue.get(species.pk, 0),
-            model_name=setting.model_version.name if setting else f"{ZERO_SHOT_NAME} (default)",
-            ranking_method=setting.get_ranking_method_display() if setting else "—",
-            pending_model_name=setting.pending_version.name
-            if setting and setting.pending_version else ""))
+        rows.append(
+            SpeciesDashboardRow(
+                species=species,
+                queue_size=queue.get(species.pk, 0),
+                model_name=setting.model_version.name if setting else f"{ZERO_SHOT_NAME} (default)",
+                ranking_method=setting.get_ranking_method_display() if setting else "—",
+                pending_model_name=setting.pending_version.name
+                if setting and setting.pending_version
+                else "",
+            )
+        )
     return rows
 
 
 def dashboard_recent_decisions(*, limit: int = 20) -> QuerySet:
     from identification.models import IdentityDecision
 
-    return (IdentityDecision.objects.select_related(
-        "annotation__species", "candidate", "individual_before", "individual_after", "decided_by",
-        "reverted_by").order_by("-decided_at", "-pk")[:limit])
+    return IdentityDecision.objects.select_related(
+        "annotation__species",
+        "candidate",
+        "individual_before",
+        "individual_after",
+        "decided_by",
+        "reverted_by",
+    ).order_by("-decided_at", "-pk")[:limit]
 
 
 def dashboard_disagreements(*, limit: int = 50) -> QuerySet:
@@ -297,10 +366,16 @@ def dashboard_disagreements(*, limit: int = 50) -> QuerySet:
     """
     from identification.models import Vote
 
-    decided = Q(annotation__individual__isnull=False,
-                annotation__identity_source=Annotation.IdentitySource.EXPERT)
+    decided = Q(
+        annotation__individual__isnull=False,
+        annotation__identity_source=Annotation.IdentitySource.EXPERT,
+    )
     contradicts = (Q(same=True) & ~Q(individual=F("annotation__individual"))) | Q(
-        same=False, individual=F("annotation__individual"))
-    return (Vote.objects.filter(decided).filter(contradicts)
-            .select_related("annotation__individual", "annotation__species", "individual", "voter")
-            .order_by("-voted_at")[:limit])
+        same=False, individual=F("annotation__individual")
+    )
+    return (
+        Vote.objects.filter(decided)
+        .filter(contradicts)
+        .select_related("annotation__individual", "annotation__species", "individual", "voter")
+        .order_by("-voted_at")[:limit]
+    )

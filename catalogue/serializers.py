@@ -23,8 +23,17 @@ class ImageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Image
-        fields = ["id", "file", "thumbnail", "sha256", "width", "height", "original_filename",
-                  "exif_datetime", "annotations"]
+        fields = [
+            "id",
+            "file",
+            "thumbnail",
+            "sha256",
+            "width",
+            "height",
+            "original_filename",
+            "exif_datetime",
+            "annotations",
+        ]
 
 
 class SightingSerializer(serializers.ModelSerializer):
@@ -41,13 +50,22 @@ class SightingSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Encounter
-        fields = ["id", "species", "observed_at", "latitude", "longitude", "coordinates_coarsened",
-                  "status", "notes", "created_at", "images"]
+        fields = [
+            "id",
+            "species",
+            "observed_at",
+            "latitude",
+            "longitude",
+            "coordinates_coarsened",
+            "status",
+            "notes",
+            "created_at",
+            "images",
+        ]
 
     def _coordinates(self, encounter: Encounter):  # noqa: ANN202
         request = self.context.get("request")
-        return encounter_coordinates(encounter=encounter,
-                                     user=getattr(request, "user", None))
+        return encounter_coordinates(encounter=encounter, user=getattr(request, "user", None))
 
     def get_latitude(self, encounter: Encounter) -> float | None:
         return self._coordinates(encounter).latitude
@@ -102,16 +120,22 @@ class SightingUploadSerializer(serializers.Serializer):
     photos = serializers.ListField(child=serializers.FileField(), allow_empty=False)
     observed_at = serializers.DateTimeField(required=False, allow_null=True)
     latitude = serializers.FloatField(required=False, allow_null=True, min_value=-90, max_value=90)
-    longitude = serializers.FloatField(required=False, allow_null=True, min_value=-180,
-                                       max_value=180)
+    longitude = serializers.FloatField(
+        required=False, allow_null=True, min_value=-180, max_value=180
+    )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
-    bboxes = serializers.JSONField(required=False, default=list,
-                                   help_text="[[x, y, w, h] or null, ...] in photo order")
+    bboxes = serializers.JSONField(
+        required=False, default=list, help_text="[[x, y, w, h] or null, ...] in photo order"
+    )
 
     def validate_bboxes(self, value: object) -> list:
         if not isinstance(value, list) or not all(
-            box is None or (isinstance(box, list) and len(box) == 4
-                            and all(isinstance(v, (int, float)) for v in box))
+            box is None
+            or (
+                isinstance(box, list)
+                and len(box) == 4
+                and all(isinstance(v, (int, float)) for v in box)
+            )
             for box in value
         ):
             raise serializers.ValidationError("Each box must be [x, y, width, height] or null.")

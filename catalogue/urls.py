@@ -14,19 +14,29 @@ urlpatterns = [
     # Public site
     path("species/", public_views.species_list, name="species-list"),
     path("species/<slug:slug>/", public_views.species_detail, name="species-detail"),
-    path("individuals/<int:individual_id>/", public_views.individual_detail,
-         name="individual-detail"),
+    path(
+        "individuals/<int:individual_id>/", public_views.individual_detail, name="individual-detail"
+    ),
     path("search/", public_views.search, name="search"),
     path("recent/", public_views.recent_sightings, name="recent-sightings"),
-    path("api/public/individuals/<int:individual_id>/", api.PublicIndividualApi.as_view(),
-         name="api-public-individual"),
+    path(
+        "api/public/individuals/<int:individual_id>/",
+        api.PublicIndividualApi.as_view(),
+        name="api-public-individual",
+    ),
     path("api/public/recent/", api.PublicRecentSightingsApi.as_view(), name="api-public-recent"),
     # Experts and admins
     path("dashboard/", public_views.dashboard, name="dashboard"),
     path("exports/", public_views.export_index, name="exports"),
     path("exports/sightings.csv", public_views.export_encounters, name="export-encounters"),
-    path("exports/capture-history/", public_views.export_capture_history,
-         name="export-capture-history"),
-    path("exports/public/sightings.csv", public_views.export_public_encounters,
-         name="export-public-encounters"),
+    path(
+        "exports/capture-history/",
+        public_views.export_capture_history,
+        name="export-capture-history",
+    ),
+    path(
+        "exports/public/sightings.csv",
+        public_views.export_public_encounters,
+        name="export-public-encounters",
+    ),
 ]

@@ -9,11 +9,11 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from catalogue import selectors
-from catalogue.services import sightings
 from catalogue.coordinates import encounter_coordinates
 from catalogue.forms import SightingForm, SignUpForm
 from catalogue.photos import photo_read
 from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
+from catalogue.services import sightings
 from wildweb.errors import ServiceError
 
 
@@ -42,13 +42,18 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
         try:
             photos = [
                 sightings.uploaded_photo_from_file(
-                    file=file, bbox=boxes[index] if index < len(boxes) else None)
+                    file=file, bbox=boxes[index] if index < len(boxes) else None
+                )
                 for index, file in enumerate(data["photos"])
             ]
             result = sightings.sighting_create(
-                submitted_by=request.user, species=data["species"], photos=photos,
-                observed_at=data["observed_at"], latitude=data["latitude"],
-                longitude=data["longitude"], notes=data["notes"],
+                submitted_by=request.user,
+                species=data["species"],
+                photos=photos,
+                observed_at=data["observed_at"],
+                latitude=data["latitude"],
+                longitude=data["longitude"],
+                notes=data["notes"],
             )
         except ServiceError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)
@@ -68,18 +73,26 @@ def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
     encounter = selectors.sighting_visible_to(user=request.user, encounter_id=encounter_id)
     if encounter is None:
         raise Http404("No such sighting")
-    return render(request, "catalogue/sighting_detail.html", {
-        "encounter": encounter,
-        "coordinates": encounter_coordinates(encounter=encounter, user=request.user),
-    })
+    return render(
+        request,
+        "catalogue/sighting_detail.html",
+        {
+            "encounter": encounter,
+            "coordinates": encounter_coordinates(encounter=encounter, user=request.user),
+        },
+    )
 
 
 @login_required
 def my_sightings(request: HttpRequest) -> HttpResponse:
-    return render(request, "catalogue/my_sightings.html", {
-        "sightings": selectors.volunteer_sightings(user=request.user),
-        "contributions": selectors.volunteer_contributions(user=request.user),
-    })
+    return render(
+        request,
+        "catalogue/my_sightings.html",
+        {
+            "sightings": selectors.volunteer_sightings(user=request.user),
+            "contributions": selectors.volunteer_contributions(user=request.user),
+        },
+    )
 
 
 @login_required
@@ -92,15 +105,20 @@ def photo_exif(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"detail": "No photo was sent."}, status=400)
     try:
         upload = sightings.uploaded_photo_from_file(file=file)
-        photo = photo_read(data=upload.data, filename=upload.filename,
-                           max_bytes=settings.MAX_UPLOAD_BYTES,
-                           max_pixels=settings.MAX_IMAGE_PIXELS)
+        photo = photo_read(
+            data=upload.data,
+            filename=upload.filename,
+            max_bytes=settings.MAX_UPLOAD_BYTES,
+            max_pixels=settings.MAX_IMAGE_PIXELS,
+        )
     except ServiceError as error:
         return JsonResponse({"detail": error.message}, status=400)
-    return JsonResponse({
-        "observed_at": photo.taken_at.strftime("%Y-%m-%dT%H:%M") if photo.taken_at else None,
-        "latitude": photo.latitude,
-        "longitude": photo.longitude,
-        "width": photo.width,
-        "height": photo.height,
-    })
+    return JsonResponse(
+        {
+            "observed_at": photo.taken_at.strftime("%Y-%m-%dT%H:%M") if photo.taken_at else None,
+            "latitude": photo.latitude,
+            "longitude": photo.longitude,
+            "width": photo.width,
+            "height": photo.height,
+        }
+    )

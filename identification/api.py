@@ -11,8 +11,12 @@ from catalogue.models import Annotation, Individual
 from catalogue.roles import VOTE_PERMISSION
 from identification import selectors
 from identification.serializers import (
-    DecisionInputSerializer, DecisionSerializer, IdentificationSerializer,
-    IndividualPhotoSerializer, IndividualSerializer, VoteInputSerializer,
+    DecisionInputSerializer,
+    DecisionSerializer,
+    IdentificationSerializer,
+    IndividualPhotoSerializer,
+    IndividualSerializer,
+    VoteInputSerializer,
 )
 from identification.services import decisions
 
@@ -44,10 +48,14 @@ class DecisionCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         decision = decisions.match_decide(
-            annotation=get_object_or_404(Annotation, pk=annotation_id), verdict=data["verdict"],
-            decided_by=request.user, individual=data.get("individual"),
-            expected_individual_id=data.get("expected_individual"), new_code=data["code"],
-            new_name=data["name"])
+            annotation=get_object_or_404(Annotation, pk=annotation_id),
+            verdict=data["verdict"],
+            decided_by=request.user,
+            individual=data.get("individual"),
+            expected_individual_id=data.get("expected_individual"),
+            new_code=data["code"],
+            new_name=data["name"],
+        )
         return Response(DecisionSerializer(decision).data, status=status.HTTP_201_CREATED)
 
 
@@ -58,9 +66,12 @@ class VoteCreateApi(APIView):
     def post(self, request: Request, annotation_id: int) -> Response:
         serializer = VoteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        vote = decisions.vote_cast(annotation=get_object_or_404(Annotation, pk=annotation_id),
-                                   individual=serializer.validated_data["individual"],
-                                   voter=request.user, same=serializer.validated_data["same"])
+        vote = decisions.vote_cast(
+            annotation=get_object_or_404(Annotation, pk=annotation_id),
+            individual=serializer.validated_data["individual"],
+            voter=request.user,
+            same=serializer.validated_data["same"],
+        )
         return Response({"id": vote.pk, "same": vote.same}, status=status.HTTP_201_CREATED)
 
 

@@ -72,7 +72,11 @@ class SpeciesModel(models.Model):
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     pending_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="Promoted, still re-embedding; ranking switches to it once all vectors exist.",
     )
     ranking_method = models.CharField(
@@ -163,7 +167,9 @@ class MatchCandidate(models.Model):
         "catalogue.Individual", on_delete=models.CASCADE, related_name="+"
     )
     gallery_annotation = models.ForeignKey(
-        Annotation, on_delete=models.CASCADE, related_name="+",
+        Annotation,
+        on_delete=models.CASCADE,
+        related_name="+",
         help_text="The candidate's photo that matches best.",
     )
     embedding_score = models.FloatField(help_text="Cosine similarity, -1..1.")
@@ -176,7 +182,9 @@ class MatchCandidate(models.Model):
     class Meta:
         ordering = ["identification", "rank"]
         constraints = [
-            models.UniqueConstraint(fields=["identification", "rank"], name="one_candidate_per_rank")
+            models.UniqueConstraint(
+                fields=["identification", "rank"], name="one_candidate_per_rank"
+            )
         ]
 
 
@@ -191,7 +199,11 @@ class IdentityDecision(models.Model):
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="decisions")
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     candidate = models.ForeignKey(
-        "catalogue.Individual", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        "catalogue.Individual",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The individual accepted, created or rejected.",
     )
     individual_before = models.ForeignKey(
@@ -200,11 +212,13 @@ class IdentityDecision(models.Model):
     individual_after = models.ForeignKey(
         "catalogue.Individual", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                   related_name="+")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     decided_at = models.DateTimeField(auto_now_add=True)
-    reverted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.PROTECT, related_name="+")
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reverted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -215,16 +229,19 @@ class Vote(models.Model):
     """A volunteer's opinion on whether an animal is a given candidate."""
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="votes")
-    individual = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE,
-                                   related_name="+")
+    individual = models.ForeignKey(
+        "catalogue.Individual", on_delete=models.CASCADE, related_name="+"
+    )
     voter = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     same = models.BooleanField()
     voted_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["annotation", "individual", "voter"],
-                                    name="one_vote_per_voter_and_candidate")
+            models.UniqueConstraint(
+                fields=["annotation", "individual", "voter"],
+                name="one_vote_per_voter_and_candidate",
+            )
         ]
 
 
@@ -234,9 +251,11 @@ class IndividualMerge(models.Model):
     kept = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
     merged = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
     moved_annotation_ids = models.JSONField(default=list)
-    merged_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                                  related_name="+")
+    merged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
     merged_at = models.DateTimeField(auto_now_add=True)
-    reverted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.PROTECT, related_name="+")
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
     reverted_at = models.DateTimeField(null=True, blank=True)

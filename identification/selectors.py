@@ -36,7 +36,8 @@ def nearest_sql(*, species_id: int, version_id: int, dim: int, limit: int) -> st
     return f"""
         SELECT e.annotation_id, a.individual_id, 1 - e.distance AS cosine
         FROM (
-            SELECT annotation_id, (vector::vector({int(dim)})) <=> %s::vector({int(dim)}) AS distance
+            SELECT annotation_id,
+                   (vector::vector({int(dim)})) <=> %s::vector({int(dim)}) AS distance
             FROM identification_embedding
             WHERE species_id = {int(species_id)} AND model_version_id = {int(version_id)}
             ORDER BY (vector::vector({int(dim)})) <=> %s::vector({int(dim)})
@@ -47,8 +48,14 @@ def nearest_sql(*, species_id: int, version_id: int, dim: int, limit: int) -> st
 
 
 def nearest_identified_annotations(
-    *, species_id: int, version_id: int, dim: int, vector: np.ndarray, k: int,
-    exclude_annotation_id: int | None = None, observed_after: datetime | None = None,
+    *,
+    species_id: int,
+    version_id: int,
+    dim: int,
+    vector: np.ndarray,
+    k: int,
+    exclude_annotation_id: int | None = None,
+    observed_after: datetime | None = None,
     observed_before: datetime | None = None,
 ) -> list[Neighbour]:
     """The ``k`` most similar annotations of known individuals, by cosine, index-backed.
@@ -62,8 +69,10 @@ def nearest_identified_annotations(
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
             _search_settings(cursor, limit)
-            cursor.execute(nearest_sql(species_id=species_id, version_id=version_id, dim=dim,
-                                       limit=limit), [literal, literal])
+            cursor.execute(
+                nearest_sql(species_id=species_id, version_id=version_id, dim=dim, limit=limit),
+                [literal, literal],
+            )
             rows = sorted(cursor.fetchall(), key=lambda row: -row[2])
         found = _neighbours_filter(rows, exclude_annotation_id, observed_after, observed_before)
         if len(found) >= k:
@@ -75,8 +84,11 @@ def nearest_identified_annotations(
 
 def _species_rows(species_id: int, version_id: int) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM identification_embedding "
-                       "WHERE species_id = %s AND model_version_id = %s", [species_id, version_id])
+        cursor.execute(
+            "SELECT count(*) FROM identification_embedding "
+            "WHERE species_id = %s AND model_version_id = %s",
+            [species_id, version_id],
+        )
         return cursor.fetchone()[0]
 
 
@@ -85,8 +97,11 @@ def nearest_plan(*, species_id: int, version_id: int, dim: int, limit: int = 40)
     zero = "[" + ",".join(["0"] * (dim - 1) + ["1"]) + "]"
     with transaction.atomic(), connection.cursor() as cursor:
         _search_settings(cursor, limit)
-        cursor.execute("EXPLAIN " + nearest_sql(species_id=species_id, version_id=version_id,
-                                                 dim=dim, limit=limit), [zero, zero])
+        cursor.execute(
+            "EXPLAIN "
+            + nearest_sql(species_id=species_id, version_id=version_id, dim=dim, limit=limit),
+            [zero, zero],
+        )
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
@@ -103,12 +118,17 @@ def _search_settings(cursor, limit: int) -> None:  # noqa: ANN001
     cursor.execute("SET LOCAL enable_sort = off")
 
 
-def _neighbours_filter(rows: list[tuple], exclude_annotation_id: int | None,
-                       observed_after: datetime | None,
-                       observed_before: datetime | None) -> list[Neighbour]:
-    neighbours = [Neighbour(annotation_id, individual_id, float(cosine))
-                  for annotation_id, individual_id, cosine in rows
-                  if individual_id is not None and annotation_id != exclude_annotation_id]
+def _neighbours_filter(
+    rows: list[tuple],
+    exclude_annotation_id: int | None,
+    observed_after: datetime | None,
+    observed_before: datetime | None,
+) -> list[Neighbour]:
+    neighbours = [
+        Neighbour(annotation_id, individual_id, float(cosine))
+        for annotation_id, individual_id, cosine in rows
+        if individual_id is not None and annotation_id != exclude_annotation_id
+    ]
     if observed_after or observed_before:
         from catalogue.models import Annotation
 
@@ -123,17 +143,23 @@ def _neighbours_filter(rows: list[tuple], exclude_annotation_id: int | None,
 
 
 def candidate_list(*, annotation_id: int) -> Identification | None:
-    return (Identification.objects.filter(annotation_id=annotation_id)
-            .prefetch_related("candidates__individual", "candidates__gallery_annotation__image")
-            .select_related("annotation__image__encounter", "annotation__species").first())
+    return (
+        Identification.objects.filter(annotation_id=annotation_id)
+        .prefetch_related("candidates__individual", "candidates__gallery_annotation__image")
+        .select_related("annotation__image__encounter", "annotation__species")
+        .first()
+    )
 
 
 def review_queue(*, species_id: int | None = None) -> QuerySet[Identification]:
     """Animals with candidates and no decision yet, oldest first."""
-    queryset = (Identification.objects.filter(state=Identification.State.READY,
-                                              annotation__individual__isnull=True)
-                .select_related("annotation__image__encounter", "annotation__species")
-                .order_by("created_at"))
+    queryset = (
+        Identification.objects.filter(
+            state=Identification.State.READY, annotation__individual__isnull=True
+        )
+        .select_related("annotation__image__encounter", "annotation__species")
+        .order_by("created_at")
+    )
     if species_id:
         queryset = queryset.filter(annotation__species_id=species_id)
     return queryset
@@ -153,7 +179,9 @@ class CandidateView:
         return self.votes_same - self.votes_different >= settings.VOTES_FOR_SUGGESTION
 
 
-def review_candidates(*, identification: Identification, user: AbstractBaseUser) -> list[CandidateView]:
+def review_candidates(
+    *, identification: Identification, user: AbstractBaseUser
+) -> list[CandidateView]:
     """Candidates in rank order with their volunteers' votes (agreement counts for experts)."""
     votes = Vote.objects.filter(annotation_id=identification.annotation_id)
     tally: dict[int, list[int]] = defaultdict(lambda: [0, 0])
@@ -162,16 +190,21 @@ def review_candidates(*, identification: Identification, user: AbstractBaseUser)
         tally[vote.individual_id][0 if vote.same else 1] += 1
         if vote.voter_id == user.pk:
             mine[vote.individual_id] = vote.same
-    return [CandidateView(candidate=c, votes_same=tally[c.individual_id][0],
-                          votes_different=tally[c.individual_id][1],
-                          my_vote=mine.get(c.individual_id))
-            for c in identification.candidates.all()]
+    return [
+        CandidateView(
+            candidate=c,
+            votes_same=tally[c.individual_id][0],
+            votes_different=tally[c.individual_id][1],
+            my_vote=mine.get(c.individual_id),
+        )
+        for c in identification.candidates.all()
+    ]
 
 
 def decision_history(*, annotation_id: int) -> QuerySet[IdentityDecision]:
-    return (IdentityDecision.objects.filter(annotation_id=annotation_id)
-            .select_related("candidate", "individual_before", "individual_after", "decided_by",
-                            "reverted_by"))
+    return IdentityDecision.objects.filter(annotation_id=annotation_id).select_related(
+        "candidate", "individual_before", "individual_after", "decided_by", "reverted_by"
+    )
 
 
 def review_neighbours(*, identification: Identification) -> tuple[int | None, int | None]:

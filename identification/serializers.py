@@ -19,8 +19,14 @@ class CandidateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = MatchCandidate
-        fields = ["rank", "individual", "gallery_annotation", "fused_score", "embedding_score",
-                  "inlier_count"]
+        fields = [
+            "rank",
+            "individual",
+            "gallery_annotation",
+            "fused_score",
+            "embedding_score",
+            "inlier_count",
+        ]
 
 
 class IdentificationSerializer(serializers.Serializer):
@@ -34,8 +40,9 @@ class IdentificationSerializer(serializers.Serializer):
 
 class DecisionInputSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=IdentityDecision.Verdict.choices)
-    individual = serializers.PrimaryKeyRelatedField(queryset=Individual.objects.all(), required=False,
-                                                    allow_null=True)
+    individual = serializers.PrimaryKeyRelatedField(
+        queryset=Individual.objects.all(), required=False, allow_null=True
+    )
     expected_individual = serializers.IntegerField(required=False, allow_null=True)
     code = serializers.CharField(required=False, allow_blank=True, default="")
     name = serializers.CharField(required=False, allow_blank=True, default="")
@@ -44,8 +51,16 @@ class DecisionInputSerializer(serializers.Serializer):
 class DecisionSerializer(serializers.ModelSerializer):
     class Meta:
         model = IdentityDecision
-        fields = ["id", "annotation", "verdict", "candidate", "individual_before", "individual_after",
-                  "decided_by", "decided_at"]
+        fields = [
+            "id",
+            "annotation",
+            "verdict",
+            "candidate",
+            "individual_before",
+            "individual_after",
+            "decided_by",
+            "decided_at",
+        ]
 
 
 class VoteInputSerializer(serializers.Serializer):
@@ -59,5 +74,15 @@ class IndividualPhotoSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["id", "image", "thumbnail", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "theta",
-                  "viewpoint", "identity_source"]
+        fields = [
+            "id",
+            "image",
+            "thumbnail",
+            "bbox_x",
+            "bbox_y",
+            "bbox_w",
+            "bbox_h",
+            "theta",
+            "viewpoint",
+            "identity_source",
+        ]

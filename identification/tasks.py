@@ -7,16 +7,26 @@ from celery import shared_task
 from identification.services.matching import NotEmbeddedYet
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OSError,),
-             retry_backoff=True, max_retries=5)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OSError,),
+    retry_backoff=True,
+    max_retries=5,
+)
 def embedding_jobs_run_task(job_ids: list[int]) -> list[int]:
     from identification.services.embedding import embedding_jobs_run
 
     return embedding_jobs_run(job_ids=job_ids)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(NotEmbeddedYet,),
-             retry_backoff=2, max_retries=8)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(NotEmbeddedYet,),
+    retry_backoff=2,
+    max_retries=8,
+)
 def annotation_identify_task(annotation_id: int) -> None:
     from identification.services.matching import annotation_identify
 

@@ -21,10 +21,18 @@ from wildweb.errors import ConflictError, ServiceError
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def review_queue(request: HttpRequest) -> HttpResponse:
     species_id = request.GET.get("species") or None
-    queue = selectors.review_queue(species_id=int(species_id) if species_id and species_id.isdigit() else None)
-    return render(request, "identification/review_queue.html", {
-        "queue": queue[:200], "species_list": Species.objects.all(), "species_id": species_id,
-    })
+    queue = selectors.review_queue(
+        species_id=int(species_id) if species_id and species_id.isdigit() else None
+    )
+    return render(
+        request,
+        "identification/review_queue.html",
+        {
+            "queue": queue[:200],
+            "species_list": Species.objects.all(),
+            "species_id": species_id,
+        },
+    )
 
 
 @login_required
@@ -34,14 +42,21 @@ def review_annotation(request: HttpRequest, annotation_id: int) -> HttpResponse:
     if identification is None:
         raise Http404("This animal is not waiting for identification.")
     previous_id, next_id = selectors.review_neighbours(identification=identification)
-    return render(request, "identification/review_annotation.html", {
-        "identification": identification,
-        "annotation": identification.annotation,
-        "candidates": selectors.review_candidates(identification=identification, user=request.user),
-        "decisions": selectors.decision_history(annotation_id=annotation_id),
-        "previous_id": previous_id, "next_id": next_id,
-        "can_decide": request.user.has_perm(DECIDE_PERMISSION),
-    })
+    return render(
+        request,
+        "identification/review_annotation.html",
+        {
+            "identification": identification,
+            "annotation": identification.annotation,
+            "candidates": selectors.review_candidates(
+                identification=identification, user=request.user
+            ),
+            "decisions": selectors.decision_history(annotation_id=annotation_id),
+            "previous_id": previous_id,
+            "next_id": next_id,
+            "can_decide": request.user.has_perm(DECIDE_PERMISSION),
+        },
+    )
 
 
 @login_required
@@ -60,21 +75,31 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
     expected = request.POST.get("expected_individual") or None
     try:
         if action in ("vote-same", "vote-different"):
-            decisions.vote_cast(annotation=annotation, individual=_required(individual),
-                                voter=request.user, same=action == "vote-same")
+            decisions.vote_cast(
+                annotation=annotation,
+                individual=_required(individual),
+                voter=request.user,
+                same=action == "vote-same",
+            )
             messages.success(request, "Thank you, your vote is counted.")
         elif action == "undo":
-            last = (IdentityDecision.objects.filter(annotation=annotation, decided_by=request.user,
-                                                    reverted_at__isnull=True).first())
+            last = IdentityDecision.objects.filter(
+                annotation=annotation, decided_by=request.user, reverted_at__isnull=True
+            ).first()
             if last is None:
                 raise ServiceError("You have no decision on this animal to undo.")
             decisions.decision_revert(decision=last, reverted_by=request.user)
             messages.success(request, "Your last decision was undone.")
         else:
             decision = decisions.match_decide(
-                annotation=annotation, verdict=action, decided_by=request.user,
-                individual=individual, expected_individual_id=int(expected) if expected else None,
-                new_code=request.POST.get("code", ""), new_name=request.POST.get("name", ""))
+                annotation=annotation,
+                verdict=action,
+                decided_by=request.user,
+                individual=individual,
+                expected_individual_id=int(expected) if expected else None,
+                new_code=request.POST.get("code", ""),
+                new_name=request.POST.get("name", ""),
+            )
             messages.success(request, _decision_message(decision))
             if action != IdentityDecision.Verdict.REJECT:
                 _, next_id = selectors.review_neighbours(identification=identification)
@@ -116,14 +141,24 @@ def individual_merge(request: HttpRequest) -> HttpResponse:
             merged = get_object_or_404(Individual, pk=request.POST.get("merged"))
             decisions.individual_merge(kept=kept, merged=merged, merged_by=request.user)
             messages.success(request, f"{merged} was merged into {kept}.")
-            return redirect(reverse("individual-merge") + (f"?species={species_id}" if species_id else ""))
+            return redirect(
+                reverse("individual-merge") + (f"?species={species_id}" if species_id else "")
+            )
         except ServiceError as error:
             messages.error(request, error.message)
-    merges = IndividualMerge.objects.select_related("kept", "merged", "merged_by").order_by("-merged_at")[:20]
-    return render(request, "identification/merge.html", {
-        "individuals": individuals, "merges": merges, "species_list": Species.objects.all(),
-        "species_id": species_id,
-    })
+    merges = IndividualMerge.objects.select_related("kept", "merged", "merged_by").order_by(
+        "-merged_at"
+    )[:20]
+    return render(
+        request,
+        "identification/merge.html",
+        {
+            "individuals": individuals,
+            "merges": merges,
+            "species_list": Species.objects.all(),
+            "species_id": species_id,
+        },
+    )
 
 
 @login_required
@@ -131,8 +166,9 @@ def individual_merge(request: HttpRequest) -> HttpResponse:
 @require_POST
 def merge_revert(request: HttpRequest, merge_id: int) -> HttpResponse:
     try:
-        decisions.merge_revert(merge=get_object_or_404(IndividualMerge, pk=merge_id),
-                               reverted_by=request.user)
+        decisions.merge_revert(
+            merge=get_object_or_404(IndividualMerge, pk=merge_id), reverted_by=request.user
+        )
         messages.success(request, "The merge was reverted.")
     except ServiceError as error:
         messages.error(request, error.message)
@@ -143,27 +179,38 @@ def merge_revert(request: HttpRequest, merge_id: int) -> HttpResponse:
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def candidate_photos(request: HttpRequest, candidate_id: int) -> HttpResponse:
     """The candidate's other confirmed photos, loaded on demand by htmx."""
-    candidate = get_object_or_404(MatchCandidate.objects.select_related("individual"), pk=candidate_id)
+    candidate = get_object_or_404(
+        MatchCandidate.objects.select_related("individual"), pk=candidate_id
+    )
     annotations = candidate.individual.annotations.select_related("image")[:24]
-    return render(request, "identification/_candidate_photos.html",
-                  {"candidate": candidate, "annotations": annotations})
+    return render(
+        request,
+        "identification/_candidate_photos.html",
+        {"candidate": candidate, "annotations": annotations},
+    )
 
 
 @login_required
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpResponse:
     """The query and candidate photos side by side with their keypoint matches drawn."""
-    from identification.services.embedding import annotation_crop
-    from reid.local_features import Match, draw_matches
     import numpy as np
 
+    from identification.services.embedding import annotation_crop
+    from reid.local_features import Match, draw_matches
+
     candidate = get_object_or_404(
-        MatchCandidate.objects.select_related("identification__annotation__image",
-                                              "gallery_annotation__image"), pk=candidate_id)
+        MatchCandidate.objects.select_related(
+            "identification__annotation__image", "gallery_annotation__image"
+        ),
+        pk=candidate_id,
+    )
     pairs = np.asarray(candidate.match_pairs or [], dtype=np.float32).reshape(-1, 4)
-    picture = draw_matches(annotation_crop(annotation=candidate.identification.annotation),
-                           annotation_crop(annotation=candidate.gallery_annotation),
-                           Match(inliers=len(pairs), pairs=pairs, tentative=len(pairs)))
+    picture = draw_matches(
+        annotation_crop(annotation=candidate.identification.annotation),
+        annotation_crop(annotation=candidate.gallery_annotation),
+        Match(inliers=len(pairs), pairs=pairs, tentative=len(pairs)),
+    )
     buffer = io.BytesIO()
     picture.save(buffer, "JPEG", quality=85)
     response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")

@@ -72,13 +72,25 @@ class AnnotationFactory(factory.django.DjangoModelFactory):
     bbox_h = 48
 
 
-def confirmed_sighting(*, individual: Individual, observed_at: object = None,
-                       latitude: float | None = 51.23456, longitude: float | None = -0.98765,
-                       source: str = Annotation.IdentitySource.EXPERT,
-                       **encounter: object) -> Annotation:
+def confirmed_sighting(
+    *,
+    individual: Individual,
+    observed_at: object = None,
+    latitude: float | None = 51.23456,
+    longitude: float | None = -0.98765,
+    source: str = Annotation.IdentitySource.EXPERT,
+    **encounter: object,
+) -> Annotation:
     """A sighting of ``individual`` with one photo whose identity is confirmed (public site)."""
     extra = {"observed_at": observed_at} if observed_at is not None else {}
-    sighting = EncounterFactory(species=individual.species, latitude=latitude, longitude=longitude,
-                                status=Encounter.Status.IDENTIFIED, **extra, **encounter)
-    return AnnotationFactory(image=ImageFactory(encounter=sighting), individual=individual,
-                             identity_source=source)
+    sighting = EncounterFactory(
+        species=individual.species,
+        latitude=latitude,
+        longitude=longitude,
+        status=Encounter.Status.IDENTIFIED,
+        **extra,
+        **encounter,
+    )
+    return AnnotationFactory(
+        image=ImageFactory(encounter=sighting), individual=individual, identity_source=source
+    )

@@ -12,7 +12,9 @@ import piexif
 from PIL import Image
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25) -> None:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 60.0, interval: float = 0.25
+) -> None:
     """Poll until ``predicate()`` is truthy; fail with a clear message after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -21,8 +23,12 @@ def wait_until(predicate: Callable[[], object], timeout: float = 60.0, interval:
         time.sleep(interval)
 
 
-def jpeg_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 120, 40),
-               exif: bytes | None = None, mode: str = "RGB") -> bytes:
+def jpeg_bytes(
+    size: tuple[int, int] = (64, 48),
+    color: tuple[int, int, int] = (200, 120, 40),
+    exif: bytes | None = None,
+    mode: str = "RGB",
+) -> bytes:
     image = Image.new(mode, size, color if mode == "RGB" else None)
     if mode == "RGB":
         # A gradient makes distinct photos hash differently and shows orientation.
@@ -33,8 +39,12 @@ def jpeg_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (
     return buffer.getvalue()
 
 
-def exif_bytes(*, orientation: int | None = None, taken: str | None = None,
-               gps: tuple[float, float] | None = None) -> bytes:
+def exif_bytes(
+    *,
+    orientation: int | None = None,
+    taken: str | None = None,
+    gps: tuple[float, float] | None = None,
+) -> bytes:
     """EXIF with an orientation, a DateTimeOriginal ("YYYY:MM:DD HH:MM:SS") and GPS."""
     zeroth: dict = {}
     exif: dict = {}
@@ -65,9 +75,17 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims ``width``×``height`` pixels but holds almost no data: a bomb's header."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1) * 4)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1) * 4))
+        + chunk(b"IEND", b"")
+    )

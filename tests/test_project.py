@@ -13,8 +13,14 @@ from conftest import REPO_ROOT
 
 
 def manage(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_makemigrations_finds_nothing_to_do() -> None:
@@ -23,10 +29,17 @@ def test_makemigrations_finds_nothing_to_do() -> None:
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env={
-        "DEBUG": "0", "SECRET_KEY": "x" * 60 + "-production-like-secret-9f8e7d6c5b4a",
-        "ALLOWED_HOSTS": "wildweb.example.org",
-    })
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": "x" * 60 + "-production-like-secret-9f8e7d6c5b4a",
+            "ALLOWED_HOSTS": "wildweb.example.org",
+        },
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

@@ -63,10 +63,21 @@ def _start_embedded_redis() -> None:
     REDIS_DIR.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            str(binary), "--port", str(REDIS_EMBEDDED_PORT), "--bind", "127.0.0.1",
-            "--daemonize", "yes", "--dir", str(REDIS_DIR),
-            "--pidfile", str(REDIS_DIR / "redis.pid"), "--logfile", str(REDIS_DIR / "redis.log"),
-            "--save", "60 1",
+            str(binary),
+            "--port",
+            str(REDIS_EMBEDDED_PORT),
+            "--bind",
+            "127.0.0.1",
+            "--daemonize",
+            "yes",
+            "--dir",
+            str(REDIS_DIR),
+            "--pidfile",
+            str(REDIS_DIR / "redis.pid"),
+            "--logfile",
+            str(REDIS_DIR / "redis.log"),
+            "--save",
+            "60 1",
         ],
         check=True,
     )

@@ -27,6 +27,8 @@ def full_clean(instance: object) -> None:
     try:
         instance.full_clean()
     except ValidationError as error:
-        messages = [f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
-                    for name, errors in error.message_dict.items()]
+        messages = [
+            f"{name}: {' '.join(errors)}" if name != "__all__" else " ".join(errors)
+            for name, errors in error.message_dict.items()
+        ]
         raise ServiceError("; ".join(messages)) from None

@@ -17,6 +17,9 @@ urlpatterns = [
 if settings.SERVE_MEDIA:
     # Single-machine setup; behind a proxy, the proxy serves MEDIA_ROOT instead.
     urlpatterns.append(
-        path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve,
-             {"document_root": settings.MEDIA_ROOT})
+        path(
+            f"{settings.MEDIA_URL.strip('/')}/<path:path>",
+            serve,
+            {"document_root": settings.MEDIA_ROOT},
+        )
     )

@@ -31,8 +31,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks" / "identification"))
 
 DATASETS = REPO.parent / "shared" / "datasets"
-SPECIES = [("dogfacenet", "Dog"), ("holstein2025_cowfaces", "Cow"), ("fs48_fish", "Goldfish"),
-           ("chimp_faces_demo", "Chimpanzee"), ("manta_demo", "Manta ray")]
+SPECIES = [
+    ("dogfacenet", "Dog"),
+    ("holstein2025_cowfaces", "Cow"),
+    ("fs48_fish", "Goldfish"),
+    ("chimp_faces_demo", "Chimpanzee"),
+    ("manta_demo", "Manta ray"),
+]
 
 
 def main() -> None:
@@ -81,10 +86,12 @@ def main() -> None:
         plan = dataset_plan(metadata_csv=filtered, species=species)
         imported = dataset_import(plan=plan, batch_size=200)
         seconds = time.perf_counter() - t0
-        result["import"][name] = {"annotations": len(imported.annotations),
-                                  "individuals": imported.individuals_created,
-                                  "import_and_embed_s": round(seconds, 1),
-                                  "img_per_s": round(len(imported.annotations) / seconds, 2)}
+        result["import"][name] = {
+            "annotations": len(imported.annotations),
+            "individuals": imported.individuals_created,
+            "import_and_embed_s": round(seconds, 1),
+            "img_per_s": round(len(imported.annotations) / seconds, 2),
+        }
         print(name, result["import"][name], flush=True)
     result["gallery_annotations"] = sum(v["annotations"] for v in result["import"].values())
     result["import_total_s"] = round(time.perf_counter() - started_all, 1)
@@ -119,16 +126,40 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
     from wildweb.celery import app
 
     db = connection.settings_dict
-    env = {**os.environ, "CELERY_TASK_ALWAYS_EAGER": "0",
-           "DATABASE_URL": f"postgresql://{db['USER']}:@/{db['NAME']}?host={db['HOST']}"}
+    env = {
+        **os.environ,
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "DATABASE_URL": f"postgresql://{db['USER']}:@/{db['NAME']}?host={db['HOST']}",
+    }
     app.conf.task_always_eager = False
-    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
-                                         "global_keyprefix": os.environ["CELERY_KEY_PREFIX"]}
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "global_keyprefix": os.environ["CELERY_KEY_PREFIX"],
+    }
     log = open(media / "worker.log", "w")
-    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "wildweb", "worker", "-Q",
-                               "default,gpu", "--pool", "solo", "-l", "INFO", "--without-gossip",
-                               "--without-mingle", "--without-heartbeat"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "wildweb",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--pool",
+            "solo",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     species = Species.objects.get(name=species_name)
     try:
         while "ready" not in (media / "worker.log").read_text():
@@ -140,16 +171,22 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
             seconds, annotation_id = _timed_upload(photo, species)
             latencies.append(seconds)
             identity = photo.parent.name
-            ranked = list(Identification.objects.get(annotation_id=annotation_id).candidates
-                          .values_list("individual__code", flat=True)[:5])
+            ranked = list(
+                Identification.objects.get(annotation_id=annotation_id).candidates.values_list(
+                    "individual__code", flat=True
+                )[:5]
+            )
             top5.append(identity in ranked)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    return {"uploads": len(latencies), "p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "p95_s": round(float(np.percentile(latencies, 95)), 3),
-            "max_s": round(float(np.max(latencies)), 3),
-            "true_individual_in_top5": round(float(np.mean(top5)), 3)}
+    return {
+        "uploads": len(latencies),
+        "p50_s": round(float(np.percentile(latencies, 50)), 3),
+        "p95_s": round(float(np.percentile(latencies, 95)), 3),
+        "max_s": round(float(np.max(latencies)), 3),
+        "true_individual_in_top5": round(float(np.mean(top5)), 3),
+    }
 
 
 def _timed_upload(photo: Path, species, warm: bool = False) -> tuple[float, int]:  # noqa: ANN001
@@ -163,9 +200,12 @@ def _timed_upload(photo: Path, species, warm: bool = False) -> tuple[float, int]
     if warm:  # a different file, so the real photo is not a duplicate afterwards
         data += b"warm-up"  # bytes after the JPEG's end: same pixels, another sha256
     started = time.perf_counter()
-    result = sighting_create(submitted_by=None, species=species,
-                             photos=[UploadedPhoto(filename=photo.name, data=data)],
-                             observed_at=datetime(2025, 6, 1, tzinfo=timezone.utc))
+    result = sighting_create(
+        submitted_by=None,
+        species=species,
+        photos=[UploadedPhoto(filename=photo.name, data=data)],
+        observed_at=datetime(2025, 6, 1, tzinfo=timezone.utc),
+    )
     annotation = Annotation.objects.get(image__encounter=result.encounter)
     while not Identification.objects.filter(annotation=annotation, state="ready").exists():
         time.sleep(0.02)

@@ -12,8 +12,6 @@ Usage (own database on the embedded Postgres; dropped first):
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import io
 import json
 import os
 import sys
@@ -35,8 +33,11 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--database", default="wildweb_bench_search")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--reuse", action="store_true",
-                        help="Search a database loaded by an earlier run with the same arguments.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Search a database loaded by an earlier run with the same arguments.",
+    )
     args = parser.parse_args()
 
     _use_database(args.database, fresh=not args.reuse)
@@ -51,7 +52,8 @@ def main() -> None:
     sizes = _species_sizes(args.vectors, args.species)
     started = time.perf_counter()
     vectors, species_of, identified, version_id, species_ids, annotation_ids = _load(
-        connection, rng, sizes, args.dim, write=not args.reuse)
+        connection, rng, sizes, args.dim, write=not args.reuse
+    )
     load_s = time.perf_counter() - started
 
     from identification.models import ModelVersion
@@ -69,8 +71,9 @@ def main() -> None:
     from identification.selectors import nearest_identified_annotations as search
 
     for species_id in species_ids:
-        search(species_id=species_id, version_id=version_id, dim=args.dim,
-               vector=vectors[0], k=args.k)
+        search(
+            species_id=species_id, version_id=version_id, dim=args.dim, vector=vectors[0], k=args.k
+        )
 
     from identification.selectors import nearest_identified_annotations
 
@@ -83,8 +86,12 @@ def main() -> None:
         query /= np.linalg.norm(query)
         t0 = time.perf_counter()
         found = nearest_identified_annotations(
-            species_id=species_ids[species_index], version_id=version_id, dim=args.dim,
-            vector=query, k=args.k)
+            species_id=species_ids[species_index],
+            version_id=version_id,
+            dim=args.dim,
+            vector=query,
+            k=args.k,
+        )
         latencies.append((time.perf_counter() - t0) * 1000)
         known = members[identified[members]]
         exact = known[np.argsort(-(vectors[known] @ query))[: args.k]]
@@ -92,10 +99,15 @@ def main() -> None:
         recalls.append(len(exact_ids & {n.annotation_id for n in found}) / max(len(exact_ids), 1))
 
     result = {
-        "vectors": args.vectors, "dim": args.dim, "species": args.species,
-        "largest_species": int(sizes.max()), "smallest_species": int(sizes.min()),
-        "queries": args.queries, "k": args.k,
-        "load_s": round(load_s, 1), "index_build_s": round(index_s, 1),
+        "vectors": args.vectors,
+        "dim": args.dim,
+        "species": args.species,
+        "largest_species": int(sizes.max()),
+        "smallest_species": int(sizes.min()),
+        "queries": args.queries,
+        "k": args.k,
+        "load_s": round(load_s, 1),
+        "index_build_s": round(index_s, 1),
         "latency_ms_p50": round(float(np.percentile(latencies, 50)), 2),
         "latency_ms_p95": round(float(np.percentile(latencies, 95)), 2),
         "recall_at_10_mean": round(float(np.mean(recalls)), 4),
@@ -125,7 +137,9 @@ def _use_database(name: str, fresh: bool = True) -> None:
             conn.execute(f"DROP DATABASE IF EXISTS {name}")
             conn.execute(f"CREATE DATABASE {name}")
     prefix, _, rest = base.partition("?")
-    os.environ["DATABASE_URL"] = prefix.rsplit("/", 1)[0] + f"/{name}" + (f"?{rest}" if rest else "")
+    os.environ["DATABASE_URL"] = (
+        prefix.rsplit("/", 1)[0] + f"/{name}" + (f"?{rest}" if rest else "")
+    )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wildweb.settings")
     os.environ["DB_STATEMENT_TIMEOUT_MS"] = "0"  # index builds take minutes
 
@@ -160,9 +174,20 @@ def _load(connection, rng, sizes, dim, write=True):  # noqa: ANN001, ANN202
                 cursor.execute("SELECT id FROM catalogue_species WHERE slug = %s", [f"s{index}"])
                 species_ids.append(cursor.fetchone()[0])
             else:
-                species_ids.append(_write_species(cursor, index, size, individuals, owner, known,
-                                                  species_vectors, version, next_annotation,
-                                                  next_individual))
+                species_ids.append(
+                    _write_species(
+                        cursor,
+                        index,
+                        size,
+                        individuals,
+                        owner,
+                        known,
+                        species_vectors,
+                        version,
+                        next_annotation,
+                        next_individual,
+                    )
+                )
             vectors.append(species_vectors)
             species_of.extend([index] * size)
             identified.append(known)
@@ -171,42 +196,86 @@ def _load(connection, rng, sizes, dim, write=True):  # noqa: ANN001, ANN202
             next_individual += individuals
         if write:
             for table in ("catalogue_individual", "catalogue_annotation"):
-                cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                               f"(SELECT max(id) FROM {table}))")
+                cursor.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"(SELECT max(id) FROM {table}))"
+                )
     raw.commit()
-    return (np.concatenate(vectors), np.asarray(species_of), np.concatenate(identified), version.pk,
-            species_ids, np.asarray(annotation_ids))
+    return (
+        np.concatenate(vectors),
+        np.asarray(species_of),
+        np.concatenate(identified),
+        version.pk,
+        species_ids,
+        np.asarray(annotation_ids),
+    )
 
 
-def _write_species(cursor, index, size, individuals, owner, known, species_vectors, version,  # noqa: ANN001, ANN202, PLR0913
-                   next_annotation, next_individual):
+def _write_species(
+    cursor,
+    index,
+    size,
+    individuals,
+    owner,
+    known,
+    species_vectors,
+    version,  # noqa: ANN001, ANN202, PLR0913
+    next_annotation,
+    next_individual,
+):
     cursor.execute(
         "INSERT INTO catalogue_species (name, slug, sensitive, viewpoints, created_at) "
-        "VALUES (%s, %s, false, '[]', now()) RETURNING id", [f"S{index}", f"s{index}"])
+        "VALUES (%s, %s, false, '[]', now()) RETURNING id",
+        [f"S{index}", f"s{index}"],
+    )
     species_id = cursor.fetchone()[0]
     cursor.execute(
         "INSERT INTO catalogue_encounter (species_id, status, notes, created_at) "
-        "VALUES (%s, 'identified', '', now()) RETURNING id", [species_id])
+        "VALUES (%s, 'identified', '', now()) RETURNING id",
+        [species_id],
+    )
     encounter_id = cursor.fetchone()[0]
     cursor.execute(
         "INSERT INTO catalogue_image (encounter_id, file, sha256, width, height, "
         "original_filename, thumbnail, created_at) VALUES (%s, 'x.jpg', %s, 1, 1, '', '', now()) "
-        "RETURNING id", [encounter_id, f"{species_id:064x}"])
+        "RETURNING id",
+        [encounter_id, f"{species_id:064x}"],
+    )
     image_id = cursor.fetchone()[0]
-    with cursor.copy("COPY catalogue_individual (id, species_id, code, name, sex, notes, "
-                     "is_public, created_at) FROM STDIN") as copy:
+    with cursor.copy(
+        "COPY catalogue_individual (id, species_id, code, name, sex, notes, "
+        "is_public, created_at) FROM STDIN"
+    ) as copy:
         for i in range(individuals):
-            copy.write_row((next_individual + i, species_id, f"I{i}", "", "unknown", "", True,
-                            "2025-01-01"))
-    with cursor.copy("COPY catalogue_annotation (id, image_id, species_id, bbox_x, bbox_y, "
-                     "bbox_w, bbox_h, theta, viewpoint, individual_id, identity_source, "
-                     "created_at) FROM STDIN") as copy:
+            copy.write_row(
+                (next_individual + i, species_id, f"I{i}", "", "unknown", "", True, "2025-01-01")
+            )
+    with cursor.copy(
+        "COPY catalogue_annotation (id, image_id, species_id, bbox_x, bbox_y, "
+        "bbox_w, bbox_h, theta, viewpoint, individual_id, identity_source, "
+        "created_at) FROM STDIN"
+    ) as copy:
         for j in range(size):
-            copy.write_row((next_annotation + j, image_id, species_id, 0, 0, 1, 1, 0, "",
-                            next_individual + int(owner[j]) if known[j] else None,
-                            "import" if known[j] else "", "2025-01-01"))
-    with cursor.copy("COPY identification_embedding (annotation_id, model_version_id, "
-                     "species_id, vector, created_at) FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.write_row(
+                (
+                    next_annotation + j,
+                    image_id,
+                    species_id,
+                    0,
+                    0,
+                    1,
+                    1,
+                    0,
+                    "",
+                    next_individual + int(owner[j]) if known[j] else None,
+                    "import" if known[j] else "",
+                    "2025-01-01",
+                )
+            )
+    with cursor.copy(
+        "COPY identification_embedding (annotation_id, model_version_id, "
+        "species_id, vector, created_at) FROM STDIN WITH (FORMAT BINARY)"
+    ) as copy:
         copy.set_types(["int8", "int8", "int8", "vector", "timestamptz"])
         import datetime as dt
 

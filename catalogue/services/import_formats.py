@@ -65,12 +65,20 @@ def import_format_detect(*, path: Path) -> str:
         document = _json_load(path)
         if isinstance(document, dict) and "annotations" in document:
             return "coco"
-        if isinstance(document, dict) and isinstance(document.get("images"), list) and (
-                not document["images"] or "detections" in document["images"][0]
-                or "file" in document["images"][0]):
+        if (
+            isinstance(document, dict)
+            and isinstance(document.get("images"), list)
+            and (
+                not document["images"]
+                or "detections" in document["images"][0]
+                or "file" in document["images"][0]
+            )
+        ):
             return "megadetector"
-        raise ServiceError(f"{path.name}: JSON is neither COCO (no 'annotations') nor "
-                           "MegaDetector output (no 'images' with 'detections').")
+        raise ServiceError(
+            f"{path.name}: JSON is neither COCO (no 'annotations') nor "
+            "MegaDetector output (no 'images' with 'detections')."
+        )
     raise ServiceError(f"{path.name}: unknown format; give one of {', '.join(FORMATS)}.")
 
 
@@ -133,8 +141,9 @@ def _json_load(path: Path) -> Any:
     except UnicodeDecodeError:
         raise ServiceError(f"{path.name}: not UTF-8 text.") from None
     except json.JSONDecodeError as error:
-        raise ServiceError(f"{path.name}: line {error.lineno}, column {error.colno}: "
-                           f"{error.msg}.") from None
+        raise ServiceError(
+            f"{path.name}: line {error.lineno}, column {error.colno}: {error.msg}."
+        ) from None
 
 
 def _image_check(path: Path, where: str, errors: list[str]) -> tuple[int, int] | None:
@@ -183,8 +192,14 @@ def _individual_of(annotation: dict) -> str:
     return ""
 
 
-def _coco_plan(path: Path, species: Species, root: Path, *, max_individuals: int | None,
-               images_per_individual: int | None) -> ImportPlan:
+def _coco_plan(
+    path: Path,
+    species: Species,
+    root: Path,
+    *,
+    max_individuals: int | None,
+    images_per_individual: int | None,
+) -> ImportPlan:
     document = _json_load(path)
     plan = ImportPlan(species=species, source=str(path))
     if not isinstance(document, dict):
@@ -192,8 +207,11 @@ def _coco_plan(path: Path, species: Species, root: Path, *, max_individuals: int
     missing = [key for key in ("images", "annotations") if not isinstance(document.get(key), list)]
     if missing:
         raise ServiceError(f"{path.name}: missing list(s) {', '.join(missing)}.")
-    categories = {c.get("id"): str(c.get("name", "")) for c in document.get("categories") or []
-                  if isinstance(c, dict)}
+    categories = {
+        c.get("id"): str(c.get("name", ""))
+        for c in document.get("categories") or []
+        if isinstance(c, dict)
+    }
     images: dict[Any, dict] = {}
     sizes: dict[Any, tuple[int, int] | None] = {}
     for index, image in enumerate(document["images"]):
@@ -220,14 +238,14 @@ def _coco_plan(path: Path, species: Species, root: Path, *, max_individuals: int
         if category.strip().lower() in EMPTY_CATEGORIES:
             continue
         if annotation.get("category_id") is not None and categories and not category:
-            plan.errors.append(f"{where}: category_id {annotation.get('category_id')!r} "
-                               "is not in categories")
+            plan.errors.append(
+                f"{where}: category_id {annotation.get('category_id')!r} is not in categories"
+            )
             continue
         image_path = Path(image["file_name"])
         image_path = image_path if image_path.is_absolute() else root / image_path
         if image["id"] not in sizes:
-            sizes[image["id"]] = _image_check(image_path, f"images id {image['id']!r}",
-                                              plan.errors)
+            sizes[image["id"]] = _image_check(image_path, f"images id {image['id']!r}", plan.errors)
         size = sizes[image["id"]]
         if size is None:
             continue
@@ -236,33 +254,52 @@ def _coco_plan(path: Path, species: Species, root: Path, *, max_individuals: int
             try:
                 bbox = _bbox(annotation["bbox"], relative=False)
             except (ValueError, TypeError):
-                plan.errors.append(f"{where}: bbox {annotation['bbox']!r} is not [x, y, w, h] "
-                                   "in pixels with positive size")
+                plan.errors.append(
+                    f"{where}: bbox {annotation['bbox']!r} is not [x, y, w, h] "
+                    "in pixels with positive size"
+                )
                 continue
             if bbox[0] + bbox[2] > size[0] + 1 or bbox[1] + bbox[3] > size[1] + 1:
-                plan.errors.append(f"{where}: bbox {annotation['bbox']!r} lies outside the "
-                                   f"{size[0]}x{size[1]} photo")
+                plan.errors.append(
+                    f"{where}: bbox {annotation['bbox']!r} lies outside the "
+                    f"{size[0]}x{size[1]} photo"
+                )
                 continue
         identity = _individual_of(annotation)
         encounter = str(image.get("seq_id") or image.get("encounter") or f"image-{image['id']}")
-        by_identity.setdefault(identity, []).append(ImportRow(
-            line=where, image_id=str(image["id"]), identity=identity, path=image_path,
-            bbox=bbox, observed_at=_observed_at(image.get("datetime") or image.get("date_captured")),
-            viewpoint=str(annotation.get("viewpoint") or image.get("viewpoint") or ""),
-            encounter=encounter))
-    plan_rows_select(plan=plan, by_identity=by_identity, max_individuals=max_individuals,
-                     images_per_individual=images_per_individual)
+        by_identity.setdefault(identity, []).append(
+            ImportRow(
+                line=where,
+                image_id=str(image["id"]),
+                identity=identity,
+                path=image_path,
+                bbox=bbox,
+                observed_at=_observed_at(image.get("datetime") or image.get("date_captured")),
+                viewpoint=str(annotation.get("viewpoint") or image.get("viewpoint") or ""),
+                encounter=encounter,
+            )
+        )
+    plan_rows_select(
+        plan=plan,
+        by_identity=by_identity,
+        max_individuals=max_individuals,
+        images_per_individual=images_per_individual,
+    )
     return plan
 
 
-def _megadetector_plan(path: Path, species: Species, root: Path,
-                       min_confidence: float) -> ImportPlan:
+def _megadetector_plan(
+    path: Path, species: Species, root: Path, min_confidence: float
+) -> ImportPlan:
     document = _json_load(path)
     plan = ImportPlan(species=species, source=str(path))
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
         raise ServiceError(f"{path.name}: MegaDetector output needs a list 'images'.")
-    animal_categories = {key for key, name in (document.get("detection_categories") or {}).items()
-                         if str(name).lower() == "animal"} or {MEGADETECTOR_ANIMAL}
+    animal_categories = {
+        key
+        for key, name in (document.get("detection_categories") or {}).items()
+        if str(name).lower() == "animal"
+    } or {MEGADETECTOR_ANIMAL}
     rows: list[ImportRow] = []
     for index, image in enumerate(document["images"]):
         where = f"images[{index}]"
@@ -270,7 +307,9 @@ def _megadetector_plan(path: Path, species: Species, root: Path,
             plan.errors.append(f"{where}: needs 'file'")
             continue
         if image.get("failure"):
-            plan.errors.append(f"{where} ({image['file']}): MegaDetector failed: {image['failure']}")
+            plan.errors.append(
+                f"{where} ({image['file']}): MegaDetector failed: {image['failure']}"
+            )
             continue
         detections = image.get("detections")
         if not isinstance(detections, list):
@@ -286,8 +325,10 @@ def _megadetector_plan(path: Path, species: Species, root: Path,
                     continue
                 kept.append(_bbox(detection["bbox"], relative=True))
             except (KeyError, TypeError, ValueError):
-                plan.errors.append(f"{spot}: needs category and bbox [x, y, w, h] as fractions "
-                                   "of the photo, inside it")
+                plan.errors.append(
+                    f"{spot}: needs category and bbox [x, y, w, h] as fractions "
+                    "of the photo, inside it"
+                )
         if not kept:
             continue
         image_path = Path(image["file"])
@@ -295,25 +336,44 @@ def _megadetector_plan(path: Path, species: Species, root: Path,
         if _image_check(image_path, f"{where}", plan.errors) is None:
             continue
         for number, bbox in enumerate(kept):
-            rows.append(ImportRow(
-                line=f"{where}.detections[{number}]", image_id=str(image["file"]), identity="",
-                path=image_path, bbox=bbox, observed_at=_observed_at(image.get("datetime")),
-                viewpoint="", encounter=f"image-{index}", bbox_relative=True))
+            rows.append(
+                ImportRow(
+                    line=f"{where}.detections[{number}]",
+                    image_id=str(image["file"]),
+                    identity="",
+                    path=image_path,
+                    bbox=bbox,
+                    observed_at=_observed_at(image.get("datetime")),
+                    viewpoint="",
+                    encounter=f"image-{index}",
+                    bbox_relative=True,
+                )
+            )
     plan_rows_select(plan=plan, by_identity={"": rows})
     return plan
 
 
-def _zip_plan(path: Path, species: Species, target: Path, *, max_individuals: int | None,
-              images_per_individual: int | None) -> ImportPlan:
+def _zip_plan(
+    path: Path,
+    species: Species,
+    target: Path,
+    *,
+    max_individuals: int | None,
+    images_per_individual: int | None,
+) -> ImportPlan:
     plan = ImportPlan(species=species, source=str(path))
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError):
         raise ServiceError(f"{path.name}: not a ZIP archive.") from None
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir()
-                   and not PurePosixPath(m.filename).name.startswith(".")
-                   and "__MACOSX" not in PurePosixPath(m.filename).parts]
+        members = [
+            m
+            for m in archive.infolist()
+            if not m.is_dir()
+            and not PurePosixPath(m.filename).name.startswith(".")
+            and "__MACOSX" not in PurePosixPath(m.filename).parts
+        ]
         if len(members) > MAX_ZIP_MEMBERS or sum(m.file_size for m in members) > MAX_ZIP_BYTES:
             raise ServiceError(f"{path.name}: too large to import in one go.")
         if not members:
@@ -331,8 +391,9 @@ def _zip_plan(path: Path, species: Species, target: Path, *, max_individuals: in
                 plan.errors.append(f"{where}: unsafe path")
                 continue
             if len(inner) != 2:
-                plan.errors.append(f"{where}: expected <individual>/<photo>, one folder per "
-                                   "individual")
+                plan.errors.append(
+                    f"{where}: expected <individual>/<photo>, one folder per individual"
+                )
                 continue
             if PurePosixPath(inner[1]).suffix.lower() not in IMAGE_SUFFIXES:
                 plan.errors.append(f"{where}: not a photo (.jpg, .png, ...)")
@@ -349,9 +410,22 @@ def _zip_plan(path: Path, species: Species, target: Path, *, max_individuals: in
             if _image_check(destination, where, plan.errors) is None:
                 continue
             identity = inner[0].strip()
-            by_identity.setdefault(identity, []).append(ImportRow(
-                line=where, image_id=member.filename, identity=identity, path=destination,
-                bbox=None, observed_at=None, viewpoint="", encounter=f"file-{member.filename}"))
-    plan_rows_select(plan=plan, by_identity=by_identity, max_individuals=max_individuals,
-                     images_per_individual=images_per_individual)
+            by_identity.setdefault(identity, []).append(
+                ImportRow(
+                    line=where,
+                    image_id=member.filename,
+                    identity=identity,
+                    path=destination,
+                    bbox=None,
+                    observed_at=None,
+                    viewpoint="",
+                    encounter=f"file-{member.filename}",
+                )
+            )
+    plan_rows_select(
+        plan=plan,
+        by_identity=by_identity,
+        max_individuals=max_individuals,
+        images_per_individual=images_per_individual,
+    )
     return plan

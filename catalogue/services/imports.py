@@ -83,9 +83,11 @@ class ImportResult:
     duplicates_skipped: int = 0
 
     def report(self) -> dict:
-        return {"annotations_created": len(self.annotations),
-                "individuals_created": self.individuals_created,
-                "duplicates_skipped": self.duplicates_skipped}
+        return {
+            "annotations_created": len(self.annotations),
+            "individuals_created": self.individuals_created,
+            "duplicates_skipped": self.duplicates_skipped,
+        }
 
 
 def dataset_plan(
@@ -113,22 +115,32 @@ def dataset_plan(
         reader = csv.DictReader(handle)
         missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
-            raise ServiceError(f"{metadata_csv.name}: missing column(s) {', '.join(missing)}; "
-                               f"expected at least {', '.join(REQUIRED_COLUMNS)}.")
+            raise ServiceError(
+                f"{metadata_csv.name}: missing column(s) {', '.join(missing)}; "
+                f"expected at least {', '.join(REQUIRED_COLUMNS)}."
+            )
         by_identity: OrderedDict[str, list[ImportRow]] = OrderedDict()
         for line, record in enumerate(reader, start=2):
             row = _row_parse(record, line, metadata_csv.parent, plan.errors)
             if row is not None:
                 by_identity.setdefault(row.identity, []).append(row)
 
-    plan_rows_select(plan=plan, by_identity=by_identity, max_individuals=max_individuals,
-                     images_per_individual=images_per_individual)
+    plan_rows_select(
+        plan=plan,
+        by_identity=by_identity,
+        max_individuals=max_individuals,
+        images_per_individual=images_per_individual,
+    )
     return plan
 
 
-def plan_rows_select(*, plan: ImportPlan, by_identity: dict[str, list[ImportRow]],
-                     max_individuals: int | None = None,
-                     images_per_individual: int | None = None) -> None:
+def plan_rows_select(
+    *,
+    plan: ImportPlan,
+    by_identity: dict[str, list[ImportRow]],
+    max_individuals: int | None = None,
+    images_per_individual: int | None = None,
+) -> None:
     """Fill ``plan.rows`` and the new/existing individual lists from rows grouped by identity.
 
     Rows under the identity ``""`` (not identified yet) are all kept; the caps apply to the
@@ -139,15 +151,22 @@ def plan_rows_select(*, plan: ImportPlan, by_identity: dict[str, list[ImportRow]
         rows = sorted(by_identity[identity], key=lambda r: str(r.path))
         plan.rows.extend(rows[:images_per_individual])
     plan.rows.extend(by_identity.get("", []))
-    known = set() if plan.species.pk is None else set(
-        Individual.objects.filter(species=plan.species, code__in=identities)
-        .values_list("code", flat=True))
+    known = (
+        set()
+        if plan.species.pk is None
+        else set(
+            Individual.objects.filter(species=plan.species, code__in=identities).values_list(
+                "code", flat=True
+            )
+        )
+    )
     plan.existing_individuals = [i for i in identities if i in known]
     plan.new_individuals = [i for i in identities if i not in known]
 
 
-def dataset_import(*, plan: ImportPlan, imported_by: AbstractBaseUser | None = None,
-                   batch_size: int = 100) -> ImportResult:
+def dataset_import(
+    *, plan: ImportPlan, imported_by: AbstractBaseUser | None = None, batch_size: int = 100
+) -> ImportResult:
     """Carry out a plan, one transaction per batch of rows.
 
     Raises:
@@ -155,11 +174,13 @@ def dataset_import(*, plan: ImportPlan, imported_by: AbstractBaseUser | None = N
             unreadable (its batch is rolled back and the import stops, naming the line).
     """
     if plan.errors:
-        raise ServiceError(f"{len(plan.errors)} invalid row(s); nothing was imported. "
-                           f"First: {plan.errors[0]}")
+        raise ServiceError(
+            f"{len(plan.errors)} invalid row(s); nothing was imported. First: {plan.errors[0]}"
+        )
     result = ImportResult()
-    known_hashes = set(Image.objects.filter(encounter__species=plan.species)
-                       .values_list("sha256", flat=True))
+    known_hashes = set(
+        Image.objects.filter(encounter__species=plan.species).values_list("sha256", flat=True)
+    )
     # Rows of one photo stay in one batch, so a photo's boxes are imported together.
     rows = sorted(plan.rows, key=lambda r: str(r.path)) if _shares_photos(plan.rows) else plan.rows
     batches: list[list[ImportRow]] = []
@@ -188,8 +209,14 @@ def _shares_photos(rows: list[ImportRow]) -> bool:
     return len({row.path for row in rows}) < len(rows)
 
 
-def _batch_import(plan: ImportPlan, batch: list[ImportRow], imported_by: AbstractBaseUser | None,
-                  result: ImportResult, known_hashes: set[str], stored: list[str]) -> None:
+def _batch_import(
+    plan: ImportPlan,
+    batch: list[ImportRow],
+    imported_by: AbstractBaseUser | None,
+    result: ImportResult,
+    known_hashes: set[str],
+    stored: list[str],
+) -> None:
     encounters: dict[str, Encounter] = {}
     images: dict[Path, Image | None] = {}  # photo of this batch -> stored image (None: skipped)
     for row in batch:
@@ -200,9 +227,12 @@ def _batch_import(plan: ImportPlan, batch: list[ImportRow], imported_by: Abstrac
             width, height = image.width, image.height
         else:
             try:
-                photo = photo_read(data=row.path.read_bytes(), filename=row.path.name,
-                                   max_bytes=settings.MAX_UPLOAD_BYTES,
-                                   max_pixels=settings.MAX_IMAGE_PIXELS)
+                photo = photo_read(
+                    data=row.path.read_bytes(),
+                    filename=row.path.name,
+                    max_bytes=settings.MAX_UPLOAD_BYTES,
+                    max_pixels=settings.MAX_IMAGE_PIXELS,
+                )
             except (ServiceError, OSError) as error:
                 message = getattr(error, "message", None) or str(error)
                 raise ServiceError(f"line {row.line}: {message}") from None
@@ -213,28 +243,46 @@ def _batch_import(plan: ImportPlan, batch: list[ImportRow], imported_by: Abstrac
             known_hashes.add(photo.sha256)
             encounter = encounters.get(row.encounter)
             if encounter is None:
-                status = (Encounter.Status.IDENTIFIED if row.identity
-                          else Encounter.Status.PROCESSING)
+                status = (
+                    Encounter.Status.IDENTIFIED if row.identity else Encounter.Status.PROCESSING
+                )
                 encounter = Encounter.objects.create(
-                    species=plan.species, observed_at=row.observed_at, submitted_by=imported_by,
-                    status=status, notes=f"Imported from {plan.source}")
+                    species=plan.species,
+                    observed_at=row.observed_at,
+                    submitted_by=imported_by,
+                    status=status,
+                    notes=f"Imported from {plan.source}",
+                )
                 encounters[row.encounter] = encounter
             image = store_image(encounter=encounter, photo=photo, stored_files=stored)
             images[row.path] = image
             width, height = photo.width, photo.height
         individual = None
         if row.identity:
-            individual, created = Individual.objects.get_or_create(species=plan.species,
-                                                                   code=row.identity)
+            individual, created = Individual.objects.get_or_create(
+                species=plan.species, code=row.identity
+            )
             result.individuals_created += created
         x, y, w, h = row.bbox or (0, 0, width, height)
         if row.bbox_relative and row.bbox:
             x, y, w, h = x * width, y * height, max(1.0, w * width), max(1.0, h * height)
-        result.annotations.append(Annotation.objects.create(
-            image=image, species=plan.species, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h,
-            viewpoint=row.viewpoint[:30], individual=individual,
-            identity_source=(Annotation.IdentitySource.IMPORT if individual
-                             else Annotation.IdentitySource.UNKNOWN)))
+        result.annotations.append(
+            Annotation.objects.create(
+                image=image,
+                species=plan.species,
+                bbox_x=x,
+                bbox_y=y,
+                bbox_w=w,
+                bbox_h=h,
+                viewpoint=row.viewpoint[:30],
+                individual=individual,
+                identity_source=(
+                    Annotation.IdentitySource.IMPORT
+                    if individual
+                    else Annotation.IdentitySource.UNKNOWN
+                ),
+            )
+        )
 
 
 def _row_parse(record: dict, line: int, root: Path, errors: list[str]) -> ImportRow | None:
@@ -270,7 +318,13 @@ def _row_parse(record: dict, line: int, root: Path, errors: list[str]) -> Import
             return None
         if timezone.is_naive(observed_at):
             observed_at = timezone.make_aware(observed_at)
-    return ImportRow(line=line, image_id=(record.get("image_id") or "").strip(),
-                     identity=identity, path=path, bbox=bbox, observed_at=observed_at,
-                     viewpoint=(record.get("viewpoint") or "").strip(),
-                     encounter=(record.get("encounter") or "").strip() or f"row-{line}")
+    return ImportRow(
+        line=line,
+        image_id=(record.get("image_id") or "").strip(),
+        identity=identity,
+        path=path,
+        bbox=bbox,
+        observed_at=observed_at,
+        viewpoint=(record.get("viewpoint") or "").strip(),
+        encounter=(record.get("encounter") or "").strip() or f"row-{line}",
+    )

@@ -66,16 +66,24 @@ def sighting_create(
         raise ServiceError(f"At most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting.")
 
     decoded = [
-        (photo_read(data=upload.data, filename=upload.filename,
-                    max_bytes=settings.MAX_UPLOAD_BYTES, max_pixels=settings.MAX_IMAGE_PIXELS),
-         upload.bbox)
+        (
+            photo_read(
+                data=upload.data,
+                filename=upload.filename,
+                max_bytes=settings.MAX_UPLOAD_BYTES,
+                max_pixels=settings.MAX_IMAGE_PIXELS,
+            ),
+            upload.bbox,
+        )
         for upload in photos
     ]
     for photo, bbox in decoded:
         _bbox_check(photo, bbox)
 
-    existing = {image.sha256: image for image in
-                Image.objects.filter(sha256__in=[photo.sha256 for photo, _ in decoded])}
+    existing = {
+        image.sha256: image
+        for image in Image.objects.filter(sha256__in=[photo.sha256 for photo, _ in decoded])
+    }
     fresh: list[tuple[Photo, BBox | None]] = []
     seen: set[str] = set()
     for photo, bbox in decoded:
@@ -89,35 +97,51 @@ def sighting_create(
     first = fresh[0][0]
     observed_at = observed_at or _aware(first.taken_at)
     if observed_at is None:
-        raise ServiceError("When did you see the animal? The photos carry no date; please give one.",
-                           field="observed_at")
+        raise ServiceError(
+            "When did you see the animal? The photos carry no date; please give one.",
+            field="observed_at",
+        )
     if latitude is None and longitude is None:
         latitude, longitude = first.latitude, first.longitude
 
     stored_files: list[str] = []
     try:
         with transaction.atomic():
-            encounter = Encounter(species=species, observed_at=observed_at, latitude=latitude,
-                                  longitude=longitude, submitted_by=submitted_by, notes=notes)
+            encounter = Encounter(
+                species=species,
+                observed_at=observed_at,
+                latitude=latitude,
+                longitude=longitude,
+                submitted_by=submitted_by,
+                notes=notes,
+            )
             full_clean(encounter)
             encounter.save()
             for photo, bbox in fresh:
                 image = store_image(encounter=encounter, photo=photo, stored_files=stored_files)
                 x, y, w, h = bbox or (0, 0, photo.width, photo.height)
-                Annotation.objects.create(image=image, species=species,
-                                          bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h)
+                Annotation.objects.create(
+                    image=image, species=species, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h
+                )
                 result.images.append(image)
             result.encounter = encounter
             for image in result.images:
                 transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
             from identification.services.embedding import annotations_embed_enqueue
 
-            annotations_embed_enqueue(annotation_ids=list(
-                Annotation.objects.filter(image__encounter=encounter).values_list("pk", flat=True)))
+            annotations_embed_enqueue(
+                annotation_ids=list(
+                    Annotation.objects.filter(image__encounter=encounter).values_list(
+                        "pk", flat=True
+                    )
+                )
+            )
     except IntegrityError:
         _files_delete(stored_files)
-        raise ServiceError("One of these photos was uploaded by someone else a moment ago; "
-                           "please submit again to link it.") from None
+        raise ServiceError(
+            "One of these photos was uploaded by someone else a moment ago; "
+            "please submit again to link it."
+        ) from None
     except BaseException:
         _files_delete(stored_files)
         raise
@@ -136,9 +160,16 @@ def image_thumbnail_create(*, image: Image) -> Image:
 
 
 def store_image(*, encounter: Encounter, photo: Photo, stored_files: list[str]) -> Image:
-    image = Image(encounter=encounter, sha256=photo.sha256, width=photo.width, height=photo.height,
-                  original_filename=photo.filename[:255], exif_datetime=_aware(photo.taken_at),
-                  exif_latitude=photo.latitude, exif_longitude=photo.longitude)
+    image = Image(
+        encounter=encounter,
+        sha256=photo.sha256,
+        width=photo.width,
+        height=photo.height,
+        original_filename=photo.filename[:255],
+        exif_datetime=_aware(photo.taken_at),
+        exif_latitude=photo.latitude,
+        exif_longitude=photo.longitude,
+    )
     image.file.save(f"{photo.sha256[:32]}.jpg", ContentFile(photo.content), save=False)
     stored_files.append(image.file.name)
     image.save()
@@ -150,8 +181,11 @@ def _bbox_check(photo: Photo, bbox: BBox | None) -> None:
         return
     x, y, w, h = bbox
     if w < 1 or h < 1 or x < 0 or y < 0 or x + w > photo.width + 0.5 or y + h > photo.height + 0.5:
-        raise ServiceError(f"{photo.filename}: the box {x:g},{y:g},{w:g}×{h:g} is not inside the "
-                           f"{photo.width}×{photo.height} photo.", field="bbox")
+        raise ServiceError(
+            f"{photo.filename}: the box {x:g},{y:g},{w:g}×{h:g} is not inside the "
+            f"{photo.width}×{photo.height} photo.",
+            field="bbox",
+        )
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -176,6 +210,8 @@ def uploaded_photo_from_file(*, file: object, bbox: BBox | None = None) -> Uploa
     name = getattr(file, "name", "photo") or "photo"
     size = getattr(file, "size", None)
     if size is not None and size > settings.MAX_UPLOAD_BYTES:
-        raise ServiceError(f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
-                           f"{settings.MAX_UPLOAD_BYTES / 1e6:.0f} MB.")
+        raise ServiceError(
+            f"{name}: the file is {size / 1e6:.1f} MB; the limit is "
+            f"{settings.MAX_UPLOAD_BYTES / 1e6:.0f} MB."
+        )
     return UploadedPhoto(filename=name, data=file.read(), bbox=tuple(bbox) if bbox else None)

@@ -9,14 +9,21 @@ from django.db import transaction
 from PIL import Image as PILImage
 
 from catalogue.models import Annotation, Species
-from identification.models import Embedding, EmbeddingJob, Identification, LocalFeatures, ModelVersion
+from identification.models import (
+    Embedding,
+    EmbeddingJob,
+    Identification,
+    LocalFeatures,
+    ModelVersion,
+)
 from identification.services.models import model_version_embedder, species_model_setting
 
 EMBED_BATCH_SIZE = 16
 
 
-def annotations_embed_enqueue(*, annotation_ids: list[int], version: ModelVersion | None = None,
-                              identify: bool = True) -> list[int]:
+def annotations_embed_enqueue(
+    *, annotation_ids: list[int], version: ModelVersion | None = None, identify: bool = True
+) -> list[int]:
     """Record embedding jobs and send them to the workers once the transaction commits.
 
     Args:
@@ -40,13 +47,16 @@ def annotations_embed_enqueue(*, annotation_ids: list[int], version: ModelVersio
     return job_ids
 
 
-def species_embeddings_enqueue(*, species: Species, version: ModelVersion | None = None) -> list[int]:
+def species_embeddings_enqueue(
+    *, species: Species, version: ModelVersion | None = None
+) -> list[int]:
     """Queue every annotation of a species that has no embedding job under the version yet."""
     target = version or species_model_setting(species=species).model_version
-    missing = (Annotation.objects.filter(species=species)
-               .exclude(pk__in=EmbeddingJob.objects.filter(model_version=target)
-                        .values("annotation_id"))
-               .values_list("pk", flat=True))
+    missing = (
+        Annotation.objects.filter(species=species)
+        .exclude(pk__in=EmbeddingJob.objects.filter(model_version=target).values("annotation_id"))
+        .values_list("pk", flat=True)
+    )
     return annotations_embed_enqueue(annotation_ids=list(missing), version=target)
 
 
@@ -55,13 +65,18 @@ def embedding_jobs_dispatch(*, job_ids: list[int]) -> None:
 
     batches = math.ceil(len(job_ids) / EMBED_BATCH_SIZE)
     for index in range(batches):
-        embedding_jobs_run_task.delay(job_ids[index * EMBED_BATCH_SIZE:(index + 1) * EMBED_BATCH_SIZE])
+        embedding_jobs_run_task.delay(
+            job_ids[index * EMBED_BATCH_SIZE : (index + 1) * EMBED_BATCH_SIZE]
+        )
 
 
 def embedding_jobs_requeue_pending() -> int:
     """Send every queued job again (after a lost broker message); claiming keeps it idempotent."""
-    job_ids = list(EmbeddingJob.objects.filter(state=EmbeddingJob.State.QUEUED)
-                   .order_by("created_at").values_list("pk", flat=True))
+    job_ids = list(
+        EmbeddingJob.objects.filter(state=EmbeddingJob.State.QUEUED)
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
     embedding_jobs_dispatch(job_ids=job_ids)
     return len(job_ids)
 
@@ -77,9 +92,11 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
     """
     embedded: list[int] = []
     with transaction.atomic():
-        jobs = list(EmbeddingJob.objects.select_for_update(skip_locked=True, of=("self",))
-                    .filter(pk__in=job_ids, state=EmbeddingJob.State.QUEUED)
-                    .select_related("annotation__image", "model_version"))
+        jobs = list(
+            EmbeddingJob.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=job_ids, state=EmbeddingJob.State.QUEUED)
+            .select_related("annotation__image", "model_version")
+        )
         by_version: dict[int, list[EmbeddingJob]] = defaultdict(list)
         for job in jobs:
             by_version[job.model_version_id].append(job)
@@ -88,15 +105,22 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
             embedder = model_version_embedder(version=version)
             crops = [annotation_crop(annotation=job.annotation) for job in version_jobs]
             vectors = embedder.embed_images(crops)
-            Embedding.objects.bulk_create([
-                Embedding(annotation=job.annotation, model_version=version,
-                          species_id=job.annotation.species_id, vector=vector.tolist())
-                for job, vector in zip(version_jobs, vectors)
-            ])
+            Embedding.objects.bulk_create(
+                [
+                    Embedding(
+                        annotation=job.annotation,
+                        model_version=version,
+                        species_id=job.annotation.species_id,
+                        vector=vector.tolist(),
+                    )
+                    for job, vector in zip(version_jobs, vectors)
+                ]
+            )
             for job, crop in zip(version_jobs, crops):
                 local_features_ensure(annotation=job.annotation, crop=crop)
             EmbeddingJob.objects.filter(pk__in=[job.pk for job in version_jobs]).update(
-                state=EmbeddingJob.State.DONE)
+                state=EmbeddingJob.State.DONE
+            )
             embedded.extend(job.annotation_id for job in version_jobs)
         transaction.on_commit(lambda: _identifications_dispatch(annotation_ids=embedded))
     return embedded
@@ -111,13 +135,17 @@ def annotation_crop(*, annotation: Annotation) -> PILImage.Image:
     x, y, w, h = annotation.bbox
     if annotation.theta:
         centre = (x + w / 2, y + h / 2)
-        image = image.rotate(math.degrees(annotation.theta), center=centre, resample=PILImage.BILINEAR)
+        image = image.rotate(
+            math.degrees(annotation.theta), center=centre, resample=PILImage.BILINEAR
+        )
     left, top = max(0, int(round(x))), max(0, int(round(y)))
     right, bottom = min(image.width, int(round(x + w))), min(image.height, int(round(y + h)))
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
-def local_features_ensure(*, annotation: Annotation, crop: PILImage.Image | None = None) -> LocalFeatures:
+def local_features_ensure(
+    *, annotation: Annotation, crop: PILImage.Image | None = None
+) -> LocalFeatures:
     """The annotation's cached keypoints, extracted and stored on first use."""
     cached = LocalFeatures.objects.filter(annotation=annotation).first()
     if cached is not None:

@@ -13,17 +13,22 @@ from identification.services.matching import Scored, candidates_score, gallery_k
 from identification.services.models import model_version_embedder, species_model_setting
 
 
-def image_identify(*, image: PILImage.Image, species: Species, method: str | None = None,
-                   top: int = 10) -> list[dict]:
+def image_identify(
+    *, image: PILImage.Image, species: Species, method: str | None = None, top: int = 10
+) -> list[dict]:
     """Rank the species' known individuals for a photo that is not in the catalogue."""
     from reid.local_features import extract
 
     setting = species_model_setting(species=species)
     image = image.convert("RGB")
     vector = model_version_embedder(version=setting.model_version).embed_images([image])[0]
-    scored = candidates_score(species_id=species.pk, setting=setting, vector=vector,
-                              query_keypoints=lambda: extract(image, method="sift"),
-                              method=method)
+    scored = candidates_score(
+        species_id=species.pk,
+        setting=setting,
+        vector=vector,
+        query_keypoints=lambda: extract(image, method="sift"),
+        method=method,
+    )
     return _described(scored[:top])
 
 
@@ -36,21 +41,29 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
     """
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings = dict(Embedding.objects.filter(
-        species=species, model_version=version, annotation__individual__isnull=False,
-    ).values_list("annotation_id", "vector"))
-    individual_of = dict(Annotation.objects.filter(pk__in=embeddings)
-                         .values_list("pk", "individual_id"))
+    embeddings = dict(
+        Embedding.objects.filter(
+            species=species,
+            model_version=version,
+            annotation__individual__isnull=False,
+        ).values_list("annotation_id", "vector")
+    )
+    individual_of = dict(
+        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
+    )
     sizes = Counter(individual_of.values())
     queries = sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]
     hits = {1: 0, 5: 0, 10: 0}
     average_precision = []
     for annotation_id in queries:
         scored = candidates_score(
-            species_id=species.pk, setting=setting,
+            species_id=species.pk,
+            setting=setting,
             vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
             query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
-            method=method, exclude_annotation_id=annotation_id)
+            method=method,
+            exclude_annotation_id=annotation_id,
+        )
         ranked = [s.individual_id for s in scored]
         truth = individual_of[annotation_id]
         rank = ranked.index(truth) + 1 if truth in ranked else None
@@ -59,9 +72,12 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
         average_precision.append(1.0 / rank if rank else 0.0)
     n = len(queries)
     return {
-        "species": species.name, "method": method, "model_version": version.name,
+        "species": species.name,
+        "method": method,
+        "model_version": version.name,
         "n_queries": n,
-        "top1": hits[1] / n if n else None, "top5": hits[5] / n if n else None,
+        "top1": hits[1] / n if n else None,
+        "top5": hits[5] / n if n else None,
         "top10": hits[10] / n if n else None,
         "mAP": float(np.mean(average_precision)) if n else None,
     }
@@ -69,11 +85,18 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
 
 def _described(scored: list[Scored]) -> list[dict]:
     individuals = Individual.objects.in_bulk([s.individual_id for s in scored])
-    return [{"rank": rank, "individual_id": s.individual_id,
-             "code": individuals[s.individual_id].code, "name": individuals[s.individual_id].name,
-             "fused_score": round(s.fused, 4), "embedding_score": round(s.cosine, 4),
-             "inlier_count": s.inliers}
-            for rank, s in enumerate(scored, start=1)]
+    return [
+        {
+            "rank": rank,
+            "individual_id": s.individual_id,
+            "code": individuals[s.individual_id].code,
+            "name": individuals[s.individual_id].name,
+            "fused_score": round(s.fused, 4),
+            "embedding_score": round(s.cosine, 4),
+            "inlier_count": s.inliers,
+        }
+        for rank, s in enumerate(scored, start=1)
+    ]
 
 
 RANKING_METHODS = SpeciesModel.RankingMethod.values
@@ -90,33 +113,49 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
         ServiceError: Too few identified photos to have both same and different pairs.
     """
     from reid.fusion import FusionCalibrator
-
     from wildweb.errors import ServiceError
 
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings = dict(Embedding.objects.filter(
-        species=species, model_version=version, annotation__individual__isnull=False,
-    ).values_list("annotation_id", "vector"))
-    individual_of = dict(Annotation.objects.filter(pk__in=embeddings)
-                         .values_list("pk", "individual_id"))
+    embeddings = dict(
+        Embedding.objects.filter(
+            species=species,
+            model_version=version,
+            annotation__individual__isnull=False,
+        ).values_list("annotation_id", "vector")
+    )
+    individual_of = dict(
+        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
+    )
     sizes = Counter(individual_of.values())
     cosines, inliers, same = [], [], []
     for annotation_id in sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:queries]:
         scored = candidates_score(
-            species_id=species.pk, setting=setting,
+            species_id=species.pk,
+            setting=setting,
             vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
             query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
-            method=SpeciesModel.RankingMethod.LOCAL, exclude_annotation_id=annotation_id)
+            method=SpeciesModel.RankingMethod.LOCAL,
+            exclude_annotation_id=annotation_id,
+        )
         for candidate in scored:
             cosines.append(candidate.cosine)
             inliers.append(candidate.inliers or 0)
             same.append(candidate.individual_id == individual_of[annotation_id])
     if not any(same) or all(same):
-        raise ServiceError(f"{species}: too few identified photos to calibrate (need several "
-                           "individuals with at least two photos each).")
-    calibrator = FusionCalibrator.default().fit(np.array(cosines), np.array(inliers), np.array(same))
+        raise ServiceError(
+            f"{species}: too few identified photos to calibrate (need several "
+            "individuals with at least two photos each)."
+        )
+    calibrator = FusionCalibrator.default().fit(
+        np.array(cosines), np.array(inliers), np.array(same)
+    )
     setting.calibration = calibrator.to_dict()
     setting.save(update_fields=["calibration"])
-    return {"species": species.name, "model_version": version.name, "pairs": len(same),
-            "same_pairs": int(sum(same)), "calibration": setting.calibration}
+    return {
+        "species": species.name,
+        "model_version": version.name,
+        "pairs": len(same),
+        "same_pairs": int(sum(same)),
+        "calibration": setting.calibration,
+    }

@@ -19,8 +19,12 @@ def zero_shot_version() -> ModelVersion:
     """Version 0: ImageNet lite0 + GeM, so the app identifies before any training."""
     version, _ = ModelVersion.objects.get_or_create(
         name=ZERO_SHOT_NAME,
-        defaults={"backbone": "tf_efficientnet_lite0", "weights": "imagenet",
-                  "embedding_dim": 1280, "image_size": 224},
+        defaults={
+            "backbone": "tf_efficientnet_lite0",
+            "weights": "imagenet",
+            "embedding_dim": 1280,
+            "image_size": 224,
+        },
     )
     return version
 
@@ -30,7 +34,8 @@ def species_model_setting(*, species: Species) -> SpeciesModel:
     setting = SpeciesModel.objects.select_related("model_version").filter(species=species).first()
     if setting is None:
         setting, _ = SpeciesModel.objects.get_or_create(
-            species=species, defaults={"model_version": zero_shot_version()})
+            species=species, defaults={"model_version": zero_shot_version()}
+        )
         embedding_index_ensure(species_id=species.pk, version=setting.model_version)
     return setting
 

@@ -40,10 +40,14 @@ def test_text_file_is_rejected_as_not_an_image() -> None:
         read(b"just some words, not pixels\n" * 10, "notes.txt")
 
 
-@pytest.mark.parametrize("payload", [
-    b"<!doctype html><html><body><script>alert(1)</script></body></html>",
-    b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
-], ids=["html", "svg"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"<!doctype html><html><body><script>alert(1)</script></body></html>",
+        b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+    ],
+    ids=["html", "svg"],
+)
 def test_markup_named_jpg_is_rejected(payload: bytes) -> None:
     with pytest.raises(ServiceError, match="fake.jpg: this is not a photo"):
         read(payload, "fake.jpg")
@@ -77,13 +81,17 @@ def test_file_over_size_limit_is_rejected() -> None:
         read(jpeg_bytes(size=(300, 300)), max_bytes=100)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: encoded(Image.new("CMYK", (30, 20), (10, 200, 30, 0)), "JPEG"),
-    lambda: encoded(Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)), "PNG"),
-    lambda: encoded(Image.new("P", (30, 20), 3), "PNG"),
-    lambda: encoded(Image.new("L", (30, 20), 128), "JPEG"),
-    lambda: encoded(Image.new("RGBA", (30, 20), (0, 0, 255, 128)), "PNG"),
-], ids=["cmyk", "16-bit", "palette", "grayscale", "rgba"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: encoded(Image.new("CMYK", (30, 20), (10, 200, 30, 0)), "JPEG"),
+        lambda: encoded(Image.fromarray(np.full((20, 30), 40000, dtype=np.uint16)), "PNG"),
+        lambda: encoded(Image.new("P", (30, 20), 3), "PNG"),
+        lambda: encoded(Image.new("L", (30, 20), 128), "JPEG"),
+        lambda: encoded(Image.new("RGBA", (30, 20), (0, 0, 255, 128)), "PNG"),
+    ],
+    ids=["cmyk", "16-bit", "palette", "grayscale", "rgba"],
+)
 def test_unusual_modes_are_accepted_and_stored_as_rgb(make) -> None:  # noqa: ANN001
     photo = read(make(), "odd.png")
     stored = decoded(photo.content)

@@ -11,12 +11,15 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("role, upload_status, admin_status", [
-    (None, 302, 302),  # anonymous: sent to the sign-in page
-    (VOLUNTEER, 200, 302),
-    (EXPERT, 200, 302),
-    (ADMIN, 200, 200),
-])
+@pytest.mark.parametrize(
+    "role, upload_status, admin_status",
+    [
+        (None, 302, 302),  # anonymous: sent to the sign-in page
+        (VOLUNTEER, 200, 302),
+        (EXPERT, 200, 302),
+        (ADMIN, 200, 200),
+    ],
+)
 def test_role_access_to_upload_and_admin_pages(client, role, upload_status, admin_status) -> None:  # noqa: ANN001
     if role:
         client.force_login(UserFactory(role=role))
@@ -44,16 +47,23 @@ def test_admin_can_open_species_admin(client) -> None:  # noqa: ANN001
 
 
 def test_signup_creates_a_volunteer(client) -> None:  # noqa: ANN001
-    response = client.post(reverse("signup"), {
-        "username": "newbie", "email": "", "password1": "a-long-pass-phrase-9",
-        "password2": "a-long-pass-phrase-9",
-    })
+    response = client.post(
+        reverse("signup"),
+        {
+            "username": "newbie",
+            "email": "",
+            "password1": "a-long-pass-phrase-9",
+            "password2": "a-long-pass-phrase-9",
+        },
+    )
     assert response.status_code == 302
     from django.contrib.auth.models import User
 
     user = User.objects.get(username="newbie")
     assert user_role(user) == VOLUNTEER
-    assert user.has_perm("catalogue.add_encounter") and not user.has_perm("catalogue.decide_annotation")
+    assert user.has_perm("catalogue.add_encounter") and not user.has_perm(
+        "catalogue.decide_annotation"
+    )
 
 
 def test_expert_may_decide_but_volunteer_may_not() -> None:

@@ -14,18 +14,27 @@ from tests.helpers import exif_bytes, jpeg_bytes, wait_until
 
 
 @pytest.mark.django_db(transaction=True)
-def test_uploaded_photos_get_upright_thumbnails_from_a_real_worker(client, celery_worker, settings) -> None:  # noqa: ANN001
+def test_uploaded_photos_get_upright_thumbnails_from_a_real_worker(
+    client, celery_worker, settings
+) -> None:  # noqa: ANN001
     client.force_login(UserFactory(role="volunteer"))
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = client.post(reverse("sighting-create"), {
-        "species": SpeciesFactory().pk, "observed_at": "2025-05-04T10:00", "bboxes": "",
-        "photos": [
-            SimpleUploadedFile("wide.jpg", jpeg_bytes(size=(120, 60))),
-            SimpleUploadedFile("turned.jpg", jpeg_bytes(size=(120, 60), color=(5, 5, 5),
-                                                      exif=exif_bytes(orientation=6))),
-        ],
-    })
+    response = client.post(
+        reverse("sighting-create"),
+        {
+            "species": SpeciesFactory().pk,
+            "observed_at": "2025-05-04T10:00",
+            "bboxes": "",
+            "photos": [
+                SimpleUploadedFile("wide.jpg", jpeg_bytes(size=(120, 60))),
+                SimpleUploadedFile(
+                    "turned.jpg",
+                    jpeg_bytes(size=(120, 60), color=(5, 5, 5), exif=exif_bytes(orientation=6)),
+                ),
+            ],
+        },
+    )
     assert response.status_code == 302
     wait_until(lambda: Image.objects.exclude(thumbnail="").count() == 2, timeout=60)
     sizes = {}

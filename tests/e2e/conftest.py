@@ -33,7 +33,8 @@ def browser(monkeypatch):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         yield browser
         browser.close()
         # Inside the loop Django keeps this thread's connection in a context variable, not in
@@ -72,4 +73,3 @@ def screenshot(request):
         return path
 
     return save
-

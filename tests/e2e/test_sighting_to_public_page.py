@@ -36,12 +36,17 @@ def fits_phone_width(page) -> bool:
 
 @pytest.mark.slow
 def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page(
-        live_server, celery_worker, shared_datasets, new_page, screenshot, settings) -> None:
+    live_server, celery_worker, shared_datasets, new_page, screenshot, settings
+) -> None:
     settings.SENSITIVE_COORDINATE_GRID = 0.1
     dataset = shared_datasets / "chimp_faces_demo"
     species = Species.objects.create(name="Chimpanzee", slug="chimpanzee", sensitive=True)
-    plan = dataset_plan(metadata_csv=dataset / "metadata.csv", species=species,
-                        max_individuals=3, images_per_individual=3)
+    plan = dataset_plan(
+        metadata_csv=dataset / "metadata.csv",
+        species=species,
+        max_individuals=3,
+        images_per_individual=3,
+    )
     assert not plan.errors
     dataset_import(plan=plan)
     known = Individual.objects.get(species=species, code=plan.rows[0].identity)
@@ -57,8 +62,9 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
     screenshot(volunteer, "signup")
     volunteer.get_by_role("button", name="Create account").click()
     volunteer.wait_for_url(f"{base}/sightings/new/")
-    wait_until(lambda: Embedding.objects.filter(species=species).count() == len(plan.rows),
-               timeout=90)
+    wait_until(
+        lambda: Embedding.objects.filter(species=species).count() == len(plan.rows), timeout=90
+    )
 
     # 2. ... and reports a sighting: the held-back fourth photo of a known individual.
     volunteer.select_option("#id_species", label="Chimpanzee")
@@ -79,8 +85,12 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
     annotation = Annotation.objects.get(image__encounter=encounter)
 
     # 3. The worker produces candidates; the volunteer sees that on "my sightings".
-    wait_until(lambda: Identification.objects.filter(
-        annotation=annotation, state=Identification.State.READY).exists(), timeout=90)
+    wait_until(
+        lambda: Identification.objects.filter(
+            annotation=annotation, state=Identification.State.READY
+        ).exists(),
+        timeout=90,
+    )
     volunteer.goto(f"{base}/sightings/mine/")
     row = volunteer.locator(f"tr[data-sighting='{encounter.pk}']")
     assert "Candidates ready" in row.inner_text()
@@ -102,8 +112,9 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
         reviewer.keyboard.press("j")
     assert known.code in reviewer.locator("li.candidate.current h2").inner_text()
     reviewer.keyboard.press("s")
-    wait_until(lambda: Annotation.objects.filter(pk=annotation.pk, individual=known).exists(),
-               timeout=30)
+    wait_until(
+        lambda: Annotation.objects.filter(pk=annotation.pk, individual=known).exists(), timeout=30
+    )
     reviewer.wait_for_load_state()
     screenshot(reviewer, "review-confirmed")
 
@@ -125,8 +136,10 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
     for exact in EXACT:
         assert exact not in api
     assert visitor.locator("#sighting-count").inner_text() == "4"
-    assert all(alt for alt in visitor.locator(".gallery img").evaluate_all(
-        "images => images.map(i => i.alt)"))
+    assert all(
+        alt
+        for alt in visitor.locator(".gallery img").evaluate_all("images => images.map(i => i.alt)")
+    )
     screenshot(visitor, "public-individual-page")
 
     # ... also at phone width, with nothing wider than the screen.
@@ -138,8 +151,10 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
 
     # 6. The volunteer's list now says who it was; experts still see the exact place.
     volunteer.goto(f"{base}/sightings/mine/")
-    assert f"Identified as {known}" in volunteer.locator(
-        f"tr[data-sighting='{encounter.pk}']").inner_text()
+    assert (
+        f"Identified as {known}"
+        in volunteer.locator(f"tr[data-sighting='{encounter.pk}']").inner_text()
+    )
     screenshot(volunteer, "my-sightings-identified")
     reviewer.goto(f"{base}/individuals/{known.pk}/")
     assert f"{EXACT[0]}, {EXACT[1]}" in reviewer.locator("#timeline").inner_text()

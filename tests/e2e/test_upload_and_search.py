@@ -23,7 +23,8 @@ DROP_FILES = """([dropzone, files]) => {
 
 
 def test_several_photos_dropped_on_the_form_are_all_uploaded(
-        live_server, new_page, screenshot) -> None:
+    live_server, new_page, screenshot
+) -> None:
     SpeciesFactory(name="Lynx")
     volunteer = UserFactory(role="volunteer", username="dropper")
     page = new_page(width=390, height=844)  # a phone
@@ -33,12 +34,18 @@ def test_several_photos_dropped_on_the_form_are_all_uploaded(
     page.keyboard.press("Enter")
     page.wait_for_url(f"{live_server.url}/sightings/new/")
 
-    photos = [(f"lynx-{n}.jpg", "image/jpeg",
-               base64.b64encode(jpeg_bytes(size=(80, 60), color=(40 * n, 90, 20))).decode())
-              for n in range(1, 3)]
+    photos = [
+        (
+            f"lynx-{n}.jpg",
+            "image/jpeg",
+            base64.b64encode(jpeg_bytes(size=(80, 60), color=(40 * n, 90, 20))).decode(),
+        )
+        for n in range(1, 3)
+    ]
     page.evaluate(DROP_FILES, ["#dropzone", [*photos, ("notes.txt", "text/plain", "aGk=")]])
     assert page.locator("#drop-status").inner_text() == (
-        "2 photo(s) chosen. 1 file(s) were not images and were left out.")
+        "2 photo(s) chosen. 1 file(s) were not images and were left out."
+    )
     assert page.locator("#previews .preview").count() == 2
     page.select_option("#id_species", label="Lynx")
     page.fill("#id_observed_at", "2025-07-02T08:15")
@@ -52,7 +59,9 @@ def test_several_photos_dropped_on_the_form_are_all_uploaded(
     page.wait_for_selector("text=Thank you! Sighting")
     encounter = Encounter.objects.get(submitted_by=volunteer)
     assert sorted(encounter.images.values_list("original_filename", flat=True)) == [
-        "lynx-1.jpg", "lynx-2.jpg"]
+        "lynx-1.jpg",
+        "lynx-2.jpg",
+    ]
     assert (encounter.latitude, encounter.longitude) == (46.5, 7.25)
 
 
@@ -66,8 +75,9 @@ def test_upload_without_a_date_shows_a_clear_error(live_server, new_page) -> Non
     page.keyboard.press("Enter")
     page.wait_for_url(f"{live_server.url}/sightings/new/")
     page.select_option("#id_species", label="Lynx")
-    page.set_input_files("#id_photos", files=[{"name": "a.jpg", "mimeType": "image/jpeg",
-                                               "buffer": jpeg_bytes()}])
+    page.set_input_files(
+        "#id_photos", files=[{"name": "a.jpg", "mimeType": "image/jpeg", "buffer": jpeg_bytes()}]
+    )
     page.get_by_role("button", name="Submit sighting").click()
     assert "The photos carry no date" in page.locator("[role=alert]").first.inner_text()
 

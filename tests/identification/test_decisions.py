@@ -11,7 +11,11 @@ from django.urls import reverse
 from catalogue.models import Annotation, Individual
 from identification.models import Identification, IdentityDecision, MatchCandidate, Vote
 from identification.services.decisions import (
-    decision_revert, individual_merge, match_decide, merge_revert, vote_cast,
+    decision_revert,
+    individual_merge,
+    match_decide,
+    merge_revert,
+    vote_cast,
 )
 from tests.factories import AnnotationFactory, IndividualFactory, UserFactory
 from wildweb.errors import ConflictError, ServiceError
@@ -21,21 +25,34 @@ from wildweb.errors import ConflictError, ServiceError
 def animal(db):  # noqa: ANN001, ANN201
     """An unidentified annotation with two ranked candidates."""
     annotation = AnnotationFactory()
-    identification = Identification.objects.create(annotation=annotation, state=Identification.State.READY)
+    identification = Identification.objects.create(
+        annotation=annotation, state=Identification.State.READY
+    )
     candidates = [IndividualFactory(species=annotation.species) for _ in range(2)]
     for rank, individual in enumerate(candidates, start=1):
-        MatchCandidate.objects.create(identification=identification, rank=rank, individual=individual,
-                                      gallery_annotation=AnnotationFactory(image__encounter__species=annotation.species,
-                                                                           individual=individual),
-                                      embedding_score=0.9 / rank, inlier_count=20 // rank, fused_score=0.8 / rank)
+        MatchCandidate.objects.create(
+            identification=identification,
+            rank=rank,
+            individual=individual,
+            gallery_annotation=AnnotationFactory(
+                image__encounter__species=annotation.species, individual=individual
+            ),
+            embedding_score=0.9 / rank,
+            inlier_count=20 // rank,
+            fused_score=0.8 / rank,
+        )
     return annotation, candidates
 
 
 def test_volunteer_cannot_finalise_a_match(animal) -> None:  # noqa: ANN001
     annotation, (first, _) = animal
     with pytest.raises(ServiceError, match="Only experts"):
-        match_decide(annotation=annotation, verdict="same", individual=first,
-                     decided_by=UserFactory(role="volunteer"))
+        match_decide(
+            annotation=annotation,
+            verdict="same",
+            individual=first,
+            decided_by=UserFactory(role="volunteer"),
+        )
     annotation.refresh_from_db()
     assert annotation.individual is None and not IdentityDecision.objects.exists()
 
@@ -43,8 +60,11 @@ def test_volunteer_cannot_finalise_a_match(animal) -> None:  # noqa: ANN001
 def test_volunteer_posting_a_decision_on_the_page_changes_nothing(client, animal) -> None:  # noqa: ANN001
     annotation, (first, _) = animal
     client.force_login(UserFactory(role="volunteer"))
-    response = client.post(reverse("review-act", args=[annotation.pk]),
-                           {"action": "same", "individual": first.pk}, follow=True)
+    response = client.post(
+        reverse("review-act", args=[annotation.pk]),
+        {"action": "same", "individual": first.pk},
+        follow=True,
+    )
     assert "Only experts can confirm" in response.content.decode()
     annotation.refresh_from_db()
     assert annotation.individual is None
@@ -57,29 +77,44 @@ def test_expert_confirms_on_the_review_page_with_audit(client, animal) -> None: 
     page = client.get(reverse("review-annotation", args=[annotation.pk]))
     assert page.status_code == 200
     assert b'data-action="same"' in page.content and b"matches.jpg" in page.content
-    client.post(reverse("review-act", args=[annotation.pk]),
-                {"action": "same", "individual": first.pk, "expected_individual": ""})
+    client.post(
+        reverse("review-act", args=[annotation.pk]),
+        {"action": "same", "individual": first.pk, "expected_individual": ""},
+    )
     annotation.refresh_from_db()
     assert annotation.individual == first
     assert annotation.identity_source == Annotation.IdentitySource.EXPERT
     decision = IdentityDecision.objects.get()
-    assert (decision.decided_by, decision.individual_before, decision.individual_after) == (expert, None, first)
+    assert (decision.decided_by, decision.individual_before, decision.individual_after) == (
+        expert,
+        None,
+        first,
+    )
     assert Identification.objects.get(annotation=annotation).state == Identification.State.DECIDED
 
 
-@pytest.mark.parametrize("url_name, args", [
-    ("review-queue", []), ("review-annotation", ["annotation"]), ("individual-merge", []),
-])
+@pytest.mark.parametrize(
+    "url_name, args",
+    [
+        ("review-queue", []),
+        ("review-annotation", ["annotation"]),
+        ("individual-merge", []),
+    ],
+)
 def test_anonymous_users_see_no_review_pages(client, animal, url_name, args) -> None:  # noqa: ANN001
     annotation, _ = animal
-    response = client.get(reverse(url_name, args=[annotation.pk if a == "annotation" else a for a in args]))
+    response = client.get(
+        reverse(url_name, args=[annotation.pk if a == "annotation" else a for a in args])
+    )
     assert response.status_code == 302 and response.url.startswith(reverse("login"))
 
 
 def test_anonymous_api_cannot_read_candidates_or_decide(client, animal) -> None:  # noqa: ANN001
     annotation, (first, _) = animal
     assert client.get(reverse("api-candidates", args=[annotation.pk])).status_code in (401, 403)
-    response = client.post(reverse("api-decision", args=[annotation.pk]), {"verdict": "same", "individual": first.pk})
+    response = client.post(
+        reverse("api-decision", args=[annotation.pk]), {"verdict": "same", "individual": first.pk}
+    )
     assert response.status_code in (401, 403)
 
 
@@ -100,8 +135,13 @@ def test_two_experts_deciding_at_once_one_wins_the_other_gets_a_conflict() -> No
     def decide(expert, individual) -> None:  # noqa: ANN001
         try:
             barrier.wait()
-            match_decide(annotation=Annotation.objects.get(pk=annotation.pk), verdict="same",
-                         individual=individual, decided_by=expert, expected_individual_id=None)
+            match_decide(
+                annotation=Annotation.objects.get(pk=annotation.pk),
+                verdict="same",
+                individual=individual,
+                decided_by=expert,
+                expected_individual_id=None,
+            )
             outcomes.append("ok")
         except ConflictError as error:
             outcomes.append(error.message)
@@ -120,10 +160,18 @@ def test_two_experts_deciding_at_once_one_wins_the_other_gets_a_conflict() -> No
 
 def test_api_conflict_is_a_409_with_message(client, animal) -> None:  # noqa: ANN001
     annotation, (first, second) = animal
-    match_decide(annotation=annotation, verdict="same", individual=first, decided_by=UserFactory(role="expert"))
+    match_decide(
+        annotation=annotation,
+        verdict="same",
+        individual=first,
+        decided_by=UserFactory(role="expert"),
+    )
     client.force_login(UserFactory(role="expert"))
-    response = client.post(reverse("api-decision", args=[annotation.pk]),
-                           {"verdict": "same", "individual": second.pk}, content_type="application/json")
+    response = client.post(
+        reverse("api-decision", args=[annotation.pk]),
+        {"verdict": "same", "individual": second.pk},
+        content_type="application/json",
+    )
     assert response.status_code == 409
     assert "Someone else decided" in response.json()["detail"]
 
@@ -131,8 +179,9 @@ def test_api_conflict_is_a_409_with_message(client, animal) -> None:  # noqa: AN
 def test_new_individual_then_revert_restores_and_keeps_audit(animal) -> None:  # noqa: ANN001
     annotation, _ = animal
     expert = UserFactory(role="expert")
-    decision = match_decide(annotation=annotation, verdict="new", decided_by=expert, new_code="NEW-1",
-                            new_name="Newbie")
+    decision = match_decide(
+        annotation=annotation, verdict="new", decided_by=expert, new_code="NEW-1", new_name="Newbie"
+    )
     created = Individual.objects.get(code="NEW-1")
     assert decision.individual_after == created and created.name == "Newbie"
     decision_revert(decision=decision, reverted_by=UserFactory(role="expert"))
@@ -146,8 +195,12 @@ def test_new_individual_then_revert_restores_and_keeps_audit(animal) -> None:  #
 
 def test_reject_records_a_decision_without_changing_identity(animal) -> None:  # noqa: ANN001
     annotation, (first, _) = animal
-    decision = match_decide(annotation=annotation, verdict="reject", individual=first,
-                            decided_by=UserFactory(role="expert"))
+    decision = match_decide(
+        annotation=annotation,
+        verdict="reject",
+        individual=first,
+        decided_by=UserFactory(role="expert"),
+    )
     annotation.refresh_from_db()
     assert annotation.individual is None and decision.candidate == first
 
@@ -156,7 +209,9 @@ def test_votes_are_counted_and_make_a_suggestion(client, animal, settings) -> No
     settings.VOTES_FOR_SUGGESTION = 2
     annotation, (first, second) = animal
     for _ in range(2):
-        vote_cast(annotation=annotation, individual=first, voter=UserFactory(role="volunteer"), same=True)
+        vote_cast(
+            annotation=annotation, individual=first, voter=UserFactory(role="volunteer"), same=True
+        )
     voter = UserFactory(role="volunteer")
     vote_cast(annotation=annotation, individual=second, voter=voter, same=True)
     vote_cast(annotation=annotation, individual=second, voter=voter, same=False)  # changed mind
@@ -174,7 +229,10 @@ def test_merge_moves_annotations_and_revert_moves_them_back() -> None:
     expert = UserFactory(role="expert")
     kept, merged = IndividualFactory(), None
     merged = IndividualFactory(species=kept.species)
-    moved = [AnnotationFactory(image__encounter__species=kept.species, individual=merged) for _ in range(2)]
+    moved = [
+        AnnotationFactory(image__encounter__species=kept.species, individual=merged)
+        for _ in range(2)
+    ]
     record = individual_merge(kept=kept, merged=merged, merged_by=expert)
     assert set(kept.annotations.values_list("pk", flat=True)) == {a.pk for a in moved}
     merged.refresh_from_db()
@@ -188,4 +246,8 @@ def test_merge_moves_annotations_and_revert_moves_them_back() -> None:
 @pytest.mark.django_db
 def test_merge_across_species_is_refused() -> None:
     with pytest.raises(ServiceError, match="same species"):
-        individual_merge(kept=IndividualFactory(), merged=IndividualFactory(), merged_by=UserFactory(role="expert"))
+        individual_merge(
+            kept=IndividualFactory(),
+            merged=IndividualFactory(),
+            merged_by=UserFactory(role="expert"),
+        )

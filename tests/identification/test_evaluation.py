@@ -19,8 +19,12 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 @pytest.fixture
 def chimps(shared_datasets, django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
     species = species_create(name="Chimpanzee")
-    plan = dataset_plan(metadata_csv=shared_datasets / "chimp_faces_demo" / "metadata.csv",
-                        species=species, max_individuals=5, images_per_individual=3)
+    plan = dataset_plan(
+        metadata_csv=shared_datasets / "chimp_faces_demo" / "metadata.csv",
+        species=species,
+        max_individuals=5,
+        images_per_individual=3,
+    )
     with django_capture_on_commit_callbacks(execute=False):  # embed here, not on a worker
         dataset_import(plan=plan)
     embedding_jobs_run(job_ids=list(EmbeddingJob.objects.values_list("pk", flat=True)))

@@ -21,17 +21,27 @@ def test_search_timeout_marks_identification_failed_with_message(monkeypatch) ->
     species = species_create(name="Dog")
     version = zero_shot_version()
     rng = np.random.default_rng(0)
-    annotations = [AnnotationFactory(image__encounter__species=species,
-                                     individual=IndividualFactory(species=species) if i else None)
-                   for i in range(5)]
+    annotations = [
+        AnnotationFactory(
+            image__encounter__species=species,
+            individual=IndividualFactory(species=species) if i else None,
+        )
+        for i in range(5)
+    ]
     for annotation in annotations:
         vector = rng.normal(size=version.embedding_dim)
-        Embedding.objects.create(annotation=annotation, model_version=version, species=species,
-                                 vector=(vector / np.linalg.norm(vector)).tolist())
+        Embedding.objects.create(
+            annotation=annotation,
+            model_version=version,
+            species=species,
+            vector=(vector / np.linalg.norm(vector)).tolist(),
+        )
     slow_sql = selectors.nearest_sql
 
     def sleepy_sql(**kwargs) -> str:  # noqa: ANN003 - a search slower than the timeout allows
-        return slow_sql(**kwargs).replace("SELECT e.annotation_id", "SELECT pg_sleep(0.2), e.annotation_id")
+        return slow_sql(**kwargs).replace(
+            "SELECT e.annotation_id", "SELECT pg_sleep(0.2), e.annotation_id"
+        )
 
     monkeypatch.setattr(selectors, "nearest_sql", sleepy_sql)
     with connection.cursor() as cursor:

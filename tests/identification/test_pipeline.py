@@ -31,14 +31,20 @@ def held_back_photo(metadata: Path, identity: str, index: int) -> Path:
 
 def import_species(shared: Path, folder: str, name: str, individuals: int, per_individual: int):  # noqa: ANN201
     species = species_create(name=name)
-    plan = dataset_plan(metadata_csv=shared / folder / "metadata.csv", species=species,
-                        max_individuals=individuals, images_per_individual=per_individual)
+    plan = dataset_plan(
+        metadata_csv=shared / folder / "metadata.csv",
+        species=species,
+        max_individuals=individuals,
+        images_per_individual=per_individual,
+    )
     dataset_import(plan=plan)
     return species, plan
 
 
 @pytest.mark.django_db(transaction=True)
-def test_upload_of_known_chimp_ranks_it_in_top5_and_expert_confirms(client, celery_worker, shared_datasets) -> None:  # noqa: ANN001
+def test_upload_of_known_chimp_ranks_it_in_top5_and_expert_confirms(
+    client, celery_worker, shared_datasets
+) -> None:  # noqa: ANN001
     chimps, plan = import_species(shared_datasets, "chimp_faces_demo", "Chimpanzee", 8, 3)
     import_species(shared_datasets, "fs48_fish", "Goldfish", 3, 3)
     wait_until(lambda: EmbeddingJob.objects.filter(state="done").count() == 33, timeout=180)
@@ -46,13 +52,22 @@ def test_upload_of_known_chimp_ranks_it_in_top5_and_expert_confirms(client, cele
     identity = plan.new_individuals[2]
     photo = held_back_photo(shared_datasets / "chimp_faces_demo" / "metadata.csv", identity, 5)
     client.force_login(UserFactory(role="volunteer"))
-    response = client.post(reverse("sighting-create"), {
-        "species": chimps.pk, "observed_at": "2025-06-01T08:00", "latitude": "5.1", "longitude": "-7.2",
-        "bboxes": "", "photos": [SimpleUploadedFile(photo.name, photo.read_bytes())],
-    })
+    response = client.post(
+        reverse("sighting-create"),
+        {
+            "species": chimps.pk,
+            "observed_at": "2025-06-01T08:00",
+            "latitude": "5.1",
+            "longitude": "-7.2",
+            "bboxes": "",
+            "photos": [SimpleUploadedFile(photo.name, photo.read_bytes())],
+        },
+    )
     assert response.status_code == 302
     query = Annotation.objects.get(image__original_filename=photo.name)
-    wait_until(lambda: Identification.objects.filter(annotation=query, state="ready").exists(), timeout=120)
+    wait_until(
+        lambda: Identification.objects.filter(annotation=query, state="ready").exists(), timeout=120
+    )
 
     identification = Identification.objects.get(annotation=query)
     ranked = list(identification.candidates.values_list("individual__code", flat=True))
@@ -67,8 +82,10 @@ def test_upload_of_known_chimp_ranks_it_in_top5_and_expert_confirms(client, cele
     drawing = client.get(reverse("candidate-correspondences", args=[truth.pk]))
     assert drawing.status_code == 200 and drawing["Content-Type"] == "image/jpeg"
 
-    client.post(reverse("review-act", args=[query.pk]),
-                {"action": "same", "individual": truth.individual_id, "expected_individual": ""})
+    client.post(
+        reverse("review-act", args=[query.pk]),
+        {"action": "same", "individual": truth.individual_id, "expected_individual": ""},
+    )
     query.refresh_from_db()
     assert query.individual.code == identity
     decision = IdentityDecision.objects.get(annotation=query)

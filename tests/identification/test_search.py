@@ -9,7 +9,11 @@ from django.db import connection
 from catalogue.models import Annotation
 from catalogue.services.species import species_create
 from identification.models import Embedding
-from identification.selectors import embedding_index_name, nearest_identified_annotations, nearest_plan
+from identification.selectors import (
+    embedding_index_name,
+    nearest_identified_annotations,
+    nearest_plan,
+)
 from identification.services.models import zero_shot_version
 from tests.factories import AnnotationFactory, IndividualFactory
 
@@ -25,10 +29,13 @@ def add_embeddings(species, vectors: np.ndarray, identified: bool) -> list[Annot
     version = zero_shot_version()
     annotations = []
     for vector in vectors:
-        annotation = AnnotationFactory(image__encounter__species=species,
-                                       individual=IndividualFactory(species=species) if identified else None)
-        Embedding.objects.create(annotation=annotation, model_version=version, species=species,
-                                 vector=vector.tolist())
+        annotation = AnnotationFactory(
+            image__encounter__species=species,
+            individual=IndividualFactory(species=species) if identified else None,
+        )
+        Embedding.objects.create(
+            annotation=annotation, model_version=version, species=species, vector=vector.tolist()
+        )
         annotations.append(annotation)
     return annotations
 
@@ -54,8 +61,9 @@ def test_unidentified_neighbours_never_shorten_the_candidate_list() -> None:
     # 80 unidentified animals right next to the query, 12 known individuals further away.
     add_embeddings(species, unit(query + 0.05 * rng.normal(size=(80, DIM))), identified=False)
     known = add_embeddings(species, unit(query + 0.8 * rng.normal(size=(12, DIM))), identified=True)
-    found = nearest_identified_annotations(species_id=species.pk, version_id=zero_shot_version().pk,
-                                           dim=DIM, vector=query, k=10)
+    found = nearest_identified_annotations(
+        species_id=species.pk, version_id=zero_shot_version().pk, dim=DIM, vector=query, k=10
+    )
     assert len(found) == 10
     assert {n.annotation_id for n in found} <= {a.pk for a in known}
     cosines = [n.cosine for n in found]
@@ -66,10 +74,13 @@ def test_search_never_returns_another_species() -> None:
     rng = np.random.default_rng(2)
     fish, dogs = species_create(name="Goldfish"), species_create(name="Dog")
     query = unit(rng.normal(size=DIM))
-    dog_annotations = add_embeddings(dogs, unit(query + 0.01 * rng.normal(size=(20, DIM))), identified=True)
+    dog_annotations = add_embeddings(
+        dogs, unit(query + 0.01 * rng.normal(size=(20, DIM))), identified=True
+    )
     fish_annotations = add_embeddings(fish, unit(rng.normal(size=(5, DIM))), identified=True)
-    found = nearest_identified_annotations(species_id=fish.pk, version_id=zero_shot_version().pk,
-                                           dim=DIM, vector=query, k=10)
+    found = nearest_identified_annotations(
+        species_id=fish.pk, version_id=zero_shot_version().pk, dim=DIM, vector=query, k=10
+    )
     assert {n.annotation_id for n in found} == {a.pk for a in fish_annotations}
     assert not {n.annotation_id for n in found} & {a.pk for a in dog_annotations}
 
@@ -80,8 +91,9 @@ def test_search_matches_exact_cosine_ranking() -> None:
     vectors = unit(rng.normal(size=(60, DIM)))
     annotations = add_embeddings(species, vectors, identified=True)
     query = unit(rng.normal(size=DIM))
-    found = nearest_identified_annotations(species_id=species.pk, version_id=zero_shot_version().pk,
-                                           dim=DIM, vector=query, k=10)
+    found = nearest_identified_annotations(
+        species_id=species.pk, version_id=zero_shot_version().pk, dim=DIM, vector=query, k=10
+    )
     exact = [annotations[i].pk for i in np.argsort(-(vectors @ query))[:10]]
     assert len(set(n.annotation_id for n in found) & set(exact)) >= 9  # HNSW recall on 60 rows
     assert found[0].cosine == pytest.approx(float(np.max(vectors @ query)), abs=1e-4)

@@ -8,12 +8,22 @@ from catalogue.coordinates import coordinate_coarsen, coordinates_for
 from catalogue.models import Species
 
 
-@pytest.mark.parametrize(("value", "grid", "expected"), [
-    (51.23456, 0.1, 51.2), (-0.98765, 0.1, -1.0), (0.04, 0.1, 0.0), (-0.05, 0.1, -0.1),
-    (12.345, 0.25, 12.25), (179.96, 0.1, 180.0), (-33.8688, 1.0, -34.0), (7.777, 0.01, 7.78),
-])
+@pytest.mark.parametrize(
+    ("value", "grid", "expected"),
+    [
+        (51.23456, 0.1, 51.2),
+        (-0.98765, 0.1, -1.0),
+        (0.04, 0.1, 0.0),
+        (-0.05, 0.1, -0.1),
+        (12.345, 0.25, 12.25),
+        (179.96, 0.1, 180.0),
+        (-33.8688, 1.0, -34.0),
+        (7.777, 0.01, 7.78),
+    ],
+)
 def test_coordinates_snap_to_the_nearest_grid_line_without_float_noise(
-        value, grid, expected) -> None:
+    value, grid, expected
+) -> None:
     assert coordinate_coarsen(value, grid=grid) == expected
     assert len(repr(coordinate_coarsen(value, grid=grid))) <= 7
 

@@ -15,18 +15,30 @@ pytestmark = pytest.mark.django_db
 def test_dashboard_shows_queues_decisions_disagreements_and_models(client) -> None:
     lynx, wolf = SpeciesFactory(name="Lynx"), SpeciesFactory(name="Wolf")
     for _ in range(3):
-        Identification.objects.create(annotation=AnnotationFactory(image__encounter__species=lynx),
-                                      state=Identification.State.READY)
-    Identification.objects.create(annotation=AnnotationFactory(image__encounter__species=lynx),
-                                  state=Identification.State.QUEUED)  # not ready: not queued
+        Identification.objects.create(
+            annotation=AnnotationFactory(image__encounter__species=lynx),
+            state=Identification.State.READY,
+        )
+    Identification.objects.create(
+        annotation=AnnotationFactory(image__encounter__species=lynx),
+        state=Identification.State.QUEUED,
+    )  # not ready: not queued
     species_model_setting(species=wolf)
-    expert, volunteer = UserFactory(role="expert", username="erin"), UserFactory(role="volunteer",
-                                                                                 username="vic")
+    expert, volunteer = (
+        UserFactory(role="expert", username="erin"),
+        UserFactory(role="volunteer", username="vic"),
+    )
     decided, other = (IndividualFactory(species=lynx, code=c) for c in ("LX-1", "LX-2"))
-    annotation = AnnotationFactory(image__encounter__species=lynx, individual=decided,
-                                   identity_source="expert")
-    IdentityDecision.objects.create(annotation=annotation, verdict="same", candidate=decided,
-                                    individual_after=decided, decided_by=expert)
+    annotation = AnnotationFactory(
+        image__encounter__species=lynx, individual=decided, identity_source="expert"
+    )
+    IdentityDecision.objects.create(
+        annotation=annotation,
+        verdict="same",
+        candidate=decided,
+        individual_after=decided,
+        decided_by=expert,
+    )
     Vote.objects.create(annotation=annotation, individual=other, voter=volunteer, same=True)
     Vote.objects.create(annotation=annotation, individual=decided, voter=expert, same=True)
 

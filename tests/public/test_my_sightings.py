@@ -26,13 +26,19 @@ def test_my_sightings_shows_each_status_and_counts_contributions(client) -> None
 
     def sighting(state: str, individual=None, verdict: str | None = None) -> Encounter:
         encounter = EncounterFactory(species=species, submitted_by=volunteer, status=state)
-        annotation = AnnotationFactory(image=ImageFactory(encounter=encounter),
-                                       individual=individual,
-                                       identity_source="expert" if individual else "")
+        annotation = AnnotationFactory(
+            image=ImageFactory(encounter=encounter),
+            individual=individual,
+            identity_source="expert" if individual else "",
+        )
         if verdict:
-            IdentityDecision.objects.create(annotation=annotation, verdict=verdict,
-                                            candidate=individual, individual_after=individual,
-                                            decided_by=expert)
+            IdentityDecision.objects.create(
+                annotation=annotation,
+                verdict=verdict,
+                candidate=individual,
+                individual_after=individual,
+                decided_by=expert,
+            )
         return encounter
 
     processing = sighting(status.PROCESSING)
@@ -44,8 +50,12 @@ def test_my_sightings_shows_each_status_and_counts_contributions(client) -> None
     client.force_login(volunteer)
     response = client.get(reverse("my-sightings"))
     statuses = {row.encounter.pk: row.status for row in response.context["sightings"]}
-    assert statuses == {processing.pk: "Processing", ready.pk: "Candidates ready",
-                        known.pk: "Identified as LX-1", new.pk: "New individual LX-9"}
+    assert statuses == {
+        processing.pk: "Processing",
+        ready.pk: "Candidates ready",
+        known.pk: "Identified as LX-1",
+        new.pk: "New individual LX-9",
+    }
     contributions = response.context["contributions"]
     assert (contributions.sightings, contributions.photos, contributions.identified) == (4, 4, 2)
     text = response.content.decode()
@@ -54,5 +64,7 @@ def test_my_sightings_shows_each_status_and_counts_contributions(client) -> None
 
 def test_volunteer_without_sightings_is_invited_to_report_one(client) -> None:
     client.force_login(UserFactory(role="volunteer"))
-    assert "You have not reported any sightings yet" in client.get(
-        reverse("my-sightings")).content.decode()
+    assert (
+        "You have not reported any sightings yet"
+        in client.get(reverse("my-sightings")).content.decode()
+    )

@@ -33,10 +33,16 @@ def lynx():
     """A sensitive species with one public individual seen twice at an exact place."""
     species = SpeciesFactory(name="Lynx", sensitive=True)
     individual = IndividualFactory(species=species, code="LX-07", name="Mira")
-    confirmed_sighting(individual=individual, observed_at=when(1), latitude=EXACT[0],
-                       longitude=EXACT[1])
-    confirmed_sighting(individual=individual, observed_at=when(20), latitude=EXACT[0] + 0.01,
-                       longitude=EXACT[1] - 0.01, source=Annotation.IdentitySource.IMPORT)
+    confirmed_sighting(
+        individual=individual, observed_at=when(1), latitude=EXACT[0], longitude=EXACT[1]
+    )
+    confirmed_sighting(
+        individual=individual,
+        observed_at=when(20),
+        latitude=EXACT[0] + 0.01,
+        longitude=EXACT[1] - 0.01,
+        source=Annotation.IdentitySource.IMPORT,
+    )
     return individual
 
 
@@ -59,11 +65,17 @@ def test_individual_page_shows_timeline_first_and_last_seen_and_gallery(client, 
     assert re.search(r'id="sighting-count">2<', text)
     assert text.count("<img") == 2
     assert 'alt="LX-07 (Mira) (Lynx), photographed 1 Mar 2025"' in text
-    markers = json.loads(re.search(
-        r'<script id="sightings-map-markers" type="application/json">(.*?)</script>', text,
-        re.DOTALL).group(1))
+    markers = json.loads(
+        re.search(
+            r'<script id="sightings-map-markers" type="application/json">(.*?)</script>',
+            text,
+            re.DOTALL,
+        ).group(1)
+    )
     assert [(m["lat"], m["lon"], m["coarsened"]) for m in markers] == [
-        (51.2, -1.0, True), (51.2, -1.0, True)]
+        (51.2, -1.0, True),
+        (51.2, -1.0, True),
+    ]
     assert "vendor/leaflet/leaflet.js" in text and "cdn" not in text.lower()
 
 
@@ -73,13 +85,17 @@ def test_unconfirmed_merged_and_private_animals_stay_off_the_public_site(client,
     confirmed_sighting(individual=private)
     merged = IndividualFactory(species=species, code="MERGED-1", merged_into=lynx)
     # A volunteer's guess is not a confirmation: no identity_source.
-    AnnotationFactory(image=ImageFactory(encounter__species=species), individual=lynx,
-                      identity_source="")
-    for url in (reverse("individual-detail", args=[private.pk]),
-                reverse("individual-detail", args=[merged.pk])):
+    AnnotationFactory(
+        image=ImageFactory(encounter__species=species), individual=lynx, identity_source=""
+    )
+    for url in (
+        reverse("individual-detail", args=[private.pk]),
+        reverse("individual-detail", args=[merged.pk]),
+    ):
         assert client.get(url).status_code == 404
-    pages = [client.get(reverse(name)).content.decode()
-             for name in ("species-list", "recent-sightings")]
+    pages = [
+        client.get(reverse(name)).content.decode() for name in ("species-list", "recent-sightings")
+    ]
     pages.append(client.get(reverse("species-detail", args=[species.slug])).content.decode())
     pages.append(client.get(reverse("search"), {"q": "1"}).content.decode())
     for text in pages:
@@ -112,11 +128,15 @@ def test_empty_site_says_so(client) -> None:
 
 def _public_responses(client, individual) -> dict[str, str]:
     urls = [
-        reverse("home"), reverse("species-list"), reverse("recent-sightings"),
+        reverse("home"),
+        reverse("species-list"),
+        reverse("recent-sightings"),
         reverse("species-detail", args=[individual.species.slug]),
         reverse("individual-detail", args=[individual.pk]),
-        reverse("search") + "?q=LX", reverse("api-public-individual", args=[individual.pk]),
-        reverse("api-public-recent"), reverse("api-species"),
+        reverse("search") + "?q=LX",
+        reverse("api-public-individual", args=[individual.pk]),
+        reverse("api-public-recent"),
+        reverse("api-species"),
         reverse("export-public-encounters"),
         reverse("export-public-encounters") + f"?species={individual.species.slug}",
     ]
@@ -137,8 +157,9 @@ def test_no_public_page_json_or_export_reveals_a_sensitive_exact_place(client, l
         for fragment in exact_fragments:
             assert fragment not in body, f"{url} shows {fragment}"
     api = client.get(reverse("api-public-individual", args=[lynx.pk])).json()
-    assert {(s["latitude"], s["longitude"], s["coordinates_coarsened"])
-            for s in api["sightings"]} == {(51.2, -1.0, True)}
+    assert {
+        (s["latitude"], s["longitude"], s["coordinates_coarsened"]) for s in api["sightings"]
+    } == {(51.2, -1.0, True)}
 
 
 def test_volunteers_own_sightings_api_coarsens_sensitive_places(client, lynx) -> None:
@@ -147,7 +168,8 @@ def test_volunteers_own_sightings_api_coarsens_sensitive_places(client, lynx) ->
     client.force_login(volunteer)
     body = client.get(reverse("api-sightings")).json()
     assert [(s["latitude"], s["longitude"], s["coordinates_coarsened"]) for s in body] == [
-        (51.2, -1.0, True)]
+        (51.2, -1.0, True)
+    ]
 
 
 @pytest.mark.parametrize("role", ["expert", "admin"])

@@ -60,29 +60,40 @@ class Command(BaseCommand):
     def _demo_data(self) -> None:
         root = self._datasets_dir()
         if root is None:
-            self.stdout.write(self.style.WARNING(
-                "No demo photos found. Put the shared datasets beside this checkout "
-                "(../shared/datasets) or set WILDWEB_DEMO_DATA to a folder holding "
-                + ", ".join(folder for folder, _, _ in DEMO_SPECIES)
-                + " (each with metadata.csv); the app runs without them."))
+            self.stdout.write(
+                self.style.WARNING(
+                    "No demo photos found. Put the shared datasets beside this checkout "
+                    "(../shared/datasets) or set WILDWEB_DEMO_DATA to a folder holding "
+                    + ", ".join(folder for folder, _, _ in DEMO_SPECIES)
+                    + " (each with metadata.csv); the app runs without them."
+                )
+            )
             return
         for folder, name, sensitive in DEMO_SPECIES:
             metadata = root / folder / "metadata.csv"
             if not metadata.exists():
                 continue
             species = Species.objects.filter(name=name).first() or species_create(
-                name=name, sensitive=sensitive)
-            plan = dataset_plan(metadata_csv=metadata, species=species,
-                                max_individuals=DEMO_INDIVIDUALS,
-                                images_per_individual=DEMO_IMAGES_PER_INDIVIDUAL)
+                name=name, sensitive=sensitive
+            )
+            plan = dataset_plan(
+                metadata_csv=metadata,
+                species=species,
+                max_individuals=DEMO_INDIVIDUALS,
+                images_per_individual=DEMO_IMAGES_PER_INDIVIDUAL,
+            )
             result = dataset_import(plan=plan)
-            self.stdout.write(f"{name}: {len(plan.rows)} demo photos, "
-                              f"{len(result.annotations)} new, {result.duplicates_skipped} already there")
+            self.stdout.write(
+                f"{name}: {len(plan.rows)} demo photos, "
+                f"{len(result.annotations)} new, {result.duplicates_skipped} already there"
+            )
 
     @staticmethod
     def _datasets_dir() -> Path | None:
-        candidates = [os.environ.get("WILDWEB_DEMO_DATA"),
-                      str(Path(settings.BASE_DIR).parent / "shared" / "datasets")]
+        candidates = [
+            os.environ.get("WILDWEB_DEMO_DATA"),
+            str(Path(settings.BASE_DIR).parent / "shared" / "datasets"),
+        ]
         for candidate in candidates:
             if candidate and Path(candidate).is_dir():
                 return Path(candidate)
@@ -90,8 +101,22 @@ class Command(BaseCommand):
 
     def _serve(self, addr: str) -> None:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "wildweb", "worker",
-                                   "-Q", "default,gpu", "--concurrency", "1", "--loglevel", "INFO"])
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "wildweb",
+                "worker",
+                "-Q",
+                "default,gpu",
+                "--concurrency",
+                "1",
+                "--loglevel",
+                "INFO",
+            ]
+        )
         server = subprocess.Popen([*manage, "runserver", addr, "--noreload"])
         self.stdout.write(self.style.SUCCESS(f"\nWildweb is at http://{addr}/  (Ctrl-C stops it)"))
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does

@@ -10,14 +10,16 @@ from wildweb.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = "Fit a species' fusion calibration (embedding + keypoints → probability) on its identified photos."
+    help = "Fit a species' fused score (embedding and keypoints → probability) on its photos."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--species", required=True)
         parser.add_argument("--queries", type=int, default=200)
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args: object, species: str, queries: int, json: bool, **options: object) -> None:
+    def handle(
+        self, *args: object, species: str, queries: int, json: bool, **options: object
+    ) -> None:
         try:
             report = species_calibrate(species=species_lookup(species), queries=queries)
         except ServiceError as error:

@@ -17,8 +17,15 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="At most this many queries.")
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args: object, species: str, method: str, limit: int | None, json: bool,
-               **options: object) -> None:
+    def handle(
+        self,
+        *args: object,
+        species: str,
+        method: str,
+        limit: int | None,
+        json: bool,
+        **options: object,
+    ) -> None:
         report = species_evaluate(species=species_lookup(species), method=method, limit=limit)
         if json:
             self.stdout.write(_json.dumps(report, indent=2))

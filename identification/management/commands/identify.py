@@ -20,8 +20,16 @@ class Command(BaseCommand):
         parser.add_argument("--top", type=int, default=10)
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args: object, image: Path, species: str, method: str | None, top: int,
-               json: bool, **options: object) -> None:
+    def handle(
+        self,
+        *args: object,
+        image: Path,
+        species: str,
+        method: str | None,
+        top: int,
+        json: bool,
+        **options: object,
+    ) -> None:
         found = species_lookup(species)
         try:
             with Image.open(image) as photo:
@@ -32,15 +40,20 @@ class Command(BaseCommand):
             self.stdout.write(_json.dumps({"species": found.name, "candidates": ranked}, indent=2))
             return
         for row in ranked:
-            self.stdout.write(f"{row['rank']:>3}  {row['code']:<20} fused {row['fused_score']:.3f}  "
-                              f"cos {row['embedding_score']:.3f}  inliers {row['inlier_count']}")
+            self.stdout.write(
+                f"{row['rank']:>3}  {row['code']:<20} fused {row['fused_score']:.3f}  "
+                f"cos {row['embedding_score']:.3f}  inliers {row['inlier_count']}"
+            )
 
 
 def species_lookup(name: str) -> Species:
-    found = Species.objects.filter(name__iexact=name).first() or Species.objects.filter(slug=name).first()
+    found = (
+        Species.objects.filter(name__iexact=name).first()
+        or Species.objects.filter(slug=name).first()
+    )
     if found is None:
-        raise CommandError(f"No species {name!r}. Known: "
-                           + ", ".join(Species.objects.values_list("name", flat=True)))
+        raise CommandError(
+            f"No species {name!r}. Known: "
+            + ", ".join(Species.objects.values_list("name", flat=True))
+        )
     return found
-
-
