@@ -50,7 +50,8 @@ def test_csv_import_creates_species_individuals_and_queues_embeddings(tmp_path: 
     done = _run(str(tmp_path), "--species", "Zebra")
     assert done["species_created"] and done["result"]["annotations_created"] == 4
     zebra = Species.objects.get(name="Zebra")
-    assert set(Individual.objects.filter(species=zebra).values_list("code", flat=True)) == {"A", "B"}
+    codes = set(Individual.objects.filter(species=zebra).values_list("code", flat=True))
+    assert codes == {"A", "B"}
     assert EmbeddingJob.objects.filter(annotation__species=zebra).count() == 4
 
     again = _run(str(tmp_path), "--species", "Zebra", "--dry-run")
@@ -83,9 +84,12 @@ def _coco(tmp_path: Path) -> dict:
                     "datetime": "2024-05-01 10:00:00"} for n, p in enumerate(paths)],
         "categories": [{"id": 0, "name": "empty"}, {"id": 1, "name": "zebra"}],
         "annotations": [
-            {"id": 10, "image_id": 0, "category_id": 1, "bbox": [5, 5, 40, 30], "individual_id": "Z1"},
-            {"id": 11, "image_id": 0, "category_id": 1, "bbox": [50, 40, 40, 30], "individual_id": "Z2"},
-            {"id": 12, "image_id": 1, "category_id": 1, "bbox": [0, 0, 60, 60], "individual_id": "Z1"},
+            {"id": 10, "image_id": 0, "category_id": 1, "bbox": [5, 5, 40, 30],
+             "individual_id": "Z1"},
+            {"id": 11, "image_id": 0, "category_id": 1, "bbox": [50, 40, 40, 30],
+             "individual_id": "Z2"},
+            {"id": 12, "image_id": 1, "category_id": 1, "bbox": [0, 0, 60, 60],
+             "individual_id": "Z1"},
             {"id": 13, "image_id": 2, "category_id": 1, "bbox": [10, 10, 20, 20]},
             {"id": 14, "image_id": 2, "category_id": 0},
         ],
@@ -149,8 +153,10 @@ def test_megadetector_boxes_become_animals_awaiting_identification(tmp_path: Pat
 def test_malformed_megadetector_output_is_rejected(tmp_path: Path) -> None:
     _photos(tmp_path, 1)
     (tmp_path / "md.json").write_text(json.dumps({"images": [
-        {"file": "photo0.jpg", "detections": [{"category": "1", "conf": 0.9, "bbox": [0.5, 0.5, 0.9, 0.2]}]},
-        {"file": "gone.jpg", "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]}]},
+        {"file": "photo0.jpg",
+         "detections": [{"category": "1", "conf": 0.9, "bbox": [0.5, 0.5, 0.9, 0.2]}]},
+        {"file": "gone.jpg",
+         "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]}]},
     ]}))
     out = io.StringIO()
     with pytest.raises(CommandError):

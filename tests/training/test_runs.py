@@ -100,7 +100,7 @@ def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> No
     # Two epochs: the worker is killed once the first epoch's checkpoint exists and the
     # second has started, so the resumed run still has training left to do.
     run = training_run_start(species=small_chimp, engine_mode="cached", mode="new-data-only",
-                             hyperparameters={**TINY, "epochs": 2, "samples_per_epoch": 160})
+                             hyperparameters={**TINY, "epochs": 2, "samples_per_epoch": 80})
     checkpoint = run_directory(run_id=run.pk) / "model" / "checkpoint.pt"
     wait_until(lambda: checkpoint.exists() and TrainingRun.objects.get(pk=run.pk).epoch >= 2,
                timeout=120, interval=0.1)
@@ -137,3 +137,6 @@ def test_unknown_hyperparameter_is_refused() -> None:
     with pytest.raises(ServiceError, match="Unknown hyperparameter"):
         hyperparameters_resolve(engine_mode="cached", given={"learning_speed": 3})
     assert hyperparameters_resolve(engine_mode="", given={"epochs": "2"})["epochs"] == 2
+    assert hyperparameters_resolve(engine_mode="", given={"seed": "0"})["seed"] == 0
+    with pytest.raises(ServiceError, match="epochs must be positive"):
+        hyperparameters_resolve(engine_mode="", given={"epochs": 0})

@@ -90,7 +90,8 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
         held = subset_records(split.test, identities=hp["eval_max_individuals"],
                               max_per_identity=hp["eval_images_per_individual"],
                               min_per_identity=2, seed=hp["seed"])
-        train = split.train if (is_target or run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA) else []
+        with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
+        train = split.train if (is_target or with_original) else []
         if is_target and not train:
             raise ValueError(f"No {species} individuals are left to train on after holding "
                              "some out.")

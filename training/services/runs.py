@@ -70,7 +70,7 @@ def hyperparameters_resolve(*, engine_mode: str, given: dict[str, Any] | None) -
             value = HYPERPARAMETER_TYPES[name](value)
         except (TypeError, ValueError):
             raise ServiceError(f"{name} must be a number.", field=name) from None
-        if value <= 0:
+        if value < 0 or (value == 0 and name != "seed"):
             raise ServiceError(f"{name} must be positive.", field=name)
         resolved[name] = value
     if not 0 < resolved["validation_fraction"] < 1:
@@ -269,4 +269,5 @@ def training_runs_recover() -> list[int]:
 
 
 def training_run_active_exists(*, species: Species) -> bool:
-    return TrainingRun.objects.filter(species=species, status__in=TrainingRun.ACTIVE_STATUSES).exists()
+    return TrainingRun.objects.filter(species=species,
+                                      status__in=TrainingRun.ACTIVE_STATUSES).exists()

@@ -98,9 +98,9 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(payload, indent=2, default=str))
             return
         if "before" in payload:
-            self.stdout.write(f"Run {payload['run']}: held-out top-1 {payload['before']['top1']:.3f}"
-                              f" → {payload['after']['top1']:.3f} (zero-shot "
-                              f"{payload['zero_shot']['top1']:.3f}); recommended ranking: "
-                              f"{payload['recommended_ranking_method']}")
+            self.stdout.write(f"Run {payload['run']}: held-out top-1 "
+                              f"{payload['before']['top1']:.3f} → {payload['after']['top1']:.3f} "
+                              f"(zero-shot {payload['zero_shot']['top1']:.3f}); recommended "
+                              f"ranking: {payload['recommended_ranking_method']}")
         else:
             self.stdout.write(f"Run {payload['run']} {payload['status']}.")
