@@ -14,6 +14,7 @@ from reid.model import ReIdModel
 
 IMAGENET_SPEC = "imagenet"
 DEFAULT_IMAGE_SIZE = 224
+BACKENDS = ("torch", "onnx")
 
 
 def default_device() -> str:
@@ -29,6 +30,13 @@ class Embedder:
         image_size: square input side.
         device: torch device name; default CUDA when available.
         batch_size: images per forward pass.
+        backend: ``"torch"`` (default; eager, ``inference_mode``, channels-last, fp16
+            autocast on CUDA) or ``"onnx"`` (CPU only: the network is exported once and run
+            by ONNX Runtime, 2.5-5x faster on the benchmark CPU with the same embeddings;
+            needs the ``bench`` extra, see :mod:`reid.onnx`).
+
+    Raises:
+        ValueError: for an unknown backend, or ``"onnx"`` on a non-CPU device.
     """
 
     def __init__(
@@ -37,10 +45,21 @@ class Embedder:
         image_size: int = DEFAULT_IMAGE_SIZE,
         device: str | None = None,
         batch_size: int = 32,
+        backend: str = "torch",
     ) -> None:
-        self.device = torch.device(device or default_device())
-        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.device = torch.device(device or ("cpu" if backend == "onnx" else default_device()))
+        if backend == "onnx" and self.device.type != "cpu":
+            raise ValueError("the onnx backend runs on CPU only")
+        self.backend = backend
         self.image_size = int(image_size)
+        self._onnx = None
+        if backend == "onnx":
+            from reid.onnx import OnnxNetwork
+
+            self._onnx = OnnxNetwork(model, self.image_size)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.embedding_dim = int(model.embedding_dim)
         self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
@@ -82,6 +101,9 @@ class Embedder:
         autocast = self.device.type == "cuda"
         for start in range(0, len(images), self.batch_size):
             batch = self.preprocess(images[start : start + self.batch_size])
+            if self._onnx is not None:
+                outputs.append(self._onnx(batch).numpy())
+                continue
             batch = batch.to(self.device, memory_format=torch.channels_last, non_blocking=True)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=autocast):
                 embedded = self.model(batch)
@@ -155,16 +177,20 @@ def load_network(spec: str, device: str | None = None) -> tuple[ReIdModel, int, 
     )
 
 
-def load_model(spec: str, device: str | None = None, image_size: int | None = None) -> Embedder:
+def load_model(
+    spec: str, device: str | None = None, image_size: int | None = None, backend: str = "torch"
+) -> Embedder:
     """Load an embedder.
 
     Args:
         spec: see :func:`load_network`.
         device: torch device; default CUDA when available, else CPU.
         image_size: override the model's eval image size.
+        backend: ``"torch"`` or ``"onnx"`` (see :class:`Embedder`).
 
     Returns:
         An :class:`Embedder`.
     """
     model, model_image_size, _ = load_network(spec)
-    return Embedder(model, image_size=image_size or model_image_size, device=device)
+    return Embedder(model, image_size=image_size or model_image_size, device=device,
+                    backend=backend)
