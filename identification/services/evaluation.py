@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from catalogue.models import Annotation, Individual, Species
-from identification.models import Embedding, SpeciesModel
+from identification.models import Embedding, ModelVersion, SpeciesModel
 from identification.services.matching import Scored, candidates_score, gallery_keypoints
 from identification.services.models import model_version_embedder, species_model_setting
 
@@ -41,18 +41,9 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
     """
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings = dict(
-        Embedding.objects.filter(
-            species=species,
-            model_version=version,
-            annotation__individual__isnull=False,
-        ).values_list("annotation_id", "vector")
+    embeddings, individual_of, queries = _labelled_queries(
+        species=species, version=version, limit=limit
     )
-    individual_of = dict(
-        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
-    )
-    sizes = Counter(individual_of.values())
-    queries = sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]
     hits = {1: 0, 5: 0, 10: 0}
     average_precision = []
     for annotation_id in queries:
@@ -81,6 +72,23 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
         "top10": hits[10] / n if n else None,
         "mAP": float(np.mean(average_precision)) if n else None,
     }
+
+
+def _labelled_queries(
+    *, species: Species, version: ModelVersion, limit: int | None
+) -> tuple[dict, dict, list[int]]:
+    """Vectors and individuals of the identified annotations, and those with a sibling photo."""
+    embeddings = dict(
+        Embedding.objects.filter(
+            species=species, model_version=version, annotation__individual__isnull=False
+        ).values_list("annotation_id", "vector")
+    )
+    individual_of = dict(
+        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
+    )
+    sizes = Counter(individual_of.values())
+    queries = sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]
+    return embeddings, individual_of, queries
 
 
 def _described(scored: list[Scored]) -> list[dict]:
@@ -117,19 +125,11 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
 
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings = dict(
-        Embedding.objects.filter(
-            species=species,
-            model_version=version,
-            annotation__individual__isnull=False,
-        ).values_list("annotation_id", "vector")
+    embeddings, individual_of, annotation_ids = _labelled_queries(
+        species=species, version=version, limit=queries
     )
-    individual_of = dict(
-        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
-    )
-    sizes = Counter(individual_of.values())
     cosines, inliers, same = [], [], []
-    for annotation_id in sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:queries]:
+    for annotation_id in annotation_ids:
         scored = candidates_score(
             species_id=species.pk,
             setting=setting,
