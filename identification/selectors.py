@@ -24,6 +24,15 @@ class Neighbour:
     cosine: float
 
 
+@dataclass(frozen=True)
+class SearchScope:
+    """Optional limits on where and when gallery animals were seen."""
+
+    observed_after: datetime | None = None
+    observed_before: datetime | None = None
+    region: tuple[float, float, float, float] | None = None  # south, west, north, east (degrees)
+
+
 def embedding_index_name(*, species_id: int, version_id: int) -> str:
     return f"emb_hnsw_s{int(species_id)}_v{int(version_id)}"
 
@@ -55,14 +64,13 @@ def nearest_identified_annotations(
     vector: np.ndarray,
     k: int,
     exclude_annotation_id: int | None = None,
-    observed_after: datetime | None = None,
-    observed_before: datetime | None = None,
+    scope: SearchScope | None = None,
 ) -> list[Neighbour]:
     """The ``k`` most similar annotations of known individuals, by cosine, index-backed.
 
     The HNSW index returns the nearest of all the species' annotations; those not yet
-    identified (or outside the date range) are dropped afterwards, so the index is asked for
-    more until ``k`` remain or the species has no more. Never silently fewer.
+    identified (or outside ``scope``'s dates and region) are dropped afterwards, so the index
+    is asked for more until ``k`` remain or the species has no more. Never silently fewer.
     """
     literal = "[" + ",".join(f"{float(v):.7g}" for v in vector) + "]"
     limit = max(4 * k, MIN_EF_SEARCH)
@@ -74,7 +82,7 @@ def nearest_identified_annotations(
                 [literal, literal],
             )
             rows = sorted(cursor.fetchall(), key=lambda row: -row[2])
-        found = _neighbours_filter(rows, exclude_annotation_id, observed_after, observed_before)
+        found = _neighbours_filter(rows, exclude_annotation_id, scope)
         if len(found) >= k:
             return found[:k]
         if len(rows) < limit and _species_rows(species_id, version_id) <= len(rows):
@@ -119,27 +127,30 @@ def _search_settings(cursor, limit: int) -> None:  # noqa: ANN001
 
 
 def _neighbours_filter(
-    rows: list[tuple],
-    exclude_annotation_id: int | None,
-    observed_after: datetime | None,
-    observed_before: datetime | None,
+    rows: list[tuple], exclude_annotation_id: int | None, scope: SearchScope | None
 ) -> list[Neighbour]:
     neighbours = [
         Neighbour(annotation_id, individual_id, float(cosine))
         for annotation_id, individual_id, cosine in rows
         if individual_id is not None and annotation_id != exclude_annotation_id
     ]
-    if observed_after or observed_before:
-        from catalogue.models import Annotation
+    if scope is None:
+        return neighbours
+    from catalogue.models import Annotation
 
-        allowed = Annotation.objects.filter(pk__in=[n.annotation_id for n in neighbours])
-        if observed_after:
-            allowed = allowed.filter(image__encounter__observed_at__gte=observed_after)
-        if observed_before:
-            allowed = allowed.filter(image__encounter__observed_at__lte=observed_before)
-        keep = set(allowed.values_list("pk", flat=True))
-        neighbours = [n for n in neighbours if n.annotation_id in keep]
-    return neighbours
+    allowed = Annotation.objects.filter(pk__in=[n.annotation_id for n in neighbours])
+    if scope.observed_after:
+        allowed = allowed.filter(image__encounter__observed_at__gte=scope.observed_after)
+    if scope.observed_before:
+        allowed = allowed.filter(image__encounter__observed_at__lte=scope.observed_before)
+    if scope.region:
+        south, west, north, east = scope.region
+        allowed = allowed.filter(
+            image__encounter__latitude__range=(south, north),
+            image__encounter__longitude__range=(west, east),
+        )
+    keep = set(allowed.values_list("pk", flat=True))
+    return [n for n in neighbours if n.annotation_id in keep]
 
 
 def candidate_list(*, annotation_id: int) -> Identification | None:

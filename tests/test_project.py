@@ -59,3 +59,25 @@ def test_api_schema_and_docs_page_are_served_without_a_cdn(client) -> None:  # n
     assert schema.status_code == 200 and b"/api/sightings/" in schema.content
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_web_process_never_imports_torch() -> None:
+    """Loading every URL's view (and the Celery app) must not pull torch into the web server."""
+    script = (
+        "import sys, django; django.setup(); "
+        "from django.urls import get_resolver; import wildweb.celery; "
+        "[p.callback for p in get_resolver().url_patterns if hasattr(p, 'callback')]; "
+        "import catalogue.views, catalogue.public_views, catalogue.api, identification.views, "
+        "identification.api, training.views, training.api; "
+        "print('torch' in sys.modules, 'timm' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "wildweb.settings"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False False", result.stdout

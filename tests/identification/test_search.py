@@ -97,3 +97,39 @@ def test_search_matches_exact_cosine_ranking() -> None:
     exact = [annotations[i].pk for i in np.argsort(-(vectors @ query))[:10]]
     assert len(set(n.annotation_id for n in found) & set(exact)) >= 9  # HNSW recall on 60 rows
     assert found[0].cosine == pytest.approx(float(np.max(vectors @ query)), abs=1e-4)
+
+
+def test_region_and_date_scope_keep_k_results_from_inside_the_scope() -> None:
+    import datetime as dt
+
+    from identification.selectors import SearchScope
+
+    rng = np.random.default_rng(4)
+    species = species_create(name="Zebra")
+    query = unit(rng.normal(size=DIM))
+    near = add_embeddings(species, unit(query + 0.05 * rng.normal(size=(30, DIM))), identified=True)
+    far = add_embeddings(species, unit(query + 0.9 * rng.normal(size=(15, DIM))), identified=True)
+    inside = {a.pk for a in far}
+    for annotation in near:  # the closest animals were all seen elsewhere, long ago
+        encounter = annotation.image.encounter
+        encounter.latitude, encounter.longitude = 40.0, 10.0
+        encounter.observed_at = dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc)
+        encounter.save()
+    for annotation in far:
+        encounter = annotation.image.encounter
+        encounter.latitude, encounter.longitude = -2.0, 35.0
+        encounter.observed_at = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+        encounter.save()
+    for scope in (
+        SearchScope(region=(-5.0, 30.0, 0.0, 40.0)),
+        SearchScope(observed_after=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)),
+    ):
+        found = nearest_identified_annotations(
+            species_id=species.pk,
+            version_id=zero_shot_version().pk,
+            dim=DIM,
+            vector=query,
+            k=10,
+            scope=scope,
+        )
+        assert len(found) == 10 and {n.annotation_id for n in found} <= inside
