@@ -81,3 +81,18 @@ def test_web_process_never_imports_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False False", result.stdout
+
+
+def test_production_collectstatic_resolves_every_asset(tmp_path) -> None:  # noqa: ANN001
+    result = manage(
+        "collectstatic",
+        "--noinput",
+        env={
+            "DEBUG": "0",
+            "SECRET_KEY": "x" * 60,
+            "ALLOWED_HOSTS": "wildweb.example.org",
+            "STATIC_ROOT": str(tmp_path),
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert list(tmp_path.glob("vendor/leaflet/leaflet.*.js"))  # hashed by the manifest storage
