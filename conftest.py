@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +87,8 @@ class CeleryWorker:
     def __init__(self, queues: str = "default,gpu", pool: str = "solo") -> None:
         from django.conf import settings
 
+        from wildweb.celery import worker_command
+
         self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
         env = {
             **os.environ,
@@ -97,25 +98,7 @@ class CeleryWorker:
             "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX,
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "wildweb",
-                "worker",
-                "-Q",
-                queues,
-                "--pool",
-                pool,
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
+            worker_command(queues=queues, pool=pool, quiet_cluster=True),
             cwd=REPO_ROOT,
             env=env,
             stdout=self.log_path.open("w"),

@@ -123,7 +123,7 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
 
     from catalogue.models import Species
     from identification.models import Identification
-    from wildweb.celery import app
+    from wildweb.celery import app, worker_command
 
     db = connection.settings_dict
     env = {
@@ -138,23 +138,7 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
     }
     log = open(media / "worker.log", "w")
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "wildweb",
-            "worker",
-            "-Q",
-            "default,gpu",
-            "--pool",
-            "solo",
-            "-l",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        worker_command(pool="solo", quiet_cluster=True),
         cwd=REPO,
         env=env,
         stdout=log,

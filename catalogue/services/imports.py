@@ -18,14 +18,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.storage import default_storage
-from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from catalogue.models import Annotation, Encounter, Image, Individual, Species
 from catalogue.photos import photo_read
-from catalogue.services.sightings import store_image
+from catalogue.services.sightings import atomic_with_files, store_image
 from wildweb.errors import ServiceError
 
 REQUIRED_COLUMNS = ("image_id", "identity", "path")
@@ -190,14 +188,8 @@ def dataset_import(
         else:
             batches.append([row])
     for batch in batches:
-        stored: list[str] = []
-        try:
-            with transaction.atomic():
-                _batch_import(plan, batch, imported_by, result, known_hashes, stored)
-        except BaseException:
-            for name in stored:
-                default_storage.delete(name)
-            raise
+        with atomic_with_files() as stored:
+            _batch_import(plan, batch, imported_by, result, known_hashes, stored)
     from identification.services.embedding import species_embeddings_enqueue
 
     # Also picks up annotations of an earlier, interrupted import.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -104,9 +106,9 @@ def sighting_create(
     if latitude is None and longitude is None:
         latitude, longitude = first.latitude, first.longitude
 
-    stored_files: list[str] = []
+    annotation_ids: list[int] = []
     try:
-        with transaction.atomic():
+        with atomic_with_files() as stored_files:
             encounter = Encounter(
                 species=species,
                 observed_at=observed_at,
@@ -120,31 +122,22 @@ def sighting_create(
             for photo, bbox in fresh:
                 image = store_image(encounter=encounter, photo=photo, stored_files=stored_files)
                 x, y, w, h = bbox or (0, 0, photo.width, photo.height)
-                Annotation.objects.create(
+                annotation = Annotation.objects.create(
                     image=image, species=species, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h
                 )
+                annotation_ids.append(annotation.pk)
                 result.images.append(image)
             result.encounter = encounter
             for image in result.images:
                 transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
             from identification.services.embedding import annotations_embed_enqueue
 
-            annotations_embed_enqueue(
-                annotation_ids=list(
-                    Annotation.objects.filter(image__encounter=encounter).values_list(
-                        "pk", flat=True
-                    )
-                )
-            )
+            annotations_embed_enqueue(annotation_ids=annotation_ids)
     except IntegrityError:
-        _files_delete(stored_files)
         raise ServiceError(
             "One of these photos was uploaded by someone else a moment ago; "
             "please submit again to link it."
         ) from None
-    except BaseException:
-        _files_delete(stored_files)
-        raise
     return result
 
 
@@ -194,9 +187,20 @@ def _aware(moment: datetime | None) -> datetime | None:
     return timezone.make_aware(moment)
 
 
-def _files_delete(names: list[str]) -> None:
-    for name in names:
-        default_storage.delete(name)
+@contextmanager
+def atomic_with_files() -> Iterator[list[str]]:
+    """A transaction that also takes back the photo files stored in it if it rolls back.
+
+    Yields the list to which ``store_image`` appends the names of the files it writes.
+    """
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            yield stored
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        raise
 
 
 def _enqueue_thumbnail(image_id: int) -> None:

@@ -18,6 +18,7 @@ from catalogue.models import Species
 from catalogue.roles import ADMIN, EXPERT, VOLUNTEER, user_role_set
 from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
+from wildweb.celery import worker_command
 
 # (folder under the datasets directory, species name, sensitive location?)
 DEMO_SPECIES = [("chimp_faces_demo", "Chimpanzee", True), ("fs48_fish", "Goldfish", False)]
@@ -101,22 +102,7 @@ class Command(BaseCommand):
 
     def _serve(self, addr: str) -> None:
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "wildweb",
-                "worker",
-                "-Q",
-                "default,gpu",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-            ]
-        )
+        worker = subprocess.Popen(worker_command())
         server = subprocess.Popen([*manage, "runserver", addr, "--noreload"])
         self.stdout.write(self.style.SUCCESS(f"\nWildweb is at http://{addr}/  (Ctrl-C stops it)"))
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
