@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reid.backbones import DEFAULT_BACKBONE, backbone_stages
@@ -96,6 +97,11 @@ class TrainConfig:
         trainable_stages: backbone stages trained in cached mode, counted from the top
             (EfficientNet: conv head = 1, last block group = 2, ...).
         cache_dir: feature cache folder (default ``out_dir/cache``).
+        imprint: before training, set the neck's statistics from the training images and
+            each new class's sub-centers to its mean embedding, so the first gradients refine
+            the pretrained features instead of chasing random class centers.
+        freeze_batchnorm: keep the backbone's BatchNorm statistics fixed; class-balanced
+            batches of a few individuals give noisy batch statistics.
         init: model file or run folder to start from (fine-tuning); the ArcFace head is
             rebuilt for the new class set, copying weights of classes both runs share.
         resume: continue from ``out_dir/checkpoint.pt`` when it exists.
@@ -134,6 +140,8 @@ class TrainConfig:
     cached_views: int = 3
     trainable_stages: int = 3
     cache_dir: str | None = None
+    imprint: bool = True
+    freeze_batchnorm: bool = True
     init: str | None = None
     resume: bool = False
     seed: int = 0
@@ -231,8 +239,12 @@ def build_model(config: TrainConfig) -> tuple[ReIdModel, dict[str, Any]]:
 def build_loss_head(
     config: TrainConfig, embedding_dim: int, class_map: list[str], labels: Sequence[int],
     init_metadata: dict[str, Any],
-) -> SubCenterArcFace:
-    """ArcFace head for ``class_map``; copies weights of classes known to the init model."""
+) -> tuple[SubCenterArcFace, list[int]]:
+    """ArcFace head for ``class_map``; copies weights of classes known to the init model.
+
+    Returns:
+        The head and the indices of the classes that got no weights from the init model.
+    """
     counts = Counter(labels)
     class_counts = [counts[i] for i in range(len(class_map))]
     margins = (dynamic_margins(class_counts, config.margin_min, config.margin_max)
@@ -241,6 +253,7 @@ def build_loss_head(
                             scale=config.arcface_scale, margins=margins)
     old_state = init_metadata.get("head_state")
     old_map = init_metadata.get("class_map") or []
+    copied: set[int] = set()
     if old_state is not None and old_map:
         old_weight = old_state["weight"]
         old_k = old_weight.shape[0] // len(old_map)
@@ -252,7 +265,55 @@ def build_loss_head(
                         old_i = old_index[key]
                         head.weight[new_i * head.k:(new_i + 1) * head.k] = (
                             old_weight[old_i * old_k:(old_i + 1) * old_k])
-    return head
+                        copied.add(new_i)
+    return head, [i for i in range(len(class_map)) if i not in copied]
+
+
+def imprint_head(
+    model: ReIdModel, head: SubCenterArcFace, pooled: torch.Tensor, labels: Sequence[int],
+    classes: Sequence[int], calibrate_neck: bool,
+) -> None:
+    """Start the loss head (and a fresh neck) where the pretrained features already are.
+
+    Weight imprinting (Qi et al. 2018, "Low-Shot Learning with Imprinted Weights"): each
+    listed class's sub-centers become its mean training embedding plus a little noise, so
+    sub-centers can still drift apart. A fresh BatchNorm neck first gets the training
+    images' feature statistics, so the embeddings the centers are computed from match what
+    the neck produces in training.
+
+    Args:
+        model: the model being trained.
+        head: its ArcFace head.
+        pooled: pooled features (before the neck) of one plain view per training image.
+        labels: class index per row of ``pooled``.
+        classes: classes whose sub-centers to set (others keep their weights).
+        calibrate_neck: overwrite the neck's running statistics first.
+    """
+    neck = model.neck
+    with torch.no_grad():
+        if calibrate_neck and isinstance(neck, nn.BatchNorm1d):
+            neck.running_mean.copy_(pooled.mean(dim=0))
+            neck.running_var.copy_(pooled.var(dim=0, unbiased=False).clamp(min=neck.eps))
+        was_training = model.training
+        model.eval()
+        embeddings = F.normalize(model.projection(neck(pooled.to(head.weight.device))), dim=1)
+        model.train(was_training)
+        label_tensor = torch.as_tensor(list(labels), device=embeddings.device)
+        sums = torch.zeros(head.num_classes, embeddings.shape[1], device=embeddings.device)
+        sums.index_add_(0, label_tensor, embeddings)
+        means = F.normalize(sums, dim=1)
+        generator = torch.Generator().manual_seed(0)
+        for c in classes:
+            noise = torch.randn(head.k, embeddings.shape[1], generator=generator)
+            centers = means[c] + 0.05 * F.normalize(noise, dim=1).to(means.device)
+            head.weight[c * head.k:(c + 1) * head.k] = F.normalize(centers, dim=1)
+
+
+def freeze_batchnorm_statistics(module: nn.Module) -> None:
+    """Put every BatchNorm layer of ``module`` in eval mode (weights still train)."""
+    for child in module.modules():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            child.eval()
 
 
 class _CacheViews:
@@ -400,7 +461,8 @@ def train(
     seed_everything(config.seed)
     records, class_map, labels = prepare_records(config)
     model, init_metadata = build_model(config)
-    head = build_loss_head(config, model.embedding_dim, class_map, labels, init_metadata)
+    head, new_classes = build_loss_head(config, model.embedding_dim, class_map, labels,
+                                        init_metadata)
     model.to(device)
     head.to(device)
     use_amp = config.amp and device.type == "cuda"
@@ -467,9 +529,14 @@ def train(
         start_epoch = int(state["epoch"]) + 1
         global_step = int(state["step"])
         metrics.update(state.get("metrics", {}))
-    elif config.evaluate and is_main:
-        metrics["train_before"] = _evaluate(model, trainable_top, features, records, config,
-                                            device)
+    elif config.imprint or (config.evaluate and is_main):
+        pooled = _pooled_training_features(model, trainable_top, features, records, config,
+                                           device)
+        if config.evaluate and is_main:
+            metrics["train_before"] = _leave_one_out(model, pooled, records)
+        if config.imprint:
+            imprint_head(model, head, pooled, labels, new_classes,
+                         calibrate_neck=not config.init)
 
     train_net: nn.Module = _TrainingNet(model, head, trainable_top)
     if distributed:
@@ -498,6 +565,8 @@ def train(
             batches = _cached_batches(sampler, features, label_tensor, config, epoch)
         else:
             batches = iter(loader)
+        if config.freeze_batchnorm:
+            freeze_batchnorm_statistics(model.backbone)
         for inputs, targets in batches:
             if should_stop is not None and should_stop():
                 stopped = True
@@ -557,8 +626,9 @@ def train(
             dist.destroy_process_group()
         return result
     if config.evaluate:
-        metrics["train_after"] = _evaluate(model, trainable_top, features, records, config,
+        pooled = _pooled_training_features(model, trainable_top, features, records, config,
                                            device)
+        metrics["train_after"] = _leave_one_out(model, pooled, records)
     model_path = save_model_file(out_dir / MODEL_NAME, model.cpu(), class_map=class_map,
                                  metrics=metrics, train_config=asdict(config))
     payload = torch.load(model_path, weights_only=False)
@@ -609,25 +679,35 @@ def _cached_batches(
 
 
 @torch.inference_mode()
-def _evaluate(
+def _pooled_training_features(
     model: ReIdModel, trainable_top: nn.Module | None, features: np.ndarray | None,
     records: Sequence[Record], config: TrainConfig, device: torch.device,
-) -> dict[str, Any]:
-    """Leave-one-out on the training images (plain view), for a quick learning signal."""
+) -> torch.Tensor:
+    """Pooled features (before the neck) of the plain view of every training image."""
     was_training = model.training
     model.eval()
     chunks = []
     if trainable_top is not None and features is not None:
-        trainable_top.eval()
         for start in range(0, len(records), 64):
             plain = torch.from_numpy(features[start:start + 64, 0].astype(np.float32)).to(device)
-            chunks.append(model.forward_head(trainable_top(plain)).float().cpu().numpy())
+            chunks.append(model.pool_features(trainable_top(plain)).float())
     else:
         transform = eval_transform(config.image_size)
         for start in range(0, len(records), 32):
             batch = torch.stack([transform(load_image(r)) for r in records[start:start + 32]])
-            chunks.append(model(batch.to(device)).float().cpu().numpy())
+            chunks.append(model.pool_features(model.forward_features(batch.to(device))).float())
     model.train(was_training)
-    result = leave_one_out(np.concatenate(chunks), [r.class_key for r in records],
+    return torch.cat(chunks)
+
+
+@torch.inference_mode()
+def _leave_one_out(model: ReIdModel, pooled: torch.Tensor,
+                   records: Sequence[Record]) -> dict[str, Any]:
+    """Leave-one-out on the training images (plain view), for a quick learning signal."""
+    was_training = model.training
+    model.eval()
+    embeddings = F.normalize(model.projection(model.neck(pooled)), dim=1).cpu().numpy()
+    model.train(was_training)
+    result = leave_one_out(embeddings, [r.class_key for r in records],
                            [r.species for r in records])
     return {k: result[k] for k in ("top1", "top5", "mAP", "n_queries")}

@@ -52,6 +52,7 @@ TRAIN_PER_IDENTITY = 8      # images per training identity
 TEST_IDENTITIES = 40        # per species, leave-one-out test set
 TEST_PER_IDENTITY = 6       # one image per encounter, at most this many
 CURVE_IDENTITIES = 25       # per species, gallery-size curve
+CALIBRATION_IDENTITIES = 30  # per species, training identities the fusion is fitted on
 CURVE_SIZES = (1, 2, 4, 8, 16)  # 16 = "all" (capped)
 IMAGE_SIZE = 160
 EPOCHS = 8
@@ -198,6 +199,28 @@ def _sift_cache(work: Path, name: str, key: str, compute) -> np.ndarray:
     return matrix
 
 
+def _calibration_records(work: Path, name: str) -> list[Record]:
+    """Images of training identities (never test ones) to fit the fusion on: up to
+    ``CALIBRATION_IDENTITIES`` identities, one image per encounter, at most 4 each."""
+    rng = random.Random(0)
+    by_id: dict[str, list[Record]] = defaultdict(list)
+    for r in load_records(work / "data" / name / "train"):
+        by_id[r.class_key].append(r)
+    keys = sorted(by_id)
+    keys = sorted(rng.sample(keys, min(CALIBRATION_IDENTITIES, len(keys))))
+    return [r for key in keys for r in _one_per_encounter(by_id[key], rng)[:4]]
+
+
+def _fitted_fusion(cosine: np.ndarray, inliers: np.ndarray, ids: list[str]):
+    """Fusion calibrated on every pair of the calibration images (the app's procedure,
+    ``FusionCalibrator.fit`` on labelled pairs, done per model and species)."""
+    from reid.fusion import FusionCalibrator
+
+    upper = np.triu_indices(len(ids), k=1)
+    same = np.asarray(ids)[upper[0]] == np.asarray(ids)[upper[1]]
+    return FusionCalibrator.default().fit(cosine[upper], inliers[upper], same)
+
+
 def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
     from reid.evaluation import extract_all, inlier_matrix
     from reid.fusion import FusionCalibrator
@@ -218,12 +241,18 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
         inliers = _sift_cache(work, name, "loo", lambda: inlier_matrix(
             extract_all(loo), extract_all(loo), same_set=True))
         rows = {"n_images": len(loo), "n_identities": len(set(ids))}
+        calibrators = {}
 
         def score(matrix: np.ndarray) -> dict:
             stats = leave_one_out_from_scores(matrix, ids)
             return {"top1": round(stats["top1"], 3), "mAP": round(stats["mAP"], 3)}
 
         rows["sift"] = score(inliers)
+        calibration = _calibration_records(work, name)
+        calibration_ids = [r.class_key for r in calibration]
+        calibration_inliers = _sift_cache(work, name, "calibration", lambda: inlier_matrix(
+            extract_all(calibration), extract_all(calibration), same_set=True))
+        rows["calibration_images"] = len(calibration)
         for label, (spec, size) in models.items():
             if label.startswith("species_") and label != f"species_{name}":
                 continue
@@ -237,6 +266,12 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
             rows[f"embedding[{key}]"] = score(cosine)
             rows[f"fused[{key}]"] = score(
                 fused.predict(cosine.ravel(), inliers.ravel()).reshape(cosine.shape))
+            vectors = embedders[label].embed_records(calibration)
+            fitted = _fitted_fusion(cosine_matrix(vectors, vectors).astype(np.float64),
+                                    calibration_inliers, calibration_ids)
+            calibrators[label] = fitted
+            rows[f"fused-fitted[{key}]"] = score(
+                fitted.predict(cosine.ravel(), inliers.ravel()).reshape(cosine.shape))
         results["loo"][name] = rows
         print(json.dumps({"loo": {name: rows}}), flush=True)
 
@@ -278,6 +313,9 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
                 entry[f"embedding[{label}]"] = closed(sub)
                 entry[f"fused[{label}]"] = closed(fused.predict(
                     sub.ravel(), curve_inliers[:, columns].ravel()).reshape(sub.shape))
+                if label in calibrators:
+                    entry[f"fused-fitted[{label}]"] = closed(calibrators[label].predict(
+                        sub.ravel(), curve_inliers[:, columns].ravel()).reshape(sub.shape))
             curve[str(k)] = entry
         results["curve"][name] = curve
         print(json.dumps({"curve": {name: curve}}), flush=True)

@@ -16,7 +16,7 @@ Run it against a database of its own; it refuses a species that already exists::
     nice -n 10 .venv/bin/python benchmarks/training/onboarding.py \\
         --dataset ../shared/datasets/fs48_fish --species Goldfish \\
         --original ../shared/datasets/holstein2025_cowfaces:Cow:30:8 \\
-        --epochs 12 --image-size 160 --out benchmarks/training/onboarding-goldfish.json
+        --out benchmarks/training/onboarding-goldfish.json
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def onboarding_run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds_to_report": report["seconds_to_report"],
             "seconds_to_promoted": report["seconds_to_promoted"],
             "train_seconds": report["training"]["seconds"],
+            "hyperparameters": report["training"]["hyperparameters"],
             "promotion": report["promotion"],
             "before": report["before"], "after": report["after"],
             "zero_shot": report["zero_shot"],
@@ -133,8 +134,8 @@ def main() -> None:
                         help="other species to import first when missing (repeatable)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--engine-mode", choices=["cached", "full"], default="cached")
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, help="default: the app's CPU default")
+    parser.add_argument("--image-size", type=int, help="default: the app's CPU default")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args()

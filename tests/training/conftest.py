@@ -11,7 +11,7 @@ from catalogue.services.sightings import UploadedPhoto, sighting_create
 from catalogue.services.species import species_create
 
 # Tiny runs: 64 px, one or a few epochs, small batches (2 shared CPU cores).
-TINY = {"image_size": 64, "epochs": 1, "batch_size": 8, "cached_views": 2,
+TINY = {"image_size": 64, "epochs": 1, "batch_size": 8, "samples_per_epoch": 48, "cached_views": 2,
         "eval_images_per_individual": 4}
 
 

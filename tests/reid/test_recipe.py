@@ -1,0 +1,62 @@
+"""Weight imprinting and frozen BatchNorm statistics, on a tiny network (no images)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reid.losses import SubCenterArcFace
+from reid.model import ModelConfig, ReIdModel
+from reid.train import freeze_batchnorm_statistics, imprint_head
+
+
+def _tiny_model() -> ReIdModel:
+    backbone = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+    backbone.num_features = 8
+    backbone.forward_features = backbone.forward
+    return ReIdModel(ModelConfig(neck=True), pretrained=False, backbone=backbone)
+
+
+def test_imprinting_puts_new_sub_centers_on_class_means_and_keeps_copied_ones() -> None:
+    torch.manual_seed(0)
+    model = _tiny_model()
+    head = SubCenterArcFace(8, num_classes=3, k=2)
+    kept = head.weight[2:4].detach().clone()  # class 1 came from an earlier model
+    labels = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
+    # Three clusters, far from the fresh neck's mean 0 and variance 1.
+    pooled = (5 + torch.arange(8.0) + 3 * F.one_hot(torch.tensor(labels) * 2, 8)
+              + 0.3 * torch.rand(12, 8))
+
+    imprint_head(model, head, pooled, labels, classes=[0, 2], calibrate_neck=True)
+
+    torch.testing.assert_close(model.neck.running_mean, pooled.mean(dim=0))
+    torch.testing.assert_close(model.neck.running_var, pooled.var(dim=0, unbiased=False))
+    model.eval()
+    embeddings = F.normalize(model.neck(pooled), dim=1)
+    for c in (0, 2):
+        mean = F.normalize(embeddings[4 * c:4 * c + 4].mean(dim=0), dim=0)
+        centers = F.normalize(head.weight[2 * c:2 * c + 2].detach(), dim=1)
+        assert (centers @ mean).min() > 0.99  # near the mean, with a little noise
+        assert not torch.allclose(centers[0], centers[1])  # sub-centers can still split
+    torch.testing.assert_close(head.weight[2:4].detach(), kept)
+    # Every training embedding is now closest to its own class.
+    predicted = head.cosine(embeddings).argmax(dim=1)
+    assert predicted[[0, 1, 2, 3, 8, 9, 10, 11]].tolist() == [0] * 4 + [2] * 4
+
+
+def test_frozen_batchnorm_statistics_do_not_move_while_weights_train() -> None:
+    torch.manual_seed(0)
+    model = _tiny_model()
+    batchnorm = model.backbone[1]
+    before = batchnorm.running_mean.clone()
+    weight_before = batchnorm.weight.detach().clone()
+    model.train()
+    freeze_batchnorm_statistics(model.backbone)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss = model(torch.rand(4, 3, 8, 8) * 10).sum()
+    loss.backward()
+    optimizer.step()
+    torch.testing.assert_close(batchnorm.running_mean, before)
+    assert not torch.equal(batchnorm.weight.detach(), weight_before)
+    assert model.neck.training  # only the backbone's statistics are frozen
