@@ -174,6 +174,8 @@ def command_match(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reid`` command."""
+    from reid.train import TrainConfig  # its defaults are the CLI's
+
     parser = argparse.ArgumentParser(prog="reid", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -191,17 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     common(train)
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--mode", choices=("cached", "full"), default="cached")
-    train.add_argument("--backbone", default="tf_efficientnet_lite0")
-    train.add_argument("--image-size", type=int, default=224)
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--backbone-lr", type=float, default=2e-4)
+    train.add_argument("--backbone", default=TrainConfig.backbone)
+    train.add_argument("--image-size", type=int, default=TrainConfig.image_size)
+    train.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    train.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    train.add_argument("--lr", type=float, default=TrainConfig.lr)
+    train.add_argument("--backbone-lr", type=float, default=TrainConfig.backbone_lr)
     train.add_argument("--embedding-dim", type=int)
     train.add_argument("--init", help="model.pt or run folder to fine-tune from")
     train.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt")
-    train.add_argument("--trainable-stages", type=int, default=3)
-    train.add_argument("--views", type=int, default=3, help="cached views per image")
+    train.add_argument("--trainable-stages", type=int, default=TrainConfig.trainable_stages)
+    train.add_argument("--views", type=int, default=TrainConfig.cached_views,
+                       help="cached views per image")
     train.add_argument("--cache-dir")
     train.add_argument("--hflip", action="store_true")
     train.add_argument("--workers", type=int, default=0)

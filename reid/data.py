@@ -275,9 +275,11 @@ class ClassBalancedSampler:
     """Draw indices with probability inversely proportional to their class size.
 
     Every class is equally likely per draw, so rare individuals are seen as often as common
-    ones. Draws are with replacement and deterministic given ``(seed, epoch)``, which makes a
-    resumed run see the same batches as an uninterrupted one. Under DDP each rank takes every
-    ``world_size``-th draw.
+    ones. With ``groups`` (the species of each sample) every group is equally likely first and
+    every class within it next, so a species with 300 individuals does not take 300 of every
+    375 draws from one with 24. Draws are with replacement and deterministic given
+    ``(seed, epoch)``, which makes a resumed run see the same batches as an uninterrupted one.
+    Under DDP each rank takes every ``world_size``-th draw.
 
     Args:
         labels: class index per sample.
@@ -285,6 +287,7 @@ class ClassBalancedSampler:
         seed: base seed.
         rank: this process's rank.
         world_size: number of processes.
+        groups: optional group (species) per sample.
     """
 
     def __init__(
@@ -294,10 +297,16 @@ class ClassBalancedSampler:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        groups: Sequence[str] | None = None,
     ) -> None:
         labels_array = np.asarray(labels)
         counts = Counter(labels_array.tolist())
         weights = np.array([1.0 / counts[label] for label in labels_array.tolist()])
+        if groups is not None:
+            classes_per_group: dict[str, set[int]] = {}
+            for label, group in zip(labels_array.tolist(), groups, strict=True):
+                classes_per_group.setdefault(group, set()).add(label)
+            weights /= np.array([len(classes_per_group[group]) for group in groups])
         self.probabilities = weights / weights.sum()
         self.num_samples = int(num_samples or len(labels_array))
         self.seed = seed

@@ -97,6 +97,8 @@ class TrainConfig:
         trainable_stages: backbone stages trained in cached mode, counted from the top
             (EfficientNet: conv head = 1, last block group = 2, ...).
         cache_dir: feature cache folder (default ``out_dir/cache``).
+        species_balanced: every species gets an equal share of the draws (then every
+            class within it), instead of every class across species.
         imprint: before training, set the neck's statistics from the training images and
             each new class's sub-centers to its mean embedding, so the first gradients refine
             the pretrained features instead of chasing random class centers.
@@ -120,8 +122,8 @@ class TrainConfig:
     image_size: int = 224
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
-    backbone_lr: float = 2e-4
+    lr: float = 3e-3
+    backbone_lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     embedding_dim: int | None = None
@@ -140,6 +142,7 @@ class TrainConfig:
     cached_views: int = 3
     trainable_stages: int = 3
     cache_dir: str | None = None
+    species_balanced: bool = True
     imprint: bool = True
     freeze_batchnorm: bool = True
     init: str | None = None
@@ -510,7 +513,9 @@ def train(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     sampler = ClassBalancedSampler(labels, num_samples=steps_per_epoch * config.batch_size
                                    * world_size, seed=config.seed, rank=rank,
-                                   world_size=world_size)
+                                   world_size=world_size,
+                                   groups=[r.species for r in records]
+                                   if config.species_balanced else None)
 
     metrics: dict[str, Any] = {"n_images": len(records), "n_classes": len(class_map),
                                "mode": config.mode, "cache_seconds": cache_seconds}

@@ -55,9 +55,9 @@ CURVE_IDENTITIES = 25       # per species, gallery-size curve
 CALIBRATION_IDENTITIES = 30  # per species, training identities the fusion is fitted on
 CURVE_SIZES = (1, 2, 4, 8, 16)  # 16 = "all" (capped)
 IMAGE_SIZE = 160
-EPOCHS = 8
+EPOCHS = 6
 BATCH = 32
-MULTI_STEPS = 320           # optimisation steps of the multi-species and each LOSO run
+MULTI_STEPS = 1200          # optimisation steps of the multi-species and each LOSO run
 VIEWS = 3
 TRAINABLE_STAGES = 3
 

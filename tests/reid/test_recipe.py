@@ -1,7 +1,8 @@
-"""Weight imprinting and frozen BatchNorm statistics, on a tiny network (no images)."""
+"""Training recipe pieces: imprinting, frozen BatchNorm, species-balanced sampling."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,3 +61,27 @@ def test_frozen_batchnorm_statistics_do_not_move_while_weights_train() -> None:
     torch.testing.assert_close(batchnorm.running_mean, before)
     assert not torch.equal(batchnorm.weight.detach(), weight_before)
     assert model.neck.training  # only the backbone's statistics are frozen
+
+
+def test_species_balanced_sampling_gives_each_species_an_equal_share() -> None:
+    from reid.data import ClassBalancedSampler
+
+    # Species "big": 6 classes of 1-3 images; species "small": 2 classes of 2 and 8 images.
+    labels = [0, 1, 1, 2, 2, 2, 3, 4, 4, 5] + [6, 6] + [7] * 8
+    species = ["big"] * 10 + ["small"] * 10
+    by_class = ClassBalancedSampler(labels, num_samples=40_000, seed=3)
+    by_species = ClassBalancedSampler(labels, num_samples=40_000, seed=3, groups=species)
+
+    def shares(sampler: ClassBalancedSampler) -> tuple[float, np.ndarray]:
+        draws = np.fromiter(iter(sampler), dtype=np.int64)
+        small = np.mean([species[i] == "small" for i in draws])
+        per_class = np.bincount(np.asarray(labels)[draws], minlength=8) / len(draws)
+        return float(small), per_class
+
+    small, per_class = shares(by_class)
+    assert abs(small - 2 / 8) < 0.02  # two of eight classes
+    np.testing.assert_allclose(per_class, 1 / 8, atol=0.01)
+    small, per_class = shares(by_species)
+    assert abs(small - 0.5) < 0.02
+    np.testing.assert_allclose(per_class[:6], 0.5 / 6, atol=0.01)
+    np.testing.assert_allclose(per_class[6:], 0.25, atol=0.015)
