@@ -201,14 +201,21 @@ def _sift_cache(work: Path, name: str, key: str, compute) -> np.ndarray:
 
 def _calibration_records(work: Path, name: str) -> list[Record]:
     """Images of training identities (never test ones) to fit the fusion on: up to
-    ``CALIBRATION_IDENTITIES`` identities, one image per encounter, at most 4 each."""
+    ``CALIBRATION_IDENTITIES`` identities, 4 images each, from different encounters where
+    the identity has several (training-side fish each have one camera sequence)."""
     rng = random.Random(0)
     by_id: dict[str, list[Record]] = defaultdict(list)
     for r in load_records(work / "data" / name / "train"):
         by_id[r.class_key].append(r)
     keys = sorted(by_id)
     keys = sorted(rng.sample(keys, min(CALIBRATION_IDENTITIES, len(keys))))
-    return [r for key in keys for r in _one_per_encounter(by_id[key], rng)[:4]]
+    picked = []
+    for key in keys:
+        distinct = _one_per_encounter(by_id[key], rng)
+        rest = [r for r in by_id[key] if r not in distinct]
+        rng.shuffle(rest)
+        picked.extend((distinct + rest)[:4])
+    return picked
 
 
 def _fitted_fusion(cosine: np.ndarray, inliers: np.ndarray, ids: list[str]):
