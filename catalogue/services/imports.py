@@ -280,9 +280,6 @@ def _batch_import(
 def _row_parse(record: dict, line: int, root: Path, errors: list[str]) -> ImportRow | None:
     identity = (record.get("identity") or "").strip()
     raw_path = (record.get("path") or "").strip()
-    if not identity:
-        errors.append(f"line {line}: empty identity")
-        return None
     if not raw_path:
         errors.append(f"line {line}: empty path")
         return None

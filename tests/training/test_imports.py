@@ -58,14 +58,33 @@ def test_csv_import_creates_species_individuals_and_queues_embeddings(tmp_path: 
     assert again["plan"]["existing_individuals"] == 2 and again["plan"]["new_individuals"] == 0
 
 
+def test_csv_rows_without_identity_become_animals_awaiting_identification(
+        tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "images", 3)
+    (tmp_path / "metadata.csv").write_text(
+        "image_id,identity,path,species\n"
+        f"a,A,images/{paths[0].name},zebra\n"
+        f"b,A,images/{paths[1].name},zebra\n"
+        f"c,,images/{paths[2].name},zebra\n")
+    dry = _run(str(tmp_path / "metadata.csv"), "--species", "Zebra", "--dry-run")
+    assert dry["plan"]["awaiting_identification"] == 1 and dry["plan"]["images"] == 3
+
+    done = _run(str(tmp_path), "--species", "Zebra")
+    assert done["result"]["annotations_created"] == 3
+    unknown = Annotation.objects.get(image__original_filename=paths[2].name)
+    assert unknown.individual is None
+    assert unknown.identity_source == Annotation.IdentitySource.UNKNOWN
+    assert Annotation.objects.filter(individual__code="A").count() == 2
+
+
 def test_malformed_csv_is_rejected_with_line_numbers_and_nothing_imported(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "images", 2)
     (tmp_path / "metadata.csv").write_text(
-        "image_id,identity,path,species,bbox\n"
-        f"a,A,images/{paths[0].name},zebra,\n"
-        "b,A,images/missing.jpg,zebra,\n"
-        f"c,,images/{paths[1].name},zebra,\n"
-        f"d,B,images/{paths[1].name},zebra,\"[1, 2, 0, 5]\"\n")
+        "image_id,identity,path,species,bbox,date\n"
+        f"a,A,images/{paths[0].name},zebra,,\n"
+        "b,A,images/missing.jpg,zebra,,\n"
+        f"c,A,images/{paths[1].name},zebra,,not-a-date\n"
+        f"d,B,images/{paths[1].name},zebra,\"[1, 2, 0, 5]\",\n")
     with pytest.raises(CommandError, match="3 invalid"):
         _run(str(tmp_path / "metadata.csv"), "--species", "Zebra")
     assert not Species.objects.exists() and not Image.objects.exists()
