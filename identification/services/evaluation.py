@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image as PILImage
 
 from catalogue.models import Annotation, Individual, Species
-from identification.models import Embedding, ModelVersion, SpeciesModel
+from identification.models import Embedding, SpeciesModel
 from identification.services.matching import Scored, candidates_score, gallery_keypoints
 from identification.services.models import model_version_embedder, species_model_setting
 
@@ -41,27 +42,15 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
     """
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings, individual_of, queries = _labelled_queries(
-        species=species, version=version, limit=limit
-    )
     hits = {1: 0, 5: 0, 10: 0}
     average_precision = []
-    for annotation_id in queries:
-        scored = candidates_score(
-            species_id=species.pk,
-            setting=setting,
-            vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
-            query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
-            method=method,
-            exclude_annotation_id=annotation_id,
-        )
+    for truth, scored in _leave_one_out_rankings(setting=setting, method=method, limit=limit):
         ranked = [s.individual_id for s in scored]
-        truth = individual_of[annotation_id]
         rank = ranked.index(truth) + 1 if truth in ranked else None
         for k in hits:
             hits[k] += rank is not None and rank <= k
         average_precision.append(1.0 / rank if rank else 0.0)
-    n = len(queries)
+    n = len(average_precision)
     return {
         "species": species.name,
         "method": method,
@@ -74,10 +63,12 @@ def species_evaluate(*, species: Species, method: str, limit: int | None = None)
     }
 
 
-def _labelled_queries(
-    *, species: Species, version: ModelVersion, limit: int | None
-) -> tuple[dict, dict, list[int]]:
-    """Vectors and individuals of the identified annotations, and those with a sibling photo."""
+def _leave_one_out_rankings(
+    *, setting: SpeciesModel, method: str, limit: int | None
+) -> Iterator[tuple[int, list[Scored]]]:
+    """Rank, as the app does, each identified annotation that has a sibling photo against
+    the rest of the species (itself excluded); yield its true individual and the ranking."""
+    species, version = setting.species, setting.model_version
     embeddings = dict(
         Embedding.objects.filter(
             species=species, model_version=version, annotation__individual__isnull=False
@@ -87,8 +78,16 @@ def _labelled_queries(
         Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
     )
     sizes = Counter(individual_of.values())
-    queries = sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]
-    return embeddings, individual_of, queries
+    for annotation_id in sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]:
+        scored = candidates_score(
+            species_id=species.pk,
+            setting=setting,
+            vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
+            query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
+            method=method,
+            exclude_annotation_id=annotation_id,
+        )
+        yield individual_of[annotation_id], scored
 
 
 def _described(scored: list[Scored]) -> list[dict]:
@@ -125,23 +124,14 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
 
     setting = species_model_setting(species=species)
     version = setting.model_version
-    embeddings, individual_of, annotation_ids = _labelled_queries(
-        species=species, version=version, limit=queries
-    )
     cosines, inliers, same = [], [], []
-    for annotation_id in annotation_ids:
-        scored = candidates_score(
-            species_id=species.pk,
-            setting=setting,
-            vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
-            query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
-            method=SpeciesModel.RankingMethod.LOCAL,
-            exclude_annotation_id=annotation_id,
-        )
+    rankings = _leave_one_out_rankings(
+        setting=setting, method=SpeciesModel.RankingMethod.LOCAL, limit=queries)
+    for truth, scored in rankings:
         for candidate in scored:
             cosines.append(candidate.cosine)
             inliers.append(candidate.inliers or 0)
-            same.append(candidate.individual_id == individual_of[annotation_id])
+            same.append(candidate.individual_id == truth)
     if not any(same) or all(same):
         raise ServiceError(
             f"{species}: too few identified photos to calibrate (need several "
