@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,12 +11,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from reid.backbones import DEFAULT_BACKBONE
 from reid.data import IMAGENET_MEAN, IMAGENET_STD, load_image
 from reid.model import ReIdModel
 
+logger = logging.getLogger(__name__)
+
 IMAGENET_SPEC = "imagenet"
 DEFAULT_IMAGE_SIZE = 224
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 def default_device() -> str:
@@ -30,10 +35,12 @@ class Embedder:
         image_size: square input side.
         device: torch device name; default CUDA when available.
         batch_size: images per forward pass.
-        backend: ``"torch"`` (default; eager, ``inference_mode``, channels-last, fp16
-            autocast on CUDA) or ``"onnx"`` (CPU only: the network is exported once and run
-            by ONNX Runtime, 2.5-5x faster on the benchmark CPU with the same embeddings;
-            needs the ``bench`` extra, see :mod:`reid.onnx`).
+        backend: ``"auto"`` (default: ``"onnx"`` on a CPU, ``"torch"`` on a GPU),
+            ``"torch"`` (eager, ``inference_mode``, channels-last, fp16 autocast on CUDA) or
+            ``"onnx"`` (CPU only: ONNX Runtime, 2.5-5x faster on the benchmark CPU with the
+            same embeddings, see :mod:`reid.onnx`).
+        onnx_file: where the network's ONNX export is kept. Opened when it exists, written
+            there first when it does not; without it the network is exported in memory.
 
     Raises:
         ValueError: for an unknown backend, or ``"onnx"`` on a non-CPU device.
@@ -45,20 +52,20 @@ class Embedder:
         image_size: int = DEFAULT_IMAGE_SIZE,
         device: str | None = None,
         batch_size: int = 32,
-        backend: str = "torch",
+        backend: str = "auto",
+        onnx_file: str | Path | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.device = torch.device(device or ("cpu" if backend == "onnx" else default_device()))
         if backend == "onnx" and self.device.type != "cpu":
             raise ValueError("the onnx backend runs on CPU only")
-        self.backend = backend
         self.image_size = int(image_size)
         self._onnx = None
-        if backend == "onnx":
-            from reid.onnx import OnnxNetwork
-
-            self._onnx = OnnxNetwork(model, self.image_size)
+        if backend == "onnx" or (backend == "auto" and self.device.type == "cpu"):
+            required = backend == "onnx"
+            self._onnx = _onnx_network(model, self.image_size, onnx_file, required=required)
+        self.backend = "onnx" if self._onnx is not None else "torch"
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.embedding_dim = int(model.embedding_dim)
@@ -136,6 +143,21 @@ class Embedder:
         return np.concatenate(chunks)
 
 
+def _onnx_network(model: ReIdModel, image_size: int, onnx_file: str | Path | None,
+                  required: bool):
+    """ONNX Runtime for ``model``; with ``required`` False, None where export fails."""
+    from reid.onnx import OnnxNetwork, onnx_model_ensure
+
+    try:
+        return OnnxNetwork(onnx_model_ensure(model, image_size, onnx_file))
+    except Exception as error:  # the exporter's errors have no common type
+        if required:
+            raise
+        logger.warning("ONNX export of %s failed (%s); embedding with torch",
+                       model.config.backbone, error)
+        return None
+
+
 def load_network(spec: str, device: str | None = None) -> tuple[ReIdModel, int, dict]:
     """Build the network described by ``spec`` on CPU.
 
@@ -178,7 +200,11 @@ def load_network(spec: str, device: str | None = None) -> tuple[ReIdModel, int, 
 
 
 def load_model(
-    spec: str, device: str | None = None, image_size: int | None = None, backend: str = "torch"
+    spec: str,
+    device: str | None = None,
+    image_size: int | None = None,
+    backend: str = "auto",
+    onnx_file: str | Path | None = None,
 ) -> Embedder:
     """Load an embedder.
 
@@ -186,11 +212,35 @@ def load_model(
         spec: see :func:`load_network`.
         device: torch device; default CUDA when available, else CPU.
         image_size: override the model's eval image size.
-        backend: ``"torch"`` or ``"onnx"`` (see :class:`Embedder`).
+        backend: ``"auto"``, ``"torch"`` or ``"onnx"`` (see :class:`Embedder`).
+        onnx_file: where the ONNX export is kept (see :class:`Embedder`).
 
     Returns:
         An :class:`Embedder`.
     """
     model, model_image_size, _ = load_network(spec)
-    return Embedder(model, image_size=image_size or model_image_size, device=device,
-                    backend=backend)
+    size = image_size or model_image_size
+    if onnx_file is None:
+        onnx_file = default_onnx_file(spec, size)
+    return Embedder(model, image_size=size, device=device, backend=backend, onnx_file=onnx_file)
+
+
+def default_onnx_file(spec: str, image_size: int) -> Path:
+    """Where a model's ONNX export is kept when the caller names no place.
+
+    A model file's export sits beside it (``model.pt`` -> ``model-224.onnx``), a snapshot
+    folder's inside it, and the ImageNet model's under ``$REID_CACHE_DIR`` (default
+    ``~/.cache/reid``). An export older than its model file is stale and written again.
+    """
+    path = Path(spec)
+    if spec == IMAGENET_SPEC:
+        cache = Path(os.environ.get("REID_CACHE_DIR", Path.home() / ".cache" / "reid"))
+        return cache / f"imagenet-{DEFAULT_BACKBONE}-{image_size}.onnx"
+    if path.is_dir() and (path / "model.pt").is_file():
+        path = path / "model.pt"
+    if path.is_dir():
+        return path / f"reid-{image_size}.onnx"
+    target = path.with_name(f"{path.stem}-{image_size}.onnx")
+    if target.is_file() and target.stat().st_mtime < path.stat().st_mtime:
+        target.unlink()
+    return target

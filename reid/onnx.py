@@ -1,29 +1,23 @@
-"""Optional ONNX Runtime backend for CPU embedding.
+"""ONNX Runtime: the CPU embedding path.
 
 On the 2-core benchmark CPU, ONNX Runtime ran the exported ``tf_efficientnet_lite0``
 ``ReIdModel`` 2.5-5x faster than PyTorch eager with the same embeddings (cosine 1.0; see
-``BENCHMARKS.md``). Other backbones are untested with this exporter. It needs the
-``bench`` extra (``onnxruntime``, ``onnx``, ``onnxscript``), which is not a main dependency, so
-:class:`reid.inference.Embedder` uses it only when asked (``backend="onnx"``).
+``BENCHMARKS.md``), so :class:`reid.inference.Embedder` uses it on a CPU unless told
+otherwise. Exporting takes seconds, so a model's ONNX file is written once
+(:func:`onnx_model_ensure`) and every later process only opens it.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-
-def onnx_available() -> bool:
-    """Tell whether ``onnxruntime`` and the exporter's ``onnxscript`` are importable."""
-    try:
-        import onnxruntime  # noqa: F401
-        import onnxscript  # noqa: F401
-    except ImportError:
-        return False
-    return True
+logger = logging.getLogger(__name__)
 
 
 def export_onnx(model: nn.Module, image_size: int, path: str | Path | None = None) -> bytes:
@@ -47,21 +41,49 @@ def export_onnx(model: nn.Module, image_size: int, path: str | Path | None = Non
     )
     data = program.model_proto.SerializeToString()
     if path is not None:
-        Path(path).write_bytes(data)
+        _write_atomically(Path(path), data)
     return data
+
+
+def onnx_model_ensure(model: nn.Module, image_size: int, path: str | Path | None) -> Path | bytes:
+    """The model's ONNX export: the file at ``path``, exported there only if it is missing.
+
+    Without a path, or where the path cannot be written (a read-only snapshot folder), the
+    export is made in memory and returned as bytes.
+    """
+    if path is not None and Path(path).is_file():
+        return Path(path)
+    data = export_onnx(model, image_size)
+    if path is None:
+        return data
+    try:
+        _write_atomically(Path(path), data)
+    except OSError as error:
+        logger.warning("could not keep the ONNX export at %s (%s); using it from memory",
+                       path, error)
+        return data
+    return Path(path)
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    # Write then rename: a worker killed mid-export never leaves a file that looks done.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
 
 
 class OnnxNetwork:
     """ONNX Runtime session with the call signature of the torch network (CPU only).
 
     Args:
-        model: the torch network to export (see :func:`export_onnx`) ...
-        image_size: ... at this input side.
+        onnx_model: an ONNX file (see :func:`onnx_model_ensure`) or its serialised bytes
+            (see :func:`export_onnx`).
         threads: intra-op threads (default: ``torch.get_num_threads()``, the same budget torch
             would use).
     """
 
-    def __init__(self, model: nn.Module, image_size: int, threads: int | None = None) -> None:
+    def __init__(self, onnx_model: bytes | str | Path, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -69,9 +91,8 @@ class OnnxNetwork:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self.image_size = int(image_size)
-        self.session = ort.InferenceSession(
-            export_onnx(model, image_size), options, providers=["CPUExecutionProvider"])
+        source = onnx_model if isinstance(onnx_model, bytes) else str(onnx_model)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Embed a batch.

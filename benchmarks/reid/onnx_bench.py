@@ -11,7 +11,7 @@ all shared datasets), so calibration never sees an evaluated image.
 
     nice -n 10 .venv/bin/python benchmarks/reid/onnx_bench.py > /tmp/onnx_bench.log 2>&1
 
-Needs the ``bench`` extra (``onnxruntime onnx onnxscript``).
+onnxruntime, onnx and onnxscript are main dependencies (ONNX Runtime is the CPU default).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from catalogue.models import Species
 from identification.models import ModelVersion, SpeciesModel
 from identification.services.search import embedding_index_ensure
@@ -41,12 +43,20 @@ def species_model_setting(*, species: Species) -> SpeciesModel:
 
 
 def model_version_embedder(*, version: ModelVersion) -> Embedder:
-    """The loaded network of a version, cached per worker process."""
-    return _embedder(version.weights, version.image_size)
+    """The loaded network of a version, cached per worker process.
+
+    On a CPU it runs through ONNX Runtime from the version's ONNX file, which is exported the
+    first time any worker loads the version and kept (beside a trained model's weights; the
+    zero-shot model's under ``MODEL_ROOT``), so no later worker start exports again.
+    """
+    onnx_file = None
+    if version.weights == "imagenet":
+        onnx_file = str(settings.MODEL_ROOT / f"{version.name}-{version.image_size}.onnx")
+    return _embedder(version.weights, version.image_size, onnx_file)
 
 
 @lru_cache(maxsize=2)
-def _embedder(weights: str, image_size: int) -> Embedder:
+def _embedder(weights: str, image_size: int, onnx_file: str | None) -> Embedder:
     from reid.inference import load_model
 
-    return load_model(weights, image_size=image_size)
+    return load_model(weights, image_size=image_size, onnx_file=onnx_file)

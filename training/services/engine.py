@@ -187,7 +187,9 @@ class _Progress:
 
         model, _, _ = load_model_file(self.checkpoint)
         records = load_records(self.held_out_dir)
-        top1 = _loo(Embedder(model, image_size=self.image_size).embed_records(records),
+        # torch, not ONNX: the weights change every epoch, so an export would never be reused.
+        embedder = Embedder(model, image_size=self.image_size, backend="torch")
+        top1 = _loo(embedder.embed_records(records),
                     records)["top1"]
         self.history.append({"step": self.step, "epoch": epoch + 1, "loss": self.loss,
                              "validation_top1": top1})
