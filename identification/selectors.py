@@ -12,7 +12,13 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 
 from catalogue.models import Annotation
-from identification.models import Identification, IdentityDecision, MatchCandidate, Vote
+from identification.models import (
+    Identification,
+    IdentityDecision,
+    MatchCandidate,
+    SpeciesModel,
+    Vote,
+)
 
 MAX_EF_SEARCH = 1000  # pgvector's ceiling for hnsw.ef_search
 MIN_EF_SEARCH = 100  # HNSW candidate list; pgvector's default of 40 loses recall at scale
@@ -287,8 +293,6 @@ class AnimalReview:
 
 
 def animal_review(*, annotation: Annotation) -> AnimalReview:
-    from identification.services.models import species_model_setting
-
     photos = animal_photos(annotation=annotation)
     identifications = list(
         Identification.objects.filter(annotation__in=photos).order_by("annotation_id")
@@ -298,7 +302,13 @@ def animal_review(*, annotation: Annotation) -> AnimalReview:
             "individual", "gallery_annotation__image", "identification"
         )
     )
-    method = species_model_setting(species=annotation.species).ranking_method
+    # A species without a setting ranks by the default method (a read never creates one).
+    method = (
+        SpeciesModel.objects.filter(species_id=annotation.species_id)
+        .values_list("ranking_method", flat=True)
+        .first()
+        or SpeciesModel.RankingMethod.FUSED
+    )
     return AnimalReview(
         photos=photos,
         identifications=identifications,
