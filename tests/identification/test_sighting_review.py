@@ -23,38 +23,18 @@ from identification.services.decisions import (
     decision_revert,
     match_decide,
 )
-from identification.services.models import species_model_setting, zero_shot_version
+from identification.services.models import species_model_setting
 from tests.factories import (
     AnnotationFactory,
     EncounterFactory,
     ImageFactory,
     IndividualFactory,
     UserFactory,
+    ranked_photo,
 )
 from wildweb.errors import ConflictError, ServiceError
 
 pytestmark = pytest.mark.django_db
-
-
-def ranked_photo(encounter, ranking: list[tuple[object, float]]) -> Annotation:  # noqa: ANN001
-    """A photo of the sighting with candidates (individual, probability) in rank order."""
-    photo = AnnotationFactory(image=ImageFactory(encounter=encounter))
-    identification = Identification.objects.create(
-        annotation=photo, state=Identification.State.READY, model_version=zero_shot_version()
-    )
-    for rank, (individual, probability) in enumerate(ranking, start=1):
-        MatchCandidate.objects.create(
-            identification=identification,
-            rank=rank,
-            individual=individual,
-            gallery_annotation=AnnotationFactory(
-                image__encounter__species=encounter.species, individual=individual
-            ),
-            embedding_score=probability,
-            inlier_count=10,
-            fused_score=probability,
-        )
-    return photo
 
 
 @pytest.fixture
@@ -63,8 +43,8 @@ def chimp_sighting(db):  # noqa: ANN001, ANN201
     species = species_create(name="Chimpanzee")
     akili, bobo, coco = (IndividualFactory(species=species, code=c) for c in ("AK", "BO", "CO"))
     sighting = EncounterFactory(species=species, status=Encounter.Status.AWAITING_REVIEW)
-    first = ranked_photo(sighting, [(akili, 0.70), (bobo, 0.40)])
-    second = ranked_photo(sighting, [(bobo, 0.90), (coco, 0.50)])
+    first = ranked_photo(encounter=sighting, ranking=[(akili, 0.70), (bobo, 0.40)])
+    second = ranked_photo(encounter=sighting, ranking=[(bobo, 0.90), (coco, 0.50)])
     return first, second, (akili, bobo, coco)
 
 
