@@ -2,7 +2,7 @@
 // "which individual?" search box, and redrawing a photo's box on a canvas overlay.
 (function () {
   const cards = Array.from(document.querySelectorAll(".candidate"));
-  let current = Math.max(0, cards.findIndex((card) => card.classList.contains("current")));
+  let current = 0;
 
   function focusCard(index) {
     if (!cards.length) return;
@@ -35,10 +35,9 @@
       return;
     }
     if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-    // With "probably new" up and no candidate chosen yet, s and n wait for j to pick one.
-    const card = cards[current] && cards[current].classList.contains("current") ? cards[current] : null;
+    const card = cards[current];
     switch (event.key) {
-      case "j": focusCard(card ? current + 1 : 0); break;
+      case "j": focusCard(current + 1); break;
       case "k": focusCard(current - 1); break;
       case "s": if (card) card.querySelector('[data-action="same"]').click(); break;
       case "n": if (card) card.querySelector('[data-action="reject"]').click(); break;
