@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from pgvector.django import VectorField
 
@@ -244,6 +245,8 @@ class IdentityDecision(models.Model):
 
     class Meta:
         ordering = ["-decided_at", "-pk"]
+        # The review page finds the decisions covering any of an animal's photos (``@>``).
+        indexes = [GinIndex(fields=["annotation_ids"], name="decision_photos_gin")]
 
 
 class Vote(models.Model):

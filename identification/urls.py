@@ -12,6 +12,7 @@ urlpatterns = [
         name="review-individual-search",
     ),
     path("review/photos/<int:annotation_id>/split/", views.review_photo_split, name="photo-split"),
+    path("review/photos/<int:annotation_id>/join/", views.review_photo_join, name="photo-join"),
     path("review/photos/<int:annotation_id>/edit/", views.review_photo_edit, name="photo-edit"),
     path(
         "review/decisions/<int:decision_id>/revert/", views.decision_revert, name="decision-revert"

@@ -168,6 +168,21 @@ def review_photo_split(request: HttpRequest, annotation_id: int) -> HttpResponse
 @login_required
 @permission_required(DECIDE_PERMISSION, raise_exception=True)
 @require_POST
+def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """Put a split-off photo back with another animal of its sighting."""
+    photo = get_object_or_404(Annotation, pk=annotation_id)
+    other = get_object_or_404(Annotation, pk=request.POST.get("animal_of", "0") or 0)
+    try:
+        decisions.annotation_animal_join(annotation=photo, animal_of=other, joined_by=request.user)
+        messages.success(request, "The photo is back with that animal; they are reviewed together.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("review-annotation", annotation_id=photo.pk)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
 def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
     """Correct one photo's viewpoint or box from the review page."""
     from catalogue.services.annotations import annotation_update

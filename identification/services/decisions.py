@@ -139,6 +139,44 @@ def annotation_split_off(*, annotation: Annotation, split_by: AbstractBaseUser) 
     return photo
 
 
+def annotation_animal_join(
+    *, annotation: Annotation, animal_of: Annotation, joined_by: AbstractBaseUser
+) -> Annotation:
+    """Put an animal's photos back with another animal of its sighting (a wrong split-off).
+
+    Raises:
+        ServiceError: Not an expert, photos of different sightings or species, or the two
+            animals have different identities (decide or revert first).
+    """
+    if not joined_by.has_perm(DECIDE_PERMISSION):
+        raise ServiceError("Only experts can regroup a sighting's photos.")
+    with transaction.atomic():
+        photo, target = (
+            Annotation.objects.select_for_update(of=("self",))
+            .select_related("image", "individual")
+            .get(pk=pk)
+            for pk in (annotation.pk, animal_of.pk)
+        )
+        if (photo.image.encounter_id, photo.species_id) != (
+            target.image.encounter_id,
+            target.species_id,
+        ):
+            raise ServiceError("Only photos of one sighting and species show one animal.")
+        animal = Annotation.objects.filter(
+            image__encounter_id=photo.image.encounter_id,
+            species_id=photo.species_id,
+            animal_index=photo.animal_index,
+        )
+        if animal.exclude(individual_id=target.individual_id).exists():
+            raise ServiceError(
+                f"This animal is {photo.individual or 'unidentified'} and the other is "
+                f"{target.individual or 'unidentified'}; decide or revert first."
+            )
+        animal.update(animal_index=target.animal_index)
+        photo.refresh_from_db(fields=["animal_index"])
+    return photo
+
+
 def vote_cast(
     *, annotation: Annotation, individual: Individual, voter: AbstractBaseUser, same: bool
 ) -> Vote:

@@ -19,6 +19,7 @@ from identification.models import (
 )
 from identification.selectors import animal_review, photo_candidates_combine, review_queue
 from identification.services.decisions import (
+    annotation_animal_join,
     annotation_split_off,
     decision_revert,
     match_decide,
@@ -262,3 +263,20 @@ def test_volunteers_vote_on_the_sighting_once_whichever_photo_they_open(
     client.force_login(UserFactory(role="expert"))
     page = client.get(reverse("review-annotation", args=[second.pk])).content.decode()
     assert "votes: 0 same / 1 different" in page  # one volunteer, counted once: the latest vote
+
+
+def test_a_wrongly_split_photo_is_put_back_with_its_animal(client, chimp_sighting) -> None:  # noqa: ANN001
+    first, second, (akili, _, _) = chimp_sighting
+    expert = UserFactory(role="expert")
+    second = annotation_split_off(annotation=second, split_by=expert)
+    client.force_login(expert)
+    page = client.get(reverse("review-annotation", args=[second.pk])).content.decode()
+    assert "Same animal: review together" in page
+    client.post(reverse("photo-join", args=[second.pk]), {"animal_of": first.pk})
+    assert animal_review(annotation=first).photo_ids == [first.pk, second.pk]
+    assert [i.annotation_id for i in review_queue()] == [first.pk]
+
+    second = annotation_split_off(annotation=second, split_by=expert)
+    match_decide(annotation=first, verdict="same", individual=akili, decided_by=expert)
+    with pytest.raises(ServiceError, match="decide or revert first"):
+        annotation_animal_join(annotation=second, animal_of=first, joined_by=expert)
