@@ -171,8 +171,11 @@ def review_photo_split(request: HttpRequest, annotation_id: int) -> HttpResponse
 def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
     """Put a split-off photo back with another animal of its sighting."""
     photo = get_object_or_404(Annotation, pk=annotation_id)
-    other = get_object_or_404(Annotation, pk=request.POST.get("animal_of", "0") or 0)
+    other_id = request.POST.get("animal_of", "")
     try:
+        other = Annotation.objects.filter(pk=int(other_id) if other_id.isdigit() else None).first()
+        if other is None:
+            raise ServiceError("Say which animal of the sighting this photo belongs with.")
         decisions.annotation_animal_join(annotation=photo, animal_of=other, joined_by=request.user)
         messages.success(request, "The photo is back with that animal; they are reviewed together.")
     except ServiceError as error:

@@ -272,6 +272,8 @@ def test_a_wrongly_split_photo_is_put_back_with_its_animal(client, chimp_sightin
     client.force_login(expert)
     page = client.get(reverse("review-annotation", args=[second.pk])).content.decode()
     assert "Same animal: review together" in page
+    response = client.post(reverse("photo-join", args=[second.pk]), {"animal_of": "x"}, follow=True)
+    assert "Say which animal" in response.content.decode()
     client.post(reverse("photo-join", args=[second.pk]), {"animal_of": first.pk})
     assert animal_review(annotation=first).photo_ids == [first.pk, second.pk]
     assert [i.annotation_id for i in review_queue()] == [first.pk]
