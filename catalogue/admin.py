@@ -5,7 +5,7 @@ from catalogue.models import Annotation, Encounter, Image, Individual, Species
 
 @admin.register(Species)
 class SpeciesAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "sensitive"]
+    list_display = ["name", "slug", "sensitive", "same_viewpoint_only"]
     prepopulated_fields = {"slug": ["name"]}
 
 

@@ -62,6 +62,7 @@ class SightingListCreateApi(APIView):
             latitude=data.get("latitude"),
             longitude=data.get("longitude"),
             notes=data["notes"],
+            viewpoint=data["viewpoint"],
         )
         body = {
             "sighting": (

@@ -41,6 +41,11 @@ class SightingForm(forms.Form):
     )
     latitude = forms.FloatField(required=False, min_value=-90, max_value=90)
     longitude = forms.FloatField(required=False, min_value=-180, max_value=180)
+    viewpoint = forms.CharField(
+        required=False,
+        max_length=30,
+        help_text="Optional: which side of the animal the photos show (e.g. left, right).",
+    )
     notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     bboxes = forms.CharField(required=False, widget=forms.HiddenInput)
 

@@ -14,6 +14,11 @@ class Species(models.Model):
         default=False, help_text="Coarsen this species' coordinates on public pages and exports."
     )
     viewpoints = models.JSONField(default=list, blank=True)
+    same_viewpoint_only = models.BooleanField(
+        default=False,
+        help_text="Compare a photo only with photos of the same viewpoint (a left flank never "
+        "against a right flank); photos without a viewpoint are compared with all.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,6 +135,11 @@ class Annotation(models.Model):
     bbox_h = models.FloatField(validators=[MinValueValidator(1)])
     theta = models.FloatField(default=0, help_text="Rotation of the box, radians.")
     viewpoint = models.CharField(max_length=30, blank=True)
+    animal_index = models.PositiveSmallIntegerField(
+        default=0,
+        help_text="Which animal of the sighting this is: the sighting's annotations of one "
+        "species with the same number show one animal and are identified together.",
+    )
     individual = models.ForeignKey(
         Individual, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
     )

@@ -109,6 +109,8 @@ def recent_sightings(request: HttpRequest) -> HttpResponse:
 @login_required
 @permission_required(DECIDE_PERMISSION, raise_exception=True)
 def dashboard(request: HttpRequest) -> HttpResponse:
+    from identification.selectors import live_accuracy
+
     return render(
         request,
         "dashboard/dashboard.html",
@@ -116,6 +118,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "species_rows": selectors.dashboard_species_rows(),
             "decisions": selectors.dashboard_recent_decisions(),
             "disagreements": selectors.dashboard_disagreements(),
+            "live_accuracy": live_accuracy(),
         },
     )
 

@@ -312,17 +312,14 @@ class SpeciesDashboardRow:
 
 
 def dashboard_species_rows() -> list[SpeciesDashboardRow]:
-    """Per species: animals waiting for an expert, and the model that ranks their candidates."""
-    from identification.models import Identification, SpeciesModel
+    """Per species: animals waiting for an expert (one per animal of a sighting, however many
+    photos show it), and the model that ranks their candidates."""
+    from identification.models import SpeciesModel
+    from identification.selectors import review_queue
     from identification.services.models import ZERO_SHOT_NAME
 
     queue = dict(
-        Identification.objects.filter(
-            state=Identification.State.READY, annotation__individual__isnull=True
-        )
-        .values_list("annotation__species")
-        .annotate(size=Count("pk"))
-        .order_by()
+        review_queue().values_list("annotation__species").annotate(size=Count("pk")).order_by()
     )
     settings_by_species = {
         s.species_id: s

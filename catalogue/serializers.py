@@ -124,6 +124,9 @@ class SightingUploadSerializer(serializers.Serializer):
         required=False, allow_null=True, min_value=-180, max_value=180
     )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
+    viewpoint = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=30, help_text="Of every photo"
+    )
     bboxes = serializers.JSONField(
         required=False, default=list, help_text="[[x, y, w, h] or null, ...] in photo order"
     )

@@ -54,6 +54,7 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
                 latitude=data["latitude"],
                 longitude=data["longitude"],
                 notes=data["notes"],
+                viewpoint=data["viewpoint"],
             )
         except ServiceError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)

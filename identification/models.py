@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from pgvector.django import VectorField
 
@@ -189,7 +190,13 @@ class MatchCandidate(models.Model):
 
 
 class IdentityDecision(models.Model):
-    """An expert's decision about who an animal is, with before and after, revertible."""
+    """An expert's decision about who an animal is, with before and after, revertible.
+
+    One decision covers every photo of the animal in its sighting (``annotation_ids``);
+    ``annotation`` is the photo group's first one. What the ranking offered when the expert
+    decided (``confirmed_rank``, ``probably_new``, ``model_version``) is kept with it, so every
+    decision is also a measurement of the ranking.
+    """
 
     class Verdict(models.TextChoices):
         SAME = "same", "Same individual"
@@ -197,6 +204,9 @@ class IdentityDecision(models.Model):
         REJECT = "reject", "Not this one"
 
     annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="decisions")
+    annotation_ids = models.JSONField(
+        default=list, help_text="Every photo of the animal the decision applied to."
+    )
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     candidate = models.ForeignKey(
         "catalogue.Individual",
@@ -220,9 +230,23 @@ class IdentityDecision(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     reverted_at = models.DateTimeField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    confirmed_rank = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Rank of the confirmed individual in the sighting's ranking; empty when it "
+        "was not among the candidates.",
+    )
+    probably_new = models.BooleanField(
+        null=True, blank=True, help_text='Whether "probably a new individual" was flagged.'
+    )
 
     class Meta:
         ordering = ["-decided_at", "-pk"]
+        # The review page finds the decisions covering any of an animal's photos (``@>``).
+        indexes = [GinIndex(fields=["annotation_ids"], name="decision_photos_gin")]
 
 
 class Vote(models.Model):

@@ -7,6 +7,14 @@ urlpatterns = [
     path("review/<int:annotation_id>/", views.review_annotation, name="review-annotation"),
     path("review/<int:annotation_id>/act/", views.review_act, name="review-act"),
     path(
+        "review/<int:annotation_id>/individuals/",
+        views.review_individual_search,
+        name="review-individual-search",
+    ),
+    path("review/photos/<int:annotation_id>/split/", views.review_photo_split, name="photo-split"),
+    path("review/photos/<int:annotation_id>/join/", views.review_photo_join, name="photo-join"),
+    path("review/photos/<int:annotation_id>/edit/", views.review_photo_edit, name="photo-edit"),
+    path(
         "review/decisions/<int:decision_id>/revert/", views.decision_revert, name="decision-revert"
     ),
     path(

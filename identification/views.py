@@ -4,54 +4,68 @@ import io
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from catalogue.models import Individual, Species
+from catalogue.models import Annotation, Individual, Species
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from identification import selectors
 from identification.models import IdentityDecision, IndividualMerge, MatchCandidate
 from identification.services import decisions
-from wildweb.errors import ConflictError, ServiceError
+from wildweb.errors import ServiceError
 
 
 @login_required
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def review_queue(request: HttpRequest) -> HttpResponse:
     species_id = request.GET.get("species") or None
-    queue = selectors.review_queue(
-        species_id=int(species_id) if species_id and species_id.isdigit() else None
+    species_pk = int(species_id) if species_id and species_id.isdigit() else None
+    context = {
+        "queue": selectors.review_queue(species_id=species_pk)[:200],
+        "pending": selectors.review_pending_count(species_id=species_pk),
+        "species_list": Species.objects.all(),
+        "species_id": species_id,
+    }
+    if request.headers.get("HX-Request"):
+        return render(request, "identification/_review_queue_list.html", context)
+    return render(request, "identification/review_queue.html", context)
+
+
+def _animal_review(annotation_id: int) -> selectors.AnimalReview:
+    annotation = get_object_or_404(
+        Annotation.objects.select_related("image", "species"), pk=annotation_id
     )
-    return render(
-        request,
-        "identification/review_queue.html",
-        {
-            "queue": queue[:200],
-            "species_list": Species.objects.all(),
-            "species_id": species_id,
-        },
-    )
+    review = selectors.animal_review(annotation=annotation)
+    if not review.identifications:
+        raise Http404("This animal is not waiting for identification.")
+    return review
 
 
 @login_required
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def review_annotation(request: HttpRequest, annotation_id: int) -> HttpResponse:
-    identification = selectors.candidate_list(annotation_id=annotation_id)
-    if identification is None:
-        raise Http404("This animal is not waiting for identification.")
-    previous_id, next_id = selectors.review_neighbours(identification=identification)
+    """One animal of a sighting: all its photos, one ranking of who it could be."""
+    review = _animal_review(annotation_id)
+    previous_id, next_id = selectors.review_neighbours(review=review)
+    others = (
+        Annotation.objects.filter(
+            image__encounter_id=review.lead.image.encounter_id, species_id=review.lead.species_id
+        )
+        .exclude(animal_index=review.lead.animal_index)
+        .select_related("image", "individual")
+    )
     return render(
         request,
         "identification/review_annotation.html",
         {
-            "identification": identification,
-            "annotation": identification.annotation,
-            "candidates": selectors.review_candidates(
-                identification=identification, user=request.user
-            ),
-            "decisions": selectors.decision_history(annotation_id=annotation_id),
+            "review": review,
+            "annotation": review.lead,
+            "candidates": selectors.review_candidates(review=review, user=request.user),
+            "decisions": selectors.decisions_covering(annotation_ids=review.photo_ids),
+            "other_animals": others,
             "previous_id": previous_id,
             "next_id": next_id,
             "can_decide": request.user.has_perm(DECIDE_PERMISSION),
@@ -61,18 +75,42 @@ def review_annotation(request: HttpRequest, annotation_id: int) -> HttpResponse:
 
 @login_required
 @permission_required(VOTE_PERMISSION, raise_exception=True)
+def review_individual_search(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """The "which individual?" box: known individuals of the animal's species by code or name."""
+    review = _animal_review(annotation_id)
+    query = request.GET.get("q", "").strip()
+    individuals = Individual.objects.none()
+    if query:
+        individuals = (
+            Individual.objects.filter(species_id=review.lead.species_id, merged_into__isnull=True)
+            .filter(Q(code__icontains=query) | Q(name__icontains=query))
+            .order_by("code")[:20]
+        )
+    return render(
+        request,
+        "identification/_individual_search.html",
+        {
+            "review": review,
+            "annotation": review.lead,
+            "individuals": individuals,
+            "query": query,
+            "can_decide": request.user.has_perm(DECIDE_PERMISSION),
+        },
+    )
+
+
+@login_required
+@permission_required(VOTE_PERMISSION, raise_exception=True)
 @require_POST
 def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
-    """One action from the review page: an expert's decision or a volunteer's vote."""
-    identification = selectors.candidate_list(annotation_id=annotation_id)
-    if identification is None:
-        raise Http404("This animal is not waiting for identification.")
-    annotation = identification.annotation
+    """One action from the review page on the whole animal: a decision or a vote."""
+    review = _animal_review(annotation_id)
+    annotation = review.lead
     action = request.POST.get("action", "")
     individual = None
-    if request.POST.get("individual"):
+    if request.POST.get("individual", "").isdigit():
         individual = Individual.objects.filter(pk=request.POST["individual"]).first()
-    expected = request.POST.get("expected_individual") or None
+    expected = request.POST.get("expected_individual", "")
     try:
         if action in ("vote-same", "vote-different"):
             decisions.vote_cast(
@@ -83,9 +121,11 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
             )
             messages.success(request, "Thank you, your vote is counted.")
         elif action == "undo":
-            last = IdentityDecision.objects.filter(
-                annotation=annotation, decided_by=request.user, reverted_at__isnull=True
-            ).first()
+            last = (
+                selectors.decisions_covering(annotation_ids=review.photo_ids)
+                .filter(decided_by=request.user, reverted_at__isnull=True)
+                .first()
+            )
             if last is None:
                 raise ServiceError("You have no decision on this animal to undo.")
             decisions.decision_revert(decision=last, reverted_by=request.user)
@@ -96,23 +136,75 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
                 verdict=action,
                 decided_by=request.user,
                 individual=individual,
-                expected_individual_id=int(expected) if expected else None,
+                expected_individual_id=int(expected) if expected and expected.isdigit() else None,
                 new_code=request.POST.get("code", ""),
                 new_name=request.POST.get("name", ""),
             )
             messages.success(request, _decision_message(decision))
             if action != IdentityDecision.Verdict.REJECT:
-                _, next_id = selectors.review_neighbours(identification=identification)
+                _, next_id = selectors.review_neighbours(review=review)
                 if next_id:
                     return redirect("review-annotation", annotation_id=next_id)
                 return redirect("review-queue")
-    except ConflictError as error:
-        messages.error(request, error.message)
-        return redirect("review-annotation", annotation_id=annotation_id)
     except ServiceError as error:
         messages.error(request, error.message)
-        return redirect("review-annotation", annotation_id=annotation_id)
-    return redirect("review-annotation", annotation_id=annotation_id)
+    return redirect("review-annotation", annotation_id=annotation.pk)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
+def review_photo_split(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """Split a photo showing another animal off its sighting's animal, to identify it alone."""
+    photo = get_object_or_404(Annotation.objects.select_related("image"), pk=annotation_id)
+    try:
+        decisions.annotation_split_off(annotation=photo, split_by=request.user)
+        messages.success(request, "The photo is split off; it is now identified on its own.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("review-annotation", annotation_id=photo.pk)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
+def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """Put a split-off photo back with another animal of its sighting."""
+    photo = get_object_or_404(Annotation, pk=annotation_id)
+    other_id = request.POST.get("animal_of", "")
+    try:
+        other = Annotation.objects.filter(pk=int(other_id) if other_id.isdigit() else None).first()
+        if other is None:
+            raise ServiceError("Say which animal of the sighting this photo belongs with.")
+        decisions.annotation_animal_join(annotation=photo, animal_of=other, joined_by=request.user)
+        messages.success(request, "The photo is back with that animal; they are reviewed together.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("review-annotation", annotation_id=photo.pk)
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+@require_POST
+def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
+    """Correct one photo's viewpoint or box from the review page."""
+    from catalogue.services.annotations import annotation_update
+
+    photo = get_object_or_404(
+        Annotation.objects.select_related("image", "species"), pk=annotation_id
+    )
+    box = [request.POST.get(name, "") for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
+    try:
+        annotation_update(
+            annotation=photo,
+            changed_by=request.user,
+            viewpoint=request.POST.get("viewpoint"),
+            bbox=box if any(box) else None,
+        )
+        messages.success(request, "The photo was corrected; its candidates are being updated.")
+    except ServiceError as error:
+        messages.error(request, error.message)
+    return redirect("review-annotation", annotation_id=photo.pk)
 
 
 @login_required

@@ -94,3 +94,36 @@ def confirmed_sighting(
     return AnnotationFactory(
         image=ImageFactory(encounter=sighting), individual=individual, identity_source=source
     )
+
+
+def ranked_photo(
+    *,
+    encounter: Encounter,
+    ranking: list[tuple[Individual, float]],
+    probably_new: bool = False,
+    model_version: object = None,
+) -> Annotation:
+    """A photo of a sighting, ranked: its candidates (individual, probability) in rank order."""
+    from identification.models import Identification, MatchCandidate
+    from identification.services.models import zero_shot_version
+
+    photo = AnnotationFactory(image=ImageFactory(encounter=encounter))
+    identification = Identification.objects.create(
+        annotation=photo,
+        state=Identification.State.READY,
+        model_version=model_version or zero_shot_version(),
+        probably_new=probably_new,
+    )
+    for rank, (individual, probability) in enumerate(ranking, start=1):
+        MatchCandidate.objects.create(
+            identification=identification,
+            rank=rank,
+            individual=individual,
+            gallery_annotation=AnnotationFactory(
+                image__encounter__species=encounter.species, individual=individual
+            ),
+            embedding_score=probability,
+            inlier_count=10,
+            fused_score=probability,
+        )
+    return photo

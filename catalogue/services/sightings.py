@@ -52,18 +52,26 @@ def sighting_create(
     latitude: float | None = None,
     longitude: float | None = None,
     notes: str = "",
+    viewpoint: str = "",
 ) -> SightingResult:
     """Store a sighting with its photos, all or nothing.
 
     Every photo is decoded and checked before anything is written. A photo already in the
     catalogue (same sha256) is linked instead of stored again. Date and place default to
-    the first photo's EXIF.
+    the first photo's EXIF. ``viewpoint`` applies to every photo; the review corrects single
+    ones.
 
     Raises:
         ServiceError: Any photo is unusable, or the sighting lacks a date.
     """
     if not photos:
         raise ServiceError("Please add at least one photo.", field="photos")
+    viewpoint = viewpoint.strip()
+    if viewpoint and species.viewpoints and viewpoint not in species.viewpoints:
+        raise ServiceError(
+            f"{species} photos are {', '.join(species.viewpoints)}; {viewpoint!r} is none of them.",
+            field="viewpoint",
+        )
     if len(photos) > settings.MAX_PHOTOS_PER_SIGHTING:
         raise ServiceError(f"At most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting.")
 
@@ -123,7 +131,13 @@ def sighting_create(
                 image = store_image(encounter=encounter, photo=photo, stored_files=stored_files)
                 x, y, w, h = bbox or (0, 0, photo.width, photo.height)
                 annotation = Annotation.objects.create(
-                    image=image, species=species, bbox_x=x, bbox_y=y, bbox_w=w, bbox_h=h
+                    image=image,
+                    species=species,
+                    bbox_x=x,
+                    bbox_y=y,
+                    bbox_w=w,
+                    bbox_h=h,
+                    viewpoint=viewpoint[:30],
                 )
                 annotation_ids.append(annotation.pk)
                 result.images.append(image)

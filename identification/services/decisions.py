@@ -17,6 +17,7 @@ from identification.models import Identification, IdentityDecision, IndividualMe
 from wildweb.errors import ConflictError, ServiceError
 
 Verdict = IdentityDecision.Verdict
+ANY_IDENTITY = object()  # a rejection holds whoever the animal is now
 
 
 def match_decide(
@@ -29,10 +30,10 @@ def match_decide(
     new_code: str = "",
     new_name: str = "",
 ) -> IdentityDecision:
-    """Record an expert's verdict on an animal.
+    """Record an expert's verdict on an animal: it applies to every photo of it in its sighting.
 
     Args:
-        annotation: The animal.
+        annotation: Any photo of the animal.
         verdict: ``same`` (it is ``individual``), ``reject`` (it is not ``individual``) or
             ``new`` (a new individual, created with ``new_code`` and ``new_name``).
         decided_by: The expert.
@@ -54,35 +55,42 @@ def match_decide(
         raise ServiceError(f"{individual} is a {individual.species}, not a {annotation.species}.")
     with transaction.atomic():
         if verdict == Verdict.REJECT:
-            current = Annotation.objects.select_for_update().get(pk=annotation.pk)
+            lead, photo_ids = _animal_photos_lock(annotation=annotation, expected=ANY_IDENTITY)
             return IdentityDecision.objects.create(
-                annotation=annotation,
+                annotation_id=photo_ids[0],
+                annotation_ids=photo_ids,
                 verdict=verdict,
                 candidate=individual,
-                individual_before_id=current.individual_id,
-                individual_after_id=current.individual_id,
+                individual_before_id=lead.individual_id,
+                individual_after_id=lead.individual_id,
                 decided_by=decided_by,
+                **_ranking_record(photo_ids=photo_ids, individual=None),
             )
+        _, photo_ids = _animal_photos_lock(annotation=annotation, expected=expected_individual_id)
+        ranking = _ranking_record(photo_ids=photo_ids, individual=individual)
         if verdict == Verdict.NEW:
             individual = individual_create(
                 species=annotation.species, code=new_code or _next_code(annotation), name=new_name
             )
-        _identity_set(annotation=annotation, expected=expected_individual_id, to=individual)
+        _identity_set(annotation_ids=photo_ids, expected=expected_individual_id, to=individual)
         decision = IdentityDecision.objects.create(
-            annotation=annotation,
+            annotation_id=photo_ids[0],
+            annotation_ids=photo_ids,
             verdict=verdict,
             candidate=individual,
             individual_before_id=expected_individual_id,
             individual_after=individual,
             decided_by=decided_by,
+            **ranking,
         )
+        _sighting_others_identify(annotation=annotation, decided_ids=photo_ids)
     return decision
 
 
 def decision_revert(
     *, decision: IdentityDecision, reverted_by: AbstractBaseUser
 ) -> IdentityDecision:
-    """Undo a decision: the animal goes back to who it was before, if nobody changed it since."""
+    """Undo a decision: its photos go back to who they were before, if nobody changed them."""
     if not reverted_by.has_perm(DECIDE_PERMISSION):
         raise ServiceError("Only experts can revert decisions.")
     with transaction.atomic():
@@ -91,7 +99,7 @@ def decision_revert(
             raise ConflictError("This decision was already reverted.")
         if decision.verdict != Verdict.REJECT:
             _identity_set(
-                annotation=decision.annotation,
+                annotation_ids=decision.annotation_ids,
                 expected=decision.individual_after_id,
                 to=decision.individual_before,
             )
@@ -100,10 +108,83 @@ def decision_revert(
     return decision
 
 
+def annotation_split_off(*, annotation: Annotation, split_by: AbstractBaseUser) -> Annotation:
+    """A photo that shows another animal than the rest of its sighting's: identify it alone.
+
+    Raises:
+        ServiceError: Not an expert, the photo is already alone, or it is identified already
+            (revert that decision first, so that no photo changes identity unrecorded).
+    """
+    if not split_by.has_perm(DECIDE_PERMISSION):
+        raise ServiceError("Only experts can split a photo off its sighting's animal.")
+    with transaction.atomic():
+        photo = (
+            Annotation.objects.select_for_update(of=("self",))
+            .select_related("individual")
+            .get(pk=annotation.pk)
+        )
+        encounter_photos = Annotation.objects.select_for_update(of=("self",)).filter(
+            image__encounter_id=annotation.image.encounter_id, species_id=photo.species_id
+        )
+        indexes = list(encounter_photos.values_list("animal_index", flat=True))
+        if indexes.count(photo.animal_index) < 2:
+            raise ServiceError("This photo is already identified on its own.")
+        if photo.individual_id:
+            raise ServiceError(
+                f"This photo is identified as {photo.individual}; revert that decision first, "
+                "then split the photo off."
+            )
+        photo.animal_index = max(indexes) + 1
+        photo.save(update_fields=["animal_index"])
+    return photo
+
+
+def annotation_animal_join(
+    *, annotation: Annotation, animal_of: Annotation, joined_by: AbstractBaseUser
+) -> Annotation:
+    """Put an animal's photos back with another animal of its sighting (a wrong split-off).
+
+    Raises:
+        ServiceError: Not an expert, photos of different sightings or species, or the two
+            animals have different identities (decide or revert first).
+    """
+    if not joined_by.has_perm(DECIDE_PERMISSION):
+        raise ServiceError("Only experts can regroup a sighting's photos.")
+    with transaction.atomic():
+        photo, target = (
+            Annotation.objects.select_for_update(of=("self",))
+            .select_related("image", "individual")
+            .get(pk=pk)
+            for pk in (annotation.pk, animal_of.pk)
+        )
+        if (photo.image.encounter_id, photo.species_id) != (
+            target.image.encounter_id,
+            target.species_id,
+        ):
+            raise ServiceError("Only photos of one sighting and species show one animal.")
+        animal = Annotation.objects.filter(
+            image__encounter_id=photo.image.encounter_id,
+            species_id=photo.species_id,
+            animal_index=photo.animal_index,
+        )
+        if animal.exclude(individual_id=target.individual_id).exists():
+            raise ServiceError(
+                f"This animal is {photo.individual or 'unidentified'} and the other is "
+                f"{target.individual or 'unidentified'}; decide or revert first."
+            )
+        animal.update(animal_index=target.animal_index)
+        photo.refresh_from_db(fields=["animal_index"])
+    return photo
+
+
 def vote_cast(
     *, annotation: Annotation, individual: Individual, voter: AbstractBaseUser, same: bool
 ) -> Vote:
-    """A volunteer's vote (changing one's mind replaces the earlier vote)."""
+    """A volunteer's vote on an animal (changing one's mind replaces the earlier vote).
+
+    The review page stores it with the animal's first photo; the tally counts votes on any
+    of the animal's photos (``selectors.review_candidates``).
+    """
     if not voter.has_perm(VOTE_PERMISSION):
         raise ServiceError("Sign in as a volunteer to vote.")
     if individual.species_id != annotation.species_id:
@@ -153,31 +234,104 @@ def merge_revert(*, merge: IndividualMerge, reverted_by: AbstractBaseUser) -> In
     return merge
 
 
-def _identity_set(*, annotation: Annotation, expected: int | None, to: Individual | None) -> None:
-    """Compare-and-set of an annotation's identity; the row lock orders concurrent experts."""
-    changed = Annotation.objects.filter(pk=annotation.pk, individual_id=expected).update(
+def _animal_photos_lock(
+    *, annotation: Annotation, expected: int | None | object
+) -> tuple[Annotation, list[int]]:
+    """Lock the animal's photos; return its first photo and the ids a decision covers.
+
+    The lock orders concurrent experts. The photo reviewed must still have the ``expected``
+    identity (``None``: unidentified), else someone else decided first.
+    """
+    photo = (
+        Annotation.objects.select_for_update(of=("self",))
+        .select_related("individual")
+        .get(pk=annotation.pk)
+    )
+    photos = list(
+        Annotation.objects.select_for_update(of=("self",))
+        .filter(
+            image__encounter_id=annotation.image.encounter_id,
+            species_id=photo.species_id,
+            animal_index=photo.animal_index,
+        )
+        .order_by("pk")
+    )
+    if expected is not ANY_IDENTITY and photo.individual_id != expected:
+        raise ConflictError(
+            f"Someone else decided this animal a moment ago (it is now "
+            f"{photo.individual or 'unidentified'}). Reload to see their decision."
+        )
+    # Photos already given another identity (before sightings were reviewed as one) keep it.
+    covered = [p for p in photos if p.individual_id == photo.individual_id]
+    return covered[0], [p.pk for p in covered]
+
+
+def _ranking_record(*, photo_ids: list[int], individual: Individual | None) -> dict:
+    """What the sighting's ranking offered at the moment of the decision (live accuracy)."""
+    from identification.selectors import animal_review
+
+    review = animal_review(annotation=Annotation.objects.get(pk=photo_ids[0]))
+    ranks = {c.individual_id: c.rank for c in review.candidates}
+    return {
+        "model_version_id": review.model_version_id,
+        "probably_new": review.probably_new if review.model_version_id else None,
+        "confirmed_rank": ranks.get(individual.pk) if individual else None,
+    }
+
+
+def _identity_set(
+    *, annotation_ids: list[int], expected: int | None, to: Individual | None
+) -> None:
+    """Compare-and-set of the identity of an animal's photos: all change, or none."""
+    changed = Annotation.objects.filter(pk__in=annotation_ids, individual_id=expected).update(
         individual=to,
         identity_source=Annotation.IdentitySource.EXPERT
         if to
         else Annotation.IdentitySource.UNKNOWN,
     )
-    if changed != 1:
-        current = Annotation.objects.select_related("individual").get(pk=annotation.pk)
+    if changed != len(annotation_ids):
+        # Raised inside the caller's transaction, so the photos already changed roll back.
         raise ConflictError(
-            f"Someone else decided this animal a moment ago (it is now "
-            f"{current.individual or 'unidentified'}). Reload to see their decision."
+            "Someone else changed who this animal is a moment ago. Reload to see their decision."
         )
-    annotation.refresh_from_db(fields=["individual", "identity_source"])
-    Identification.objects.filter(annotation=annotation).update(
+    Identification.objects.filter(annotation_id__in=annotation_ids).update(
         state=Identification.State.DECIDED if to else Identification.State.READY
     )
-    encounter_id = annotation.image.encounter_id
-    undecided = Annotation.objects.filter(image__encounter_id=encounter_id, individual__isnull=True)
-    Encounter.objects.filter(pk=encounter_id).update(
-        status=Encounter.Status.AWAITING_REVIEW
-        if undecided.exists()
-        else Encounter.Status.IDENTIFIED
+    encounter_ids = set(
+        Annotation.objects.filter(pk__in=annotation_ids).values_list(
+            "image__encounter_id", flat=True
+        )
     )
+    for encounter_id in encounter_ids:
+        undecided = Annotation.objects.filter(
+            image__encounter_id=encounter_id, individual__isnull=True
+        )
+        Encounter.objects.filter(pk=encounter_id).update(
+            status=Encounter.Status.AWAITING_REVIEW
+            if undecided.exists()
+            else Encounter.Status.IDENTIFIED
+        )
+
+
+def _sighting_others_identify(*, annotation: Annotation, decided_ids: list[int]) -> None:
+    """Rank the sighting's other animals again, so they are offered the one just decided.
+
+    (Without this, a photo split off before its sighting's animal became the new individual
+    "Sagu" would never be offered Sagu.)
+    """
+    from identification.services.embedding import annotations_identify_enqueue
+
+    others = (
+        Annotation.objects.filter(
+            image__encounter_id=annotation.image.encounter_id,
+            species_id=annotation.species_id,
+            individual__isnull=True,
+            identification__state=Identification.State.READY,
+        )
+        .exclude(pk__in=decided_ids)
+        .values_list("pk", flat=True)
+    )
+    annotations_identify_enqueue(annotation_ids=list(others))
 
 
 def _next_code(annotation: Annotation) -> str:

@@ -167,3 +167,36 @@ def _identifications_dispatch(*, annotation_ids: list[int]) -> None:
         annotation_id__in=annotation_ids, state=Identification.State.QUEUED
     ).values_list("annotation_id", flat=True):
         annotation_identify_task.delay(annotation_id)
+
+
+def annotation_search_again(*, annotation: Annotation, crop_changed: bool) -> None:
+    """Search again for who an animal is after its box or viewpoint was corrected.
+
+    A new crop makes every stored vector and keypoint of the annotation stale: they are
+    dropped and the annotation is embedded again, which queues the search. Otherwise only the
+    search runs again.
+    """
+    if crop_changed:
+        Embedding.objects.filter(annotation=annotation).delete()
+        LocalFeatures.objects.filter(annotation=annotation).delete()
+        EmbeddingJob.objects.filter(annotation=annotation).delete()
+        Identification.objects.filter(annotation=annotation).exclude(
+            state=Identification.State.DECIDED
+        ).update(state=Identification.State.QUEUED)
+        annotations_embed_enqueue(annotation_ids=[annotation.pk])
+        return
+    if annotation.individual_id is None:
+        annotations_identify_enqueue(annotation_ids=[annotation.pk])
+
+
+def annotations_identify_enqueue(*, annotation_ids: list[int]) -> None:
+    """Rank these (already embedded) animals' candidates again, once the transaction commits."""
+
+    def dispatch() -> None:
+        from identification.tasks import annotation_identify_task
+
+        for annotation_id in annotation_ids:
+            annotation_identify_task.delay(annotation_id)
+
+    if annotation_ids:
+        transaction.on_commit(dispatch)

@@ -18,7 +18,7 @@ from identification.models import (
     MatchCandidate,
     SpeciesModel,
 )
-from identification.selectors import nearest_identified_annotations
+from identification.selectors import SearchScope, nearest_identified_annotations, viewpoint_scope
 from identification.services.embedding import local_features_ensure
 from identification.services.models import species_model_setting
 from wildweb.errors import ServiceError
@@ -67,6 +67,7 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             vector=np.asarray(embedding.vector, dtype=np.float32),
             query_keypoints=lambda: gallery_keypoints(annotation_id=annotation.pk),
             exclude_annotation_id=annotation.pk,
+            scope=viewpoint_scope(annotation=annotation),
         )
     except DatabaseError as error:
         # A timeout is an error the user sees, never an empty candidate list.
@@ -115,6 +116,7 @@ def candidates_score(
     method: str | None = None,
     exclude_annotation_id: int | None = None,
     shortlist: int = SHORTLIST,
+    scope: SearchScope | None = None,
 ) -> list[Scored]:
     """Embedding neighbours → best per individual → keypoint re-scoring → fused ranking.
 
@@ -125,6 +127,7 @@ def candidates_score(
         query_keypoints: Returns the query's keypoints; called only if keypoints are needed.
         method: ``embedding``, ``local`` or ``fused``; default the species' own.
         exclude_annotation_id: The query's own annotation, never its own candidate.
+        scope: Limits on the gallery (e.g. the query's viewpoint).
     """
     from reid.fusion import FusionCalibrator
     from reid.local_features import match
@@ -137,6 +140,7 @@ def candidates_score(
         vector=vector,
         k=NEIGHBOURS,
         exclude_annotation_id=exclude_annotation_id,
+        scope=scope,
     )
     per_individual: dict[int, list] = defaultdict(list)
     for neighbour in neighbours:

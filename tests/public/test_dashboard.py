@@ -60,3 +60,49 @@ def test_empty_dashboard_explains_itself(client) -> None:
     client.force_login(UserFactory(role="admin"))
     text = client.get(reverse("dashboard")).content.decode()
     assert "No decisions yet" in text and "No disagreements" in text
+
+
+def test_live_accuracy_counts_every_standing_expert_decision(client) -> None:  # noqa: ANN001
+    from catalogue.services.species import species_create
+    from identification.models import ModelVersion
+    from identification.services.decisions import decision_revert, match_decide
+    from tests.factories import EncounterFactory, ranked_photo
+
+    chimp, lynx = species_create(name="Chimpanzee"), species_create(name="Lynx")
+    a, b, c = (IndividualFactory(species=chimp, code=code) for code in ("A", "B", "C"))
+    expert = UserFactory(role="expert")
+
+    def decide(ranking, verdict, individual=None, probably_new=False, species=chimp, version=None):  # noqa: ANN001, ANN202
+        photo = ranked_photo(
+            encounter=EncounterFactory(species=species), ranking=ranking,
+            probably_new=probably_new, model_version=version,
+        )  # fmt: skip
+        return match_decide(
+            annotation=photo, verdict=verdict, individual=individual, decided_by=expert
+        )
+
+    decide([(a, 0.9), (b, 0.5)], "same", a)  # first candidate
+    decide([(b, 0.8), (a, 0.6)], "same", a)  # second: in the top 5 only
+    decide([(b, 0.3)], "new", probably_new=True)  # flagged, and new indeed
+    decide([(a, 0.2)], "same", a, probably_new=True)  # flagged, but known
+    decide([(b, 0.9)], "same", c)  # found with the search box: not among the candidates
+    decision_revert(decision=decide([(a, 0.9)], "same", a), reverted_by=expert)  # not standing
+    trained = ModelVersion.objects.create(
+        name="v1-lynx", backbone="tf_efficientnet_lite0", weights="x.pt", embedding_dim=1280
+    )
+    x = IndividualFactory(species=lynx, code="X")
+    decide(
+        [(IndividualFactory(species=lynx), 0.7), (x, 0.6)], "same", x, species=lynx, version=trained
+    )
+
+    client.force_login(expert)
+    response = client.get(reverse("dashboard"))
+    rows = {(r.species, r.model_version): r for r in response.context["live_accuracy"]}
+    chimps = rows[("Chimpanzee", "v0-imagenet-lite0-gem")]
+    assert (chimps.confirmed, chimps.top1, chimps.top5) == (4, 2, 3)
+    assert (chimps.new, chimps.flagged, chimps.flagged_new) == (1, 2, 1)
+    assert (chimps.top1_rate, chimps.top5_rate, chimps.flag_precision) == (0.5, 0.75, 0.5)
+    lynxes = rows[("Lynx", "v1-lynx")]
+    assert (lynxes.confirmed, lynxes.top1, lynxes.top5, lynxes.flag_precision) == (1, 0, 1, None)
+    text = response.content.decode()
+    assert "0.50 (2/4)" in text and "0.75 (3/4)" in text and "0.50 (1/2)" in text

@@ -218,3 +218,14 @@ def test_malformed_zip_is_rejected_with_entry_names(tmp_path: Path) -> None:
     (tmp_path / "fake.zip").write_bytes(b"PK nope")
     with pytest.raises(CommandError, match="not a ZIP"):
         _run(str(tmp_path / "fake.zip"), "--species", "Zebra")
+
+
+def test_csv_import_keeps_each_photos_viewpoint(tmp_path: Path) -> None:
+    paths = _photos(tmp_path / "images", 3)
+    lines = ["image_id,identity,path,species,viewpoint"] + [
+        f"i{n},A,images/{p.name},zebra,{side}"
+        for n, (p, side) in enumerate(zip(paths, ["left", "right", ""]))
+    ]
+    (tmp_path / "metadata.csv").write_text("\n".join(lines) + "\n")
+    _run(str(tmp_path / "metadata.csv"), "--species", "Zebra")
+    assert sorted(Annotation.objects.values_list("viewpoint", flat=True)) == ["", "left", "right"]

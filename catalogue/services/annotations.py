@@ -1,0 +1,85 @@
+"""Correcting an annotation: its viewpoint and its box."""
+
+from __future__ import annotations
+
+import math
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from catalogue.models import Annotation
+from catalogue.roles import DECIDE_PERMISSION
+from wildweb.errors import ServiceError
+
+BBox = tuple[float, float, float, float]
+
+
+def annotation_update(
+    *,
+    annotation: Annotation,
+    changed_by: AbstractBaseUser,
+    viewpoint: str | None = None,
+    bbox: BBox | None = None,
+) -> Annotation:
+    """Set an annotation's viewpoint or box; the animal is then searched for again.
+
+    A new box changes the crop, so the photo is embedded again; a new viewpoint changes which
+    gallery photos it is compared with (``Species.same_viewpoint_only``).
+
+    Args:
+        annotation: The photo's annotation.
+        changed_by: An expert.
+        viewpoint: The new viewpoint ("" for none), or None to keep it.
+        bbox: The new box (x, y, width, height in pixels of the upright photo), or None.
+
+    Raises:
+        ServiceError: Not an expert, an unknown viewpoint, or a box outside the photo.
+    """
+    if not changed_by.has_perm(DECIDE_PERMISSION):
+        raise ServiceError("Only experts can correct a photo's box or viewpoint.")
+    changed: list[str] = []
+    if viewpoint is not None:
+        viewpoint = viewpoint.strip()
+        allowed = annotation.species.viewpoints
+        if viewpoint and allowed and viewpoint not in allowed:
+            raise ServiceError(
+                f"{viewpoint!r} is not a viewpoint of {annotation.species}; "
+                f"choose one of {', '.join(allowed)}.",
+                field="viewpoint",
+            )
+        if len(viewpoint) > 30:
+            raise ServiceError("A viewpoint has at most 30 characters.", field="viewpoint")
+        if viewpoint != annotation.viewpoint:
+            annotation.viewpoint = viewpoint
+            changed.append("viewpoint")
+    if bbox is not None:
+        x, y, w, h = bbox_checked(
+            bbox=bbox, width=annotation.image.width, height=annotation.image.height
+        )
+        if (x, y, w, h) != annotation.bbox:
+            annotation.bbox_x, annotation.bbox_y, annotation.bbox_w, annotation.bbox_h = x, y, w, h
+            changed += ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
+    if not changed:
+        return annotation
+    from identification.services.embedding import annotation_search_again
+
+    with transaction.atomic():
+        annotation.save(update_fields=changed)
+        annotation_search_again(annotation=annotation, crop_changed="bbox_x" in changed)
+    return annotation
+
+
+def bbox_checked(*, bbox: object, width: int, height: int) -> BBox:
+    """The box as four finite numbers inside a ``width``×``height`` photo, or a clear error."""
+    try:
+        x, y, w, h = (float(v) for v in bbox)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ServiceError("A box is four numbers: x, y, width, height.", field="bbox") from None
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise ServiceError("The box's numbers must be finite.", field="bbox")
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
+        raise ServiceError(
+            f"The box {x:g},{y:g},{w:g}×{h:g} is not inside the {width}×{height} photo.",
+            field="bbox",
+        )
+    return (x, y, w, h)
