@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, Count, F, Max, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
 from catalogue.coordinates import Coordinates, coordinates_for, user_sees_exact_coordinates
 from catalogue.models import Annotation, Encounter, Image, Individual, Species
+from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 
 
 def species_list() -> QuerySet[Species]:
@@ -55,6 +56,40 @@ def confirmed_annotation_queryset() -> QuerySet[Annotation]:
         individual__is_public=True,
         individual__merged_into__isnull=True,
     )
+
+
+def image_visible_to(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Image | None:
+    """The stored photo or thumbnail named ``name``, if some page may show it to ``user``.
+
+    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
+    public individual (public pages; stored photos carry no EXIF, so no place leaks);
+    experts and admins, every photo; the uploader, their own; volunteers who vote, the
+    animals waiting in the review queue and the photos of the individuals they are offered.
+    Any other file under ``MEDIA_ROOT`` (or a name no photo has) is never served.
+    """
+    from identification.models import MatchCandidate
+    from identification.selectors import review_queue
+
+    if not name:
+        return None
+    image = Image.objects.select_related("encounter").filter(Q(file=name) | Q(thumbnail=name))
+    image = image.first()
+    if image is None:
+        return None
+    if user.is_authenticated and (
+        user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
+    ):
+        return image
+    if confirmed_annotation_queryset().filter(image=image).exists():
+        return image
+    if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
+        queued = review_queue()
+        offered = MatchCandidate.objects.filter(identification__in=queued).values("individual")
+        if Annotation.objects.filter(
+            Q(pk__in=queued.values("annotation")) | Q(individual__in=offered), image=image
+        ).exists():
+            return image
+    return None
 
 
 def public_species_list() -> QuerySet[Species]:
