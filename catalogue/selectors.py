@@ -16,7 +16,10 @@ from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 
 def species_list() -> QuerySet[Species]:
     return Species.objects.annotate(
-        individual_count=Count("individuals", distinct=True),
+        # Merged-away individuals live on in their survivors; they are not counted twice.
+        individual_count=Count(
+            "individuals", filter=Q(individuals__merged_into__isnull=True), distinct=True
+        ),
         encounter_count=Count("encounters", distinct=True),
     )
 
@@ -133,6 +136,18 @@ def public_species_individuals(*, species: Species) -> QuerySet[Individual]:
 
 def public_individual_get(*, individual_id: int) -> Individual | None:
     return public_individual_queryset().select_related("species").filter(pk=individual_id).first()
+
+
+def individual_merge_survivor(*, individual_id: int) -> Individual | None:
+    """The public individual that a merged-away one now lives on in (merges may chain)."""
+    seen: set[int] = set()
+    current = Individual.objects.filter(pk=individual_id).first()
+    while current is not None and current.merged_into_id and current.pk not in seen:
+        seen.add(current.pk)
+        current = Individual.objects.filter(pk=current.merged_into_id).first()
+    if current is None or not seen:
+        return None
+    return public_individual_get(individual_id=current.pk)
 
 
 @dataclass(frozen=True)
