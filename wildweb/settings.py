@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "catalogue",
     "identification",
     "training",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -119,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "catalogue.context_processors.roles",
+                "notifications.context_processors.unread",
             ],
         },
     },
@@ -245,6 +247,8 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
 # A slow mail server delays a notification, never a page for long.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Wildweb <wildweb@localhost>")
+# Links in e-mails start with this.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 # Agreeing volunteer votes that make a candidate a suggestion shown to experts.
 VOTES_FOR_SUGGESTION = env_int("VOTES_FOR_SUGGESTION", 3)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("identification.urls")),
     path("training/", include("training.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("catalogue.urls")),
     # Every photo passes the permission check; see catalogue.views.media_file.
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media-file"),
