@@ -36,7 +36,7 @@ def sighting_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Encounter]:
 def sighting_visible_to(*, user: AbstractBaseUser, encounter_id: int) -> Encounter | None:
     """A sighting as its submitter, an expert or an admin may see it."""
     queryset = Encounter.objects.select_related("species", "submitted_by").prefetch_related(
-        "images__annotations"
+        "images__annotations__individual"
     )
     if not user.has_perm("catalogue.decide_annotation"):
         queryset = queryset.filter(submitted_by=user)
@@ -297,11 +297,16 @@ class Contributions:
 
 def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
     """The user's sightings, newest first, each with a status a volunteer understands."""
-    from identification.models import IdentityDecision
-
     encounters = list(
         sighting_list_for_user(user=user).prefetch_related("images__annotations__individual")
     )
+    return sighting_statuses(encounters=encounters)
+
+
+def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]:
+    """Each sighting with what a volunteer reads: Processing, Identified as X, New individual."""
+    from identification.models import IdentityDecision
+
     annotation_ids = [a.pk for e in encounters for i in e.images.all() for a in i.annotations.all()]
     # The standing decision per animal is its latest one not reverted.
     latest: dict[int, str] = {}
@@ -336,6 +341,20 @@ def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
             VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
         )
     return result
+
+
+def sighting_poll_seconds(*, encounters: list[Encounter]) -> int | None:
+    """How often a page showing these sightings should ask for news; None once none is pending.
+
+    Processing takes seconds, so it is asked for often; waiting for an expert can take days,
+    so less often.
+    """
+    statuses = {encounter.status for encounter in encounters}
+    if Encounter.Status.PROCESSING in statuses:
+        return 3
+    if Encounter.Status.AWAITING_REVIEW in statuses:
+        return 20
+    return None
 
 
 def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:

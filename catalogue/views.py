@@ -76,12 +76,20 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
 def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
     encounter = selectors.sighting_visible_to(user=request.user, encounter_id=encounter_id)
     if encounter is None:
-        raise Http404("No such sighting")
+        raise Http404("There is no sighting with this number that you may see.")
+    # While something is pending the page asks for this part again (htmx) and swaps it in.
+    template = (
+        "catalogue/_sighting_live.html"
+        if request.headers.get("HX-Request")
+        else ("catalogue/sighting_detail.html")
+    )
     return render(
         request,
-        "catalogue/sighting_detail.html",
+        template,
         {
             "encounter": encounter,
+            "row": selectors.sighting_statuses(encounters=[encounter])[0],
+            "poll_seconds": selectors.sighting_poll_seconds(encounters=[encounter]),
             "coordinates": encounter_coordinates(encounter=encounter, user=request.user),
         },
     )
@@ -89,11 +97,18 @@ def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
 
 @login_required
 def my_sightings(request: HttpRequest) -> HttpResponse:
+    rows = selectors.volunteer_sightings(user=request.user)
+    template = (
+        "catalogue/_my_sightings_live.html"
+        if request.headers.get("HX-Request")
+        else ("catalogue/my_sightings.html")
+    )
     return render(
         request,
-        "catalogue/my_sightings.html",
+        template,
         {
-            "sightings": selectors.volunteer_sightings(user=request.user),
+            "sightings": rows,
+            "poll_seconds": selectors.sighting_poll_seconds(encounters=[r.encounter for r in rows]),
             "contributions": selectors.volunteer_contributions(user=request.user),
         },
     )
