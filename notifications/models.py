@@ -58,15 +58,13 @@ class NotificationPreference(models.Model):
         related_name="notification_preference",
     )
     email_candidates_ready = models.BooleanField(
-        "E-mail me when the model has suggested who my animal is", default=False
+        "the model has suggested who my animal is", default=False
     )
     email_identified = models.BooleanField(
-        "E-mail me when an expert has identified my sighting (or found a new individual)",
+        "an expert has identified my sighting, or found it is a new individual",
         default=True,
     )
-    email_seen_again = models.BooleanField(
-        "E-mail me when an animal I reported is seen again", default=True
-    )
+    email_seen_again = models.BooleanField("an animal I reported is seen again", default=True)
 
     def wants_email(self, kind: str) -> bool:
         return {
