@@ -12,6 +12,7 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.urls import reverse
@@ -19,6 +20,7 @@ from django.utils import timezone
 
 from catalogue.models import Encounter, Individual
 from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
+from identification.models import IdentityDecision
 from notifications.models import Notification, NotificationPreference
 
 logger = logging.getLogger(__name__)
@@ -40,15 +42,13 @@ def notify_candidates_ready(*, encounter_id: int) -> None:
     )
 
 
-def notify_decision(*, decision: object) -> None:
+def notify_decision(*, decision: IdentityDecision) -> None:
     """An expert decided who an animal is (an ``IdentityDecision`` that sets an identity).
 
     The sighting's reporter hears that it was identified or is a new individual; everyone
     else who reported a confirmed sighting of that individual hears it was seen again. Only
     the date is told, never the place or who saw it.
     """
-    from identification.models import IdentityDecision
-
     individual: Individual | None = decision.individual_after
     if individual is None or decision.verdict == IdentityDecision.Verdict.REJECT:
         return
@@ -105,12 +105,12 @@ def notify_decision(*, decision: object) -> None:
         )
 
 
-def notification_preference_get(*, user: object) -> NotificationPreference:
+def notification_preference_get(*, user: AbstractBaseUser) -> NotificationPreference:
     preference, _ = NotificationPreference.objects.get_or_create(user=user)
     return preference
 
 
-def notifications_mark_read(*, user: object) -> int:
+def notifications_mark_read(*, user: AbstractBaseUser) -> int:
     return Notification.objects.filter(user=user, read_at__isnull=True).update(
         read_at=timezone.now()
     )
