@@ -29,8 +29,13 @@ def _admin_only(view):  # noqa: ANN001, ANN202 - decorator
 
 @_admin_only
 def species_index(request: HttpRequest) -> HttpResponse:
-    return render(request, "training/index.html",
-                  {"overview": selectors.species_overview_list(), "form": SpeciesForm()})
+    overview = selectors.species_overview_list()
+    # While a promoted model re-embeds, the table asks for news until the switch shows.
+    switching = any(row["setting"] and row["setting"].pending_version_id for row in overview)
+    template = ("training/_species_table.html" if request.headers.get("HX-Request")
+                else "training/index.html")
+    return render(request, template,
+                  {"overview": overview, "switching": switching, "form": SpeciesForm()})
 
 
 @_admin_only

@@ -27,3 +27,24 @@ def test_runs_table_polls_while_a_run_is_active_and_stops_after(client) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(status=TrainingRun.Status.SUCCEEDED)
     part = client.get(url, HTTP_HX_REQUEST="true").content.decode()
     assert "Succeeded" in part and "hx-trigger" not in part
+
+
+def test_species_index_polls_while_a_promoted_model_re_embeds(client) -> None:  # noqa: ANN001
+    from identification.models import ModelVersion
+    from identification.services.models import species_model_setting
+
+    client.force_login(UserFactory(role="admin"))
+    species = species_create(name="Badger")
+    setting = species_model_setting(species=species)
+    setting.pending_version = ModelVersion.objects.create(
+        name="v1-badger", backbone="tf_efficientnet_lite0", weights="/x/model.pt", embedding_dim=8
+    )
+    setting.save()
+    url = reverse("training-index")
+    assert 'hx-trigger="every 3s"' in client.get(url).content.decode()
+    part = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part and "v1-badger (re-embedding)" in part
+    setting.pending_version = None
+    setting.save()
+    part = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "re-embedding" not in part and "hx-trigger" not in part
