@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from catalogue.models import Encounter, Individual
 from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
-from identification.models import IdentityDecision
+from identification.models import Identification, IdentityDecision
 from notifications.models import Notification, NotificationPreference
 
 logger = logging.getLogger(__name__)
@@ -32,12 +32,20 @@ def notify_candidates_ready(*, encounter_id: int) -> None:
     encounter = Encounter.objects.select_related("species").filter(pk=encounter_id).first()
     if encounter is None or encounter.submitted_by_id is None:
         return
+    probably_new = Identification.objects.filter(
+        annotation__image__encounter=encounter, probably_new=True
+    ).exists()
     _notify(
         user_id=encounter.submitted_by_id,
         kind=Kind.CANDIDATES_READY,
         encounter=encounter,
-        message=f"Our model suggested who the {encounter.species} in your sighting "
-        f"#{encounter.pk} may be; an expert will confirm it.",
+        message=(
+            f"Our model thinks the {encounter.species} in your sighting #{encounter.pk} may be "
+            "an individual not seen before; an expert will check."
+            if probably_new
+            else f"Our model suggested who the {encounter.species} in your sighting "
+            f"#{encounter.pk} may be; an expert will confirm it."
+        ),
         link=reverse("sighting-detail", args=[encounter.pk]),
     )
 

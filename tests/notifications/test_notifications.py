@@ -193,3 +193,16 @@ def test_unreachable_mail_server_keeps_the_decision_and_records_why(
     assert annotation.individual == known
     told = Notification.objects.get(user=volunteer)
     assert told.emailed_at is None and told.email_error
+
+
+def test_candidates_flagged_probably_new_say_so() -> None:
+    from identification.models import Identification
+    from notifications.services import notify_candidates_ready
+
+    volunteer = UserFactory(role="volunteer")
+    annotation = _reported_animal(volunteer)
+    Identification.objects.create(
+        annotation=annotation, state=Identification.State.READY, probably_new=True
+    )
+    notify_candidates_ready(encounter_id=annotation.image.encounter_id)
+    assert "not seen before" in Notification.objects.get(user=volunteer).message
