@@ -23,10 +23,14 @@ CELERY_KEY_PREFIX = f"wildweb-test-{os.getpid()}:"
 
 @pytest.fixture(scope="session", autouse=True)
 def _media_root_temporary() -> Iterator[None]:
-    """Photos written by tests go to a temporary folder, which workers are pointed at too."""
+    """Photos and private files written by tests go to temporary folders, which workers are
+    pointed at too."""
     from django.test.utils import override_settings
 
-    with override_settings(MEDIA_ROOT=Path(tempfile.mkdtemp(prefix="wildweb-test-media-"))):
+    with override_settings(
+        MEDIA_ROOT=Path(tempfile.mkdtemp(prefix="wildweb-test-media-")),
+        PRIVATE_ROOT=Path(tempfile.mkdtemp(prefix="wildweb-test-private-")),
+    ):
         yield
 
 
@@ -56,10 +60,10 @@ def django_db_modify_db_settings() -> None:
 @pytest.fixture(autouse=True)
 def _media_root_clean(settings) -> Iterator[None]:  # noqa: ANN001 - pytest-django fixture
     yield
-    # Each test starts with no stored photos, so "nothing was saved" is checkable.
-    media = Path(settings.MEDIA_ROOT)
-    for path in sorted(media.rglob("*"), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
+    # Each test starts with no stored files, so "nothing was saved" is checkable.
+    for root in (Path(settings.MEDIA_ROOT), Path(settings.PRIVATE_ROOT)):
+        for path in sorted(root.rglob("*"), reverse=True):
+            path.unlink() if path.is_file() else path.rmdir()
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +99,7 @@ class CeleryWorker:
             "DATABASE_URL": _test_database_url(),
             "PYTHONUNBUFFERED": "1",
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+            "PRIVATE_ROOT": str(settings.PRIVATE_ROOT),
             "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX,
         }
         self.process = subprocess.Popen(

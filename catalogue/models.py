@@ -114,6 +114,11 @@ class Image(models.Model):
 
     class Meta:
         ordering = ["encounter", "pk"]
+        # Every /media/ request looks its file up by name before the permission check.
+        indexes = [
+            models.Index(fields=["file"], name="image_file_name"),
+            models.Index(fields=["thumbnail"], name="image_thumbnail_name"),
+        ]
 
     def __str__(self) -> str:
         return self.original_filename or f"Image #{self.pk}"

@@ -11,7 +11,7 @@ from datetime import date
 from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_date
 from django.utils.text import slugify
 
@@ -69,6 +69,9 @@ def species_detail(request: HttpRequest, slug: str) -> HttpResponse:
 def individual_detail(request: HttpRequest, individual_id: int) -> HttpResponse:
     individual = selectors.public_individual_get(individual_id=individual_id)
     if individual is None:
+        survivor = selectors.individual_merge_survivor(individual_id=individual_id)
+        if survivor is not None:  # old links and bookmarks keep working after a merge
+            return redirect("individual-detail", individual_id=survivor.pk, permanent=False)
         raise Http404("No public individual has this number.")
     history = selectors.individual_life_history(individual=individual, user=request.user)
     markers = sighting_markers(history.sightings)

@@ -5,17 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Case, Count, F, Max, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
 from catalogue.coordinates import Coordinates, coordinates_for, user_sees_exact_coordinates
 from catalogue.models import Annotation, Encounter, Image, Individual, Species
+from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 
 
 def species_list() -> QuerySet[Species]:
     return Species.objects.annotate(
-        individual_count=Count("individuals", distinct=True),
+        # Merged-away individuals live on in their survivors; they are not counted twice.
+        individual_count=Count(
+            "individuals", filter=Q(individuals__merged_into__isnull=True), distinct=True
+        ),
         encounter_count=Count("encounters", distinct=True),
     )
 
@@ -32,7 +36,7 @@ def sighting_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Encounter]:
 def sighting_visible_to(*, user: AbstractBaseUser, encounter_id: int) -> Encounter | None:
     """A sighting as its submitter, an expert or an admin may see it."""
     queryset = Encounter.objects.select_related("species", "submitted_by").prefetch_related(
-        "images__annotations"
+        "images__annotations__individual"
     )
     if not user.has_perm("catalogue.decide_annotation"):
         queryset = queryset.filter(submitted_by=user)
@@ -55,6 +59,40 @@ def confirmed_annotation_queryset() -> QuerySet[Annotation]:
         individual__is_public=True,
         individual__merged_into__isnull=True,
     )
+
+
+def image_visible_to(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Image | None:
+    """The stored photo or thumbnail named ``name``, if some page may show it to ``user``.
+
+    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
+    public individual (public pages; stored photos carry no EXIF, so no place leaks);
+    experts and admins, every photo; the uploader, their own; volunteers who vote, the
+    animals waiting in the review queue and the photos of the individuals they are offered.
+    Any other file under ``MEDIA_ROOT`` (or a name no photo has) is never served.
+    """
+    from identification.models import MatchCandidate
+    from identification.selectors import review_queue
+
+    if not name:
+        return None
+    image = Image.objects.select_related("encounter").filter(Q(file=name) | Q(thumbnail=name))
+    image = image.first()
+    if image is None:
+        return None
+    if user.is_authenticated and (
+        user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
+    ):
+        return image
+    if confirmed_annotation_queryset().filter(image=image).exists():
+        return image
+    if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
+        queued = review_queue()
+        offered = MatchCandidate.objects.filter(identification__in=queued).values("individual")
+        if Annotation.objects.filter(
+            Q(pk__in=queued.values("annotation")) | Q(individual__in=offered), image=image
+        ).exists():
+            return image
+    return None
 
 
 def public_species_list() -> QuerySet[Species]:
@@ -98,6 +136,18 @@ def public_species_individuals(*, species: Species) -> QuerySet[Individual]:
 
 def public_individual_get(*, individual_id: int) -> Individual | None:
     return public_individual_queryset().select_related("species").filter(pk=individual_id).first()
+
+
+def individual_merge_survivor(*, individual_id: int) -> Individual | None:
+    """The public individual that a merged-away one now lives on in (merges may chain)."""
+    seen: set[int] = set()
+    current = Individual.objects.filter(pk=individual_id).first()
+    while current is not None and current.merged_into_id and current.pk not in seen:
+        seen.add(current.pk)
+        current = Individual.objects.filter(pk=current.merged_into_id).first()
+    if current is None or not seen:
+        return None
+    return public_individual_get(individual_id=current.pk)
 
 
 @dataclass(frozen=True)
@@ -247,11 +297,16 @@ class Contributions:
 
 def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
     """The user's sightings, newest first, each with a status a volunteer understands."""
-    from identification.models import IdentityDecision
-
     encounters = list(
         sighting_list_for_user(user=user).prefetch_related("images__annotations__individual")
     )
+    return sighting_statuses(encounters=encounters)
+
+
+def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]:
+    """Each sighting with what a volunteer reads: Processing, Identified as X, New individual."""
+    from identification.models import IdentityDecision
+
     annotation_ids = [a.pk for e in encounters for i in e.images.all() for a in i.annotations.all()]
     # The standing decision per animal is its latest one not reverted.
     latest: dict[int, str] = {}
@@ -286,6 +341,20 @@ def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
             VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
         )
     return result
+
+
+def sighting_poll_seconds(*, encounters: list[Encounter]) -> int | None:
+    """How often a page showing these sightings should ask for news; None once none is pending.
+
+    Processing takes seconds, so it is asked for often; waiting for an expert can take days,
+    so less often.
+    """
+    statuses = {encounter.status for encounter in encounters}
+    if Encounter.Status.PROCESSING in statuses:
+        return 3
+    if Encounter.Status.AWAITING_REVIEW in statuses:
+        return 20
+    return None
 
 
 def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:

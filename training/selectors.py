@@ -21,7 +21,9 @@ def species_overview_list() -> list[dict[str, Any]]:
     from django.db.models import Count, Q
 
     species = Species.objects.annotate(
-        n_individuals=Count("individuals", distinct=True),
+        # A merged-away individual lives on in its survivor; counting both counts one twice.
+        n_individuals=Count("individuals", filter=Q(individuals__merged_into__isnull=True),
+                            distinct=True),
         n_identified=Count("annotations", filter=Q(annotations__individual__isnull=False),
                            distinct=True),
     ).order_by("name")

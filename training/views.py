@@ -29,8 +29,13 @@ def _admin_only(view):  # noqa: ANN001, ANN202 - decorator
 
 @_admin_only
 def species_index(request: HttpRequest) -> HttpResponse:
-    return render(request, "training/index.html",
-                  {"overview": selectors.species_overview_list(), "form": SpeciesForm()})
+    overview = selectors.species_overview_list()
+    # While a promoted model re-embeds, the table asks for news until the switch shows.
+    switching = any(row["setting"] and row["setting"].pending_version_id for row in overview)
+    template = ("training/_species_table.html" if request.headers.get("HX-Request")
+                else "training/index.html")
+    return render(request, template,
+                  {"overview": overview, "switching": switching, "form": SpeciesForm()})
 
 
 @_admin_only
@@ -55,14 +60,17 @@ def _species_context(species: Species) -> dict:
     setting = species_model_setting(species=species)
     promotion.species_model_switch_if_ready(species=species)  # idempotent; DB decides
     setting.refresh_from_db()
+    runs = list(selectors.training_run_list(species=species)[:20])
     return {"species": species, "setting": setting,
             "reembedding": promotion.reembedding_progress(setting=setting),
-            "runs": selectors.training_run_list(species=species)[:20]}
+            "runs": runs, "runs_active": any(r.is_active for r in runs)}
 
 
 @_admin_only
 def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
     species = get_object_or_404(Species, pk=species_id)
+    if request.headers.get("HX-Request"):  # the runs table asks for news while a run is active
+        return render(request, "training/_run_table.html", _species_context(species))
     return render(request, "training/species_detail.html", {
         **_species_context(species), "upload_form": DatasetUploadForm(),
         "run_form": TrainingRunForm()})

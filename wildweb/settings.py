@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "catalogue",
     "identification",
     "training",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -102,6 +103,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "wildweb.middleware.StyledNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "wildweb.urls"
@@ -118,6 +120,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "catalogue.context_processors.roles",
+                "notifications.context_processors.unread",
             ],
         },
     },
@@ -143,8 +146,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
-# Exported model files (the zero-shot model's ONNX file); never served.
-MODEL_ROOT = Path(env_str("MODEL_ROOT", str(BASE_DIR / "var" / "models")))
+# Training exports, feature caches, model files and uploaded import files. No URL maps here:
+# they hold server paths, private individuals and exact places.
+PRIVATE_ROOT = Path(env_str("PRIVATE_ROOT", str(BASE_DIR / "var" / "private")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -218,8 +222,33 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
-# Whether Django itself serves uploaded photos (the embedded setup; a proxy does it in production).
+# Every photo URL goes through a permission-checked view. With SERVE_MEDIA on, Django streams
+# the file (the embedded setup); off, the view answers with MEDIA_PROXY_HEADER and the proxy
+# sends the file: nginx's X-Accel-Redirect to MEDIA_PROXY_PREFIX + name (an `internal`
+# location), or Apache's/lighttpd's X-Sendfile with the file's absolute path.
 SERVE_MEDIA = env_bool("SERVE_MEDIA", default=True)
+MEDIA_PROXY_HEADER = env_str("MEDIA_PROXY_HEADER", "X-Accel-Redirect")
+if MEDIA_PROXY_HEADER not in {"X-Accel-Redirect", "X-Sendfile"}:
+    raise RuntimeError("MEDIA_PROXY_HEADER must be X-Accel-Redirect or X-Sendfile")
+MEDIA_PROXY_PREFIX = env_str("MEDIA_PROXY_PREFIX", "/protected-media/")
+
+# E-mail: printed to the console unless EMAIL_HOST names an SMTP server.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
+# A slow mail server delays a notification, never a page for long.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Wildweb <wildweb@localhost>")
+# Links in e-mails start with this.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 
 # Agreeing volunteer votes that make a candidate a suggestion shown to experts.
 VOTES_FOR_SUGGESTION = env_int("VOTES_FOR_SUGGESTION", 3)

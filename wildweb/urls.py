@@ -1,8 +1,9 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from catalogue.views import media_file
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,15 +12,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("identification.urls")),
     path("training/", include("training.urls")),
+    path("notifications/", include("notifications.urls")),
     path("", include("catalogue.urls")),
+    # Every photo passes the permission check; see catalogue.views.media_file.
+    path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media-file"),
 ]
-
-if settings.SERVE_MEDIA:
-    # Single-machine setup; behind a proxy, the proxy serves MEDIA_ROOT instead.
-    urlpatterns.append(
-        path(
-            f"{settings.MEDIA_URL.strip('/')}/<path:path>",
-            serve,
-            {"document_root": settings.MEDIA_ROOT},
-        )
-    )

@@ -9,10 +9,12 @@ switches to the new model. Between the modes the species is rolled back to its p
 so both start from the same base. The other species already in the database are the "original
 data" of ``with-original-data`` and the forgetting check of both modes.
 
-Run it against a database of its own; it refuses a species that already exists::
+Run it against a database and folders of its own (run folders are named by run id, so two
+databases must not share a PRIVATE_ROOT); it refuses a species that already exists::
 
     DATABASE_URL=postgresql://postgres:@/wildweb_onboard?host=$PWD/var/pg \\
-    MEDIA_ROOT=$PWD/var/onboard-media REDIS_URL=redis://127.0.0.1:6379/15 \\
+    MEDIA_ROOT=$PWD/var/onboard-media PRIVATE_ROOT=$PWD/var/onboard-private \\
+    REDIS_URL=redis://127.0.0.1:6379/15 \\
     nice -n 10 .venv/bin/python benchmarks/training/onboarding.py \\
         --dataset ../shared/datasets/fs48_fish --species Goldfish \\
         --original ../shared/datasets/holstein2025_cowfaces:Cow:30:8 \\

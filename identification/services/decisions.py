@@ -14,6 +14,7 @@ from catalogue.models import Annotation, Encounter, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from catalogue.services.species import individual_create
 from identification.models import Identification, IdentityDecision, IndividualMerge, Vote
+from notifications.services import notify_decision
 from wildweb.errors import ConflictError, ServiceError
 
 Verdict = IdentityDecision.Verdict
@@ -84,6 +85,7 @@ def match_decide(
             **ranking,
         )
         _sighting_others_identify(annotation=annotation, decided_ids=photo_ids)
+        notify_decision(decision=decision)
     return decision
 
 

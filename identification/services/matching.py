@@ -21,6 +21,7 @@ from identification.models import (
 from identification.selectors import SearchScope, nearest_identified_annotations, viewpoint_scope
 from identification.services.embedding import local_features_ensure
 from identification.services.models import species_model_setting
+from notifications.services import notify_candidates_ready
 from wildweb.errors import ServiceError
 
 if TYPE_CHECKING:
@@ -101,9 +102,10 @@ def annotation_identify(*, annotation_id: int) -> Identification:
         if identification.state != Identification.State.DECIDED:
             identification.state = Identification.State.READY
         identification.save()
-        Encounter.objects.filter(
+        if Encounter.objects.filter(
             pk=annotation.image.encounter_id, status=Encounter.Status.PROCESSING
-        ).update(status=Encounter.Status.AWAITING_REVIEW)
+        ).update(status=Encounter.Status.AWAITING_REVIEW):
+            notify_candidates_ready(encounter_id=annotation.image.encounter_id)
     return identification
 
 

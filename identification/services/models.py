@@ -47,11 +47,11 @@ def model_version_embedder(*, version: ModelVersion) -> Embedder:
 
     On a CPU it runs through ONNX Runtime from the version's ONNX file, which is exported the
     first time any worker loads the version and kept (beside a trained model's weights; the
-    zero-shot model's under ``MODEL_ROOT``), so no later worker start exports again.
+    zero-shot model's under ``PRIVATE_ROOT/models``), so no later worker start exports again.
     """
     onnx_file = None
     if version.weights == "imagenet":
-        onnx_file = str(settings.MODEL_ROOT / f"{version.name}-{version.image_size}.onnx")
+        onnx_file = str(settings.PRIVATE_ROOT / "models" / f"{version.name}-{version.image_size}.onnx")
     return _embedder(version.weights, version.image_size, onnx_file)
 
 

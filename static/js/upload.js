@@ -10,41 +10,79 @@
 
   function saveBoxes() { boxesField.value = JSON.stringify(boxes); }
 
+  // A box is drawn with pointer events on a canvas laid over the preview, so a mouse, a pen
+  // and a finger all work: the image itself is not draggable (Chromium would start a native
+  // image drag and cancel the pointer), the canvas has touch-action: none (no scrolling while
+  // drawing), and the pointer is captured so the box follows it outside the photo.
   function preview(file, index) {
     const wrap = document.createElement("div");
     wrap.className = "preview";
     const img = document.createElement("img");
     img.alt = "Preview of " + file.name;
+    img.draggable = false;
     img.src = URL.createObjectURL(file);
-    const box = document.createElement("div");
-    box.className = "box";
-    box.hidden = true;
-    wrap.append(img, box);
+    const canvas = document.createElement("canvas");
+    canvas.className = "box-canvas";
+    canvas.setAttribute("aria-label", "Drag on the photo to draw a box around the animal");
+    wrap.append(img, canvas);
     let start = null;
-    wrap.addEventListener("pointerdown", (e) => {
-      const r = img.getBoundingClientRect();
-      start = [e.clientX - r.left, e.clientY - r.top];
-      wrap.setPointerCapture(e.pointerId);
+    let box = null; // [x, y, w, h] in pixels of the displayed preview
+
+    function point(e) {
+      const r = canvas.getBoundingClientRect();
+      return [Math.max(0, Math.min(e.clientX - r.left, r.width)),
+              Math.max(0, Math.min(e.clientY - r.top, r.height))];
+    }
+    function draw() {
+      const ratio = window.devicePixelRatio || 1;
+      canvas.width = Math.round(canvas.clientWidth * ratio);
+      canvas.height = Math.round(canvas.clientHeight * ratio);
+      const context = canvas.getContext("2d");
+      context.setTransform(ratio, 0, 0, ratio, 0, 0);
+      context.clearRect(0, 0, canvas.clientWidth, canvas.clientHeight);
+      if (!box) return;
+      context.lineWidth = 2;
+      context.strokeStyle = "#f0b400";
+      context.strokeRect(box[0], box[1], box[2], box[3]);
+    }
+    function stretch(e) {
+      const [x, y] = point(e);
+      box = [Math.min(x, start[0]), Math.min(y, start[1]),
+             Math.abs(x - start[0]), Math.abs(y - start[1])];
+      draw();
+    }
+    canvas.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
+      e.preventDefault();
+      canvas.setPointerCapture(e.pointerId);
+      start = point(e);
+      box = null;
+      draw();
     });
-    wrap.addEventListener("pointermove", (e) => {
+    canvas.addEventListener("pointermove", (e) => { if (start) stretch(e); });
+    function finish(e) {
       if (!start) return;
-      const r = img.getBoundingClientRect();
-      const x = Math.max(0, Math.min(e.clientX - r.left, r.width));
-      const y = Math.max(0, Math.min(e.clientY - r.top, r.height));
-      Object.assign(box.style, {
-        left: Math.min(x, start[0]) + "px", top: Math.min(y, start[1]) + "px",
-        width: Math.abs(x - start[0]) + "px", height: Math.abs(y - start[1]) + "px",
-      });
-      box.hidden = false;
-    });
-    wrap.addEventListener("pointerup", () => {
-      if (!start) return;
+      if (e.type === "pointerup") stretch(e);
       start = null;
-      const scale = img.naturalWidth / img.clientWidth;
-      const b = [box.offsetLeft, box.offsetTop, box.offsetWidth, box.offsetHeight].map((v) => Math.round(v * scale));
-      boxes[index] = b[2] > 4 && b[3] > 4 ? b : null;
-      box.hidden = boxes[index] === null;
+      // Stored in pixels of the photo itself, which the server keeps upright as shown here.
+      const scale = img.naturalWidth / canvas.clientWidth;
+      const stored = box && box.map((v) => Math.round(v * scale));
+      boxes[index] = stored && stored[2] > 4 && stored[3] > 4 ? stored : null;
+      if (!boxes[index]) box = null;
+      canvas.dataset.box = boxes[index] ? boxes[index].join(",") : "";
+      draw();
       saveBoxes();
+    }
+    canvas.addEventListener("pointerup", finish);
+    canvas.addEventListener("pointercancel", finish);
+    img.addEventListener("load", draw);
+    window.addEventListener("resize", () => {
+      // The box keeps its place on the photo when the preview is resized.
+      if (boxes[index]) {
+        const scale = canvas.clientWidth / img.naturalWidth;
+        box = boxes[index].map((v) => v * scale);
+      }
+      draw();
     });
     previews.append(wrap);
   }

@@ -73,3 +73,19 @@ def screenshot(request):
         return path
 
     return save
+
+
+PASSWORD = "correct-horse-battery"  # tests.factories.UserFactory's
+
+
+def sign_in(page, base_url: str, username: str, next_path: str = "/") -> None:
+    """Sign in through the login form, landing on ``next_path``."""
+    page.goto(f"{base_url}/accounts/login/?next={next_path}")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}{next_path}")
+
+
+def fits_phone_width(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")

@@ -68,3 +68,17 @@ def test_volunteer_without_sightings_is_invited_to_report_one(client) -> None:
         "You have not reported any sightings yet"
         in client.get(reverse("my-sightings")).content.decode()
     )
+
+
+def test_my_sightings_asks_for_news_only_while_something_is_pending(client) -> None:  # noqa: ANN001
+    volunteer = UserFactory(role="volunteer")
+    client.force_login(volunteer)
+    encounter = EncounterFactory(submitted_by=volunteer, status=Encounter.Status.PROCESSING)
+    url = reverse("my-sightings")
+    assert 'hx-trigger="every 3s"' in client.get(url).content.decode()
+    Encounter.objects.filter(pk=encounter.pk).update(status=Encounter.Status.AWAITING_REVIEW)
+    part = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in part and 'hx-trigger="every 20s"' in part
+    assert "Candidates ready" in part
+    Encounter.objects.filter(pk=encounter.pk).update(status=Encounter.Status.IDENTIFIED)
+    assert "hx-trigger" not in client.get(url, HTTP_HX_REQUEST="true").content.decode()

@@ -88,11 +88,11 @@ def test_unconfirmed_merged_and_private_animals_stay_off_the_public_site(client,
     AnnotationFactory(
         image=ImageFactory(encounter__species=species), individual=lynx, identity_source=""
     )
-    for url in (
-        reverse("individual-detail", args=[private.pk]),
-        reverse("individual-detail", args=[merged.pk]),
-    ):
-        assert client.get(url).status_code == 404
+    assert client.get(reverse("individual-detail", args=[private.pk])).status_code == 404
+    # A merged-away individual's old address leads to the one it was merged into.
+    moved = client.get(reverse("individual-detail", args=[merged.pk]))
+    assert moved.status_code == 302 and moved.url == reverse("individual-detail", args=[lynx.pk])
+    assert "MERGED-1" not in client.get(moved.url).content.decode()
     pages = [
         client.get(reverse(name)).content.decode() for name in ("species-list", "recent-sightings")
     ]

@@ -30,7 +30,9 @@ PHASES = {"export": (0, 5), "cache": (5, 20), "train": (20, 90), "evaluate": (90
 
 
 def run_directory(*, run_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "training" / f"run-{run_id}"
+    """Where a run keeps its exported crops, feature cache, checkpoint and model: in the private
+    root, since manifests hold server paths and crops show private and sensitive animals."""
+    return Path(settings.PRIVATE_ROOT) / "training" / f"run-{run_id}"
 
 
 @dataclass

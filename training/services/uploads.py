@@ -1,7 +1,8 @@
 """Imports started from the admin pages and the API: upload, dry-run report, confirm.
 
-The uploaded file waits under ``MEDIA_ROOT/imports/<token>/`` between the dry run and the
-confirmation, which plans it again (the catalogue may have changed) and imports it.
+The uploaded file waits under ``PRIVATE_ROOT/imports/<token>/`` (no URL maps there) between
+the dry run and the confirmation, which plans it again (the catalogue may have changed) and
+imports it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TOKEN = re.compile(r"^[0-9a-f]{32}$")
 def _folder(token: str) -> Path:
     if not TOKEN.match(token or ""):
         raise ServiceError("Unknown upload; send the file again.")
-    folder = Path(settings.MEDIA_ROOT) / "imports" / token
+    folder = Path(settings.PRIVATE_ROOT) / "imports" / token
     if not folder.is_dir():
         raise ServiceError("This upload has expired or was already imported; send it again.")
     return folder
@@ -35,7 +36,7 @@ def _folder(token: str) -> Path:
 def dataset_upload_store(*, uploaded_file: UploadedFile) -> str:
     """Keep an uploaded dataset file until it is confirmed; returns its token."""
     token = uuid.uuid4().hex
-    folder = Path(settings.MEDIA_ROOT) / "imports" / token
+    folder = Path(settings.PRIVATE_ROOT) / "imports" / token
     folder.mkdir(parents=True)
     name = get_valid_filename(Path(uploaded_file.name or "upload").name) or "upload"
     with open(folder / name, "wb") as sink:

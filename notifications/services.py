@@ -1,0 +1,177 @@
+"""Telling volunteers what became of their sightings, in the app and by e-mail.
+
+The identification side calls :func:`notify_candidates_ready` when a sighting's candidates
+are stored and :func:`notify_decision` where an expert's decision is applied; both write
+the notifications in the caller's transaction and send e-mails once it commits, so a
+decision that rolls back tells nobody.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from catalogue.models import Encounter, Individual
+from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
+from identification.models import Identification, IdentityDecision
+from notifications.models import Notification, NotificationPreference
+
+logger = logging.getLogger(__name__)
+Kind = Notification.Kind
+
+
+def notify_candidates_ready(*, encounter_id: int) -> None:
+    """The model has ranked candidates for a sighting: tell the person who reported it."""
+    encounter = Encounter.objects.select_related("species").filter(pk=encounter_id).first()
+    if encounter is None or encounter.submitted_by_id is None:
+        return
+    probably_new = Identification.objects.filter(
+        annotation__image__encounter=encounter, probably_new=True
+    ).exists()
+    _notify(
+        user_id=encounter.submitted_by_id,
+        kind=Kind.CANDIDATES_READY,
+        encounter=encounter,
+        message=(
+            f"Our model thinks the {encounter.species} in your sighting #{encounter.pk} may be "
+            "an individual not seen before; an expert will check."
+            if probably_new
+            else f"Our model suggested who the {encounter.species} in your sighting "
+            f"#{encounter.pk} may be; an expert will confirm it."
+        ),
+        link=reverse("sighting-detail", args=[encounter.pk]),
+    )
+
+
+def notify_decision(*, decision: IdentityDecision) -> None:
+    """An expert decided who an animal is (an ``IdentityDecision`` that sets an identity).
+
+    The sighting's reporter hears that it was identified or is a new individual; everyone
+    else who reported a confirmed sighting of that individual hears it was seen again. Only
+    the date is told, never the place or who saw it.
+    """
+    individual: Individual | None = decision.individual_after
+    if individual is None or decision.verdict == IdentityDecision.Verdict.REJECT:
+        return
+    encounter = decision.annotation.image.encounter
+    public = public_individual_get(individual_id=individual.pk)
+    told = {decision.decided_by_id}
+    if encounter.submitted_by_id and encounter.submitted_by_id not in told:
+        is_new = decision.verdict == IdentityDecision.Verdict.NEW
+        _notify(
+            user_id=encounter.submitted_by_id,
+            kind=Kind.NEW_INDIVIDUAL if is_new else Kind.IDENTIFIED,
+            encounter=encounter,
+            individual=individual,
+            message=(
+                f"Your sighting #{encounter.pk} is a new {encounter.species}: {individual}."
+                if is_new
+                else f"Your sighting #{encounter.pk} was identified as {individual}."
+            ),
+            link=reverse("sighting-detail", args=[encounter.pk]),
+        )
+        told.add(encounter.submitted_by_id)
+    if decision.verdict != IdentityDecision.Verdict.SAME:
+        return
+    seen = encounter.observed_at
+    when = f" on {seen.day} {seen:%b %Y}" if seen else ""
+    reporters = (
+        get_user_model()
+        .objects.filter(
+            encounters__images__annotations__individual=individual,
+            encounters__images__annotations__identity_source__in=CONFIRMED_SOURCES,
+        )
+        .exclude(pk__in=[pk for pk in told if pk])
+        .distinct()
+    )
+    for reporter in reporters:
+        link = reverse("individual-detail", args=[individual.pk]) if public else ""
+        if not link:  # a private individual: point at the reporter's own sighting of it
+            own = (
+                Encounter.objects.filter(
+                    submitted_by=reporter, images__annotations__individual=individual
+                )
+                .order_by("-created_at")
+                .first()
+            )
+            link = reverse("sighting-detail", args=[own.pk]) if own else ""
+        _notify(
+            user_id=reporter.pk,
+            kind=Kind.SEEN_AGAIN,
+            encounter=encounter,
+            individual=individual,
+            message=f"{individual} ({encounter.species}), which you reported, was seen again"
+            f"{when}.",
+            link=link,
+        )
+
+
+def notification_preference_get(*, user: AbstractBaseUser) -> NotificationPreference:
+    preference, _ = NotificationPreference.objects.get_or_create(user=user)
+    return preference
+
+
+def notifications_mark_read(*, user: AbstractBaseUser) -> int:
+    return Notification.objects.filter(user=user, read_at__isnull=True).update(
+        read_at=timezone.now()
+    )
+
+
+def notification_email_send(*, notification_id: int) -> None:
+    """E-mail one notification if its person wants that and has an address; never raises."""
+    notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
+    if notification is None or notification.emailed_at or not notification.user.email:
+        return
+    if not notification_preference_get(user=notification.user).wants_email(notification.kind):
+        return
+    link = f"{settings.SITE_URL.rstrip('/')}{notification.link}" if notification.link else ""
+    preferences = f"{settings.SITE_URL.rstrip('/')}{reverse('notification-preferences')}"
+    body = (
+        f"{notification.message}\n\n"
+        + (f"See it here: {link}\n\n" if link else "")
+        + f"You get this e-mail because of your Wildweb settings: {preferences}\n"
+    )
+    try:
+        send_mail(
+            subject=f"Wildweb: {notification.get_kind_display().lower()}",
+            message=body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=[notification.user.email],
+        )
+    except Exception as error:  # a mail server problem must not undo or hide the decision
+        logger.warning("E-mail of notification %s failed: %s", notification.pk, error)
+        Notification.objects.filter(pk=notification.pk).update(email_error=str(error)[:300])
+        return
+    Notification.objects.filter(pk=notification.pk).update(emailed_at=timezone.now())
+
+
+def _notify(
+    *,
+    user_id: int,
+    kind: str,
+    message: str,
+    link: str,
+    encounter: Encounter | None = None,
+    individual: Individual | None = None,
+) -> Notification | None:
+    try:
+        with transaction.atomic():  # a savepoint: a repeat must not break the caller's work
+            notification = Notification.objects.create(
+                user_id=user_id,
+                kind=kind,
+                message=message[:300],
+                link=link,
+                encounter=encounter,
+                individual=individual,
+            )
+    except IntegrityError:
+        return None  # told already (matching ran again, or a decision was redone)
+    transaction.on_commit(lambda: notification_email_send(notification_id=notification.pk))
+    return notification

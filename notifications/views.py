@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from notifications import selectors, services
+from notifications.forms import NotificationPreferenceForm
+
+
+@login_required
+def notification_list(request: HttpRequest) -> HttpResponse:
+    """The person's notifications, newest first; opening the list marks them read."""
+    notifications = list(selectors.notification_list(user=request.user))
+    services.notifications_mark_read(user=request.user)
+    return render(
+        request,
+        "notifications/list.html",
+        {"notifications": notifications, "unread_notifications": 0},
+    )
+
+
+@login_required
+def notification_preferences(request: HttpRequest) -> HttpResponse:
+    preference = services.notification_preference_get(user=request.user)
+    form = NotificationPreferenceForm(
+        request.POST or None, instance=preference, initial={"email": request.user.email}
+    )
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        request.user.email = form.cleaned_data["email"]
+        request.user.save(update_fields=["email"])
+        messages.success(request, "Your notification settings were saved.")
+        return redirect("notification-preferences")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "notifications/preferences.html", {"form": form}, status=status)

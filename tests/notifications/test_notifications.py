@@ -1,0 +1,208 @@
+"""Volunteers are told, in the app and by e-mail, what became of their sightings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from catalogue.models import Encounter
+from catalogue.services.species import species_create
+from identification.models import Embedding, IdentityDecision
+from identification.services.decisions import match_decide
+from identification.services.matching import annotation_identify
+from identification.services.models import zero_shot_version
+from notifications.models import Notification, NotificationPreference
+from tests.factories import (
+    AnnotationFactory,
+    EncounterFactory,
+    ImageFactory,
+    IndividualFactory,
+    UserFactory,
+    confirmed_sighting,
+)
+
+pytestmark = pytest.mark.django_db
+Kind = Notification.Kind
+
+
+def _reported_animal(user, species=None):  # noqa: ANN001, ANN202
+    encounter = EncounterFactory(
+        submitted_by=user,
+        status=Encounter.Status.AWAITING_REVIEW,
+        latitude=1.23456,
+        **({"species": species} if species else {}),
+    )
+    return AnnotationFactory(image=ImageFactory(encounter=encounter))
+
+
+def test_reporter_is_told_once_when_candidates_are_ready(
+    django_capture_on_commit_callbacks,  # noqa: ANN001
+) -> None:
+    species = species_create(name="Dog")
+    version = zero_shot_version()
+    volunteer = UserFactory(role="volunteer", email="vol@example.org")
+    NotificationPreference.objects.create(user=volunteer, email_candidates_ready=True)
+    query = AnnotationFactory(
+        image__encounter__species=species,
+        image__encounter__submitted_by=volunteer,
+        image__encounter__status=Encounter.Status.PROCESSING,
+    )
+    gallery = [
+        AnnotationFactory(
+            image__encounter__species=species,
+            individual=IndividualFactory(species=species),
+            identity_source="import",
+        )
+        for _ in range(3)
+    ]
+    rng = np.random.default_rng(0)
+    for annotation in [query, *gallery]:
+        vector = rng.normal(size=version.embedding_dim)
+        Embedding.objects.create(
+            annotation=annotation,
+            model_version=version,
+            species=species,
+            vector=(vector / np.linalg.norm(vector)).tolist(),
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        annotation_identify(annotation_id=query.pk)
+        annotation_identify(annotation_id=query.pk)  # matched again: nobody is told twice
+    told = Notification.objects.get(user=volunteer)
+    assert told.kind == Kind.CANDIDATES_READY
+    assert told.link == reverse("sighting-detail", args=[query.image.encounter_id])
+    assert len(mail.outbox) == 1 and mail.outbox[0].to == ["vol@example.org"]
+
+
+def test_expert_decision_tells_the_reporter_in_the_app_and_by_email(
+    django_capture_on_commit_callbacks,  # noqa: ANN001
+) -> None:
+    volunteer = UserFactory(role="volunteer", email="vera@example.org")
+    annotation = _reported_animal(volunteer)
+    known = IndividualFactory(species=annotation.species, code="DOG-7")
+    with django_capture_on_commit_callbacks(execute=True):
+        match_decide(
+            annotation=annotation,
+            verdict=IdentityDecision.Verdict.SAME,
+            individual=known,
+            decided_by=UserFactory(role="expert"),
+        )
+    told = Notification.objects.get(user=volunteer)
+    assert told.kind == Kind.IDENTIFIED and "identified as DOG-7" in told.message
+    assert told.emailed_at is not None
+    (email,) = mail.outbox
+    assert email.to == ["vera@example.org"] and "identified as DOG-7" in email.body
+    assert f"/sightings/{annotation.image.encounter_id}/" in email.body
+
+    client = Client()
+    client.force_login(volunteer)
+    home = client.get(reverse("home")).content.decode()
+    assert 'class="nav-badge"' in home
+    listing = client.get(reverse("notifications")).content.decode()
+    assert "identified as DOG-7" in listing
+    assert 'class="nav-badge"' not in client.get(reverse("home")).content.decode()
+
+
+def test_new_individual_verdict_says_so(django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    volunteer = UserFactory(role="volunteer")
+    annotation = _reported_animal(volunteer)
+    with django_capture_on_commit_callbacks(execute=True):
+        match_decide(
+            annotation=annotation,
+            verdict=IdentityDecision.Verdict.NEW,
+            new_code="NEW-1",
+            decided_by=UserFactory(role="expert"),
+        )
+    told = Notification.objects.get(user=volunteer)
+    assert told.kind == Kind.NEW_INDIVIDUAL and "NEW-1" in told.message
+    assert not mail.outbox  # no address given
+
+
+def test_earlier_reporters_hear_their_animal_was_seen_again_without_the_place(
+    django_capture_on_commit_callbacks,  # noqa: ANN001
+) -> None:
+    first_reporter = UserFactory(role="volunteer", email="first@example.org")
+    known = IndividualFactory(code="ZEB-1")
+    confirmed_sighting(individual=known, submitted_by=first_reporter)
+    new_reporter = UserFactory(role="volunteer")
+    annotation = _reported_animal(new_reporter, species=known.species)
+    expert = UserFactory(role="expert")
+    with django_capture_on_commit_callbacks(execute=True):
+        match_decide(
+            annotation=annotation,
+            verdict=IdentityDecision.Verdict.SAME,
+            individual=known,
+            decided_by=expert,
+        )
+    again = Notification.objects.get(user=first_reporter)
+    assert again.kind == Kind.SEEN_AGAIN and "ZEB-1" in again.message
+    assert again.link == reverse("individual-detail", args=[known.pk])
+    assert "1.23" not in again.message  # never the place
+    assert list(Notification.objects.filter(user=new_reporter).values_list("kind", flat=True)) == [
+        Kind.IDENTIFIED
+    ]
+    assert not Notification.objects.filter(user=expert).exists()
+    assert [m.to for m in mail.outbox] == [["first@example.org"]]
+
+
+def test_preferences_page_turns_an_email_off_but_the_app_still_lists_it(
+    django_capture_on_commit_callbacks,  # noqa: ANN001
+) -> None:
+    reporter = UserFactory(role="volunteer")
+    client = Client()
+    client.force_login(reporter)
+    response = client.post(
+        reverse("notification-preferences"), {"email": "me@example.org", "email_identified": "on"}
+    )
+    assert response.status_code == 302
+    reporter.refresh_from_db()
+    assert reporter.email == "me@example.org"
+    assert not NotificationPreference.objects.get(user=reporter).email_seen_again
+    known = IndividualFactory()
+    confirmed_sighting(individual=known, submitted_by=reporter)
+    with django_capture_on_commit_callbacks(execute=True):
+        match_decide(
+            annotation=_reported_animal(None, species=known.species),
+            verdict=IdentityDecision.Verdict.SAME,
+            individual=known,
+            decided_by=UserFactory(role="expert"),
+        )
+    assert Notification.objects.get(user=reporter).kind == Kind.SEEN_AGAIN
+    assert not mail.outbox
+
+
+def test_unreachable_mail_server_keeps_the_decision_and_records_why(
+    settings,
+    django_capture_on_commit_callbacks,  # noqa: ANN001
+) -> None:
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 2
+    volunteer = UserFactory(role="volunteer", email="v@example.org")
+    annotation = _reported_animal(volunteer)
+    known = IndividualFactory(species=annotation.species)
+    with django_capture_on_commit_callbacks(execute=True):
+        match_decide(
+            annotation=annotation,
+            verdict=IdentityDecision.Verdict.SAME,
+            individual=known,
+            decided_by=UserFactory(role="expert"),
+        )
+    annotation.refresh_from_db()
+    assert annotation.individual == known
+    told = Notification.objects.get(user=volunteer)
+    assert told.emailed_at is None and told.email_error
+
+
+def test_candidates_flagged_probably_new_say_so() -> None:
+    from identification.models import Identification
+    from notifications.services import notify_candidates_ready
+
+    volunteer = UserFactory(role="volunteer")
+    annotation = _reported_animal(volunteer)
+    Identification.objects.create(
+        annotation=annotation, state=Identification.State.READY, probably_new=True
+    )
+    notify_candidates_ready(encounter_id=annotation.image.encounter_id)
+    assert "not seen before" in Notification.objects.get(user=volunteer).message
