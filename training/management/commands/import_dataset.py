@@ -9,8 +9,12 @@ from pathlib import Path
 from django.core.management import BaseCommand, CommandError
 
 from catalogue.models import Species
-from catalogue.services.import_formats import FORMATS, dataset_file_plan, import_folder_remove
-from catalogue.services.imports import dataset_import
+from catalogue.services.imports import (
+    FORMATS,
+    dataset_file_plan,
+    dataset_import,
+    import_folder_remove,
+)
 from catalogue.services.species import species_create
 from wildweb.errors import ServiceError
 
