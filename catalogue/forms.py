@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
 from catalogue.models import Species
+from reid.schema import SchemaError, parse_bbox_list, validate_coordinates, validate_date
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -47,27 +49,30 @@ class SightingForm(forms.Form):
     def clean_bboxes(self) -> list:
         raw = self.cleaned_data.get("bboxes") or "[]"
         try:
-            boxes = json.loads(raw)
+            return parse_bbox_list(json.loads(raw))
         except json.JSONDecodeError:
-            raise forms.ValidationError(
-                "The drawn boxes could not be read; please draw them again."
-            )
-        if not isinstance(boxes, list) or not all(
-            box is None
-            or (
-                isinstance(box, list)
-                and len(box) == 4
-                and all(isinstance(v, (int, float)) for v in box)
-            )
-            for box in boxes
-        ):
-            raise forms.ValidationError("Each box must be [x, y, width, height] or empty.")
-        return boxes
+            message = "The drawn boxes could not be read; please draw them again."
+        except SchemaError as error:
+            message = f"The drawn boxes are not valid ({error}); please draw them again."
+        # The field is hidden, so its error is shown at the top of the form.
+        self.add_error(None, message)
+        return []
+
+    def clean_observed_at(self) -> datetime | None:
+        moment = self.cleaned_data.get("observed_at")
+        if moment is not None:
+            try:
+                validate_date(moment)
+            except SchemaError as error:
+                raise forms.ValidationError(f"{str(error).capitalize()}.") from None
+        return moment
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        if (cleaned.get("latitude") is None) != (cleaned.get("longitude") is None):
-            raise forms.ValidationError("Give both latitude and longitude, or neither.")
+        try:
+            validate_coordinates(cleaned.get("latitude"), cleaned.get("longitude"))
+        except SchemaError as error:
+            raise forms.ValidationError(f"{str(error).capitalize()}.") from None
         return cleaned
 
 

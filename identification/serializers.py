@@ -3,6 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalogue.models import Annotation, Individual
+from catalogue.serializers import FiniteModelSerializer
 from identification.models import IdentityDecision, MatchCandidate
 
 
@@ -14,7 +15,7 @@ class IndividualSerializer(serializers.ModelSerializer):
         fields = ["id", "species", "code", "name", "sex"]
 
 
-class CandidateSerializer(serializers.ModelSerializer):
+class CandidateSerializer(FiniteModelSerializer):
     individual = IndividualSerializer(read_only=True)
 
     class Meta:
@@ -68,7 +69,7 @@ class VoteInputSerializer(serializers.Serializer):
     same = serializers.BooleanField()
 
 
-class IndividualPhotoSerializer(serializers.ModelSerializer):
+class IndividualPhotoSerializer(FiniteModelSerializer):
     image = serializers.FileField(source="image.file", read_only=True)
     thumbnail = serializers.FileField(source="image.thumbnail", read_only=True)
 

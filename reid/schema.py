@@ -135,6 +135,30 @@ def validate_bbox(
     return (x, y, w, h)
 
 
+def parse_bbox_list(value: object) -> list[BBox | None]:
+    """Boxes of an upload, one per photo in order: ``[[x, y, w, h] or null, ...]``.
+
+    Only the grammar and finiteness are checked; each box is checked against its photo by
+    :func:`validate_bbox` once the photo's size is known.
+    """
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        raise SchemaError("boxes must be a list: [[x, y, width, height] or null, ...]")
+    boxes: list[BBox | None] = []
+    for index, box in enumerate(value, start=1):
+        if box is None:
+            boxes.append(None)
+            continue
+        if not isinstance(box, (list, tuple)):
+            raise SchemaError(f"box {index} must be [x, y, width, height] or null, not {box!r}")
+        try:
+            boxes.append(parse_bbox(box))
+        except SchemaError as error:
+            raise SchemaError(f"box {index}: {error}") from None
+    return boxes
+
+
 def validate_coordinates(
     latitude: object | None, longitude: object | None
 ) -> tuple[float | None, float | None]:
