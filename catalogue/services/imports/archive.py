@@ -117,5 +117,8 @@ def _safe(name: str) -> bool:
 
 
 def _hidden(name: str) -> bool:
+    """Dot files and macOS resource forks, left out; ``..`` is not hidden but unsafe."""
     parts = PurePosixPath(name).parts
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
+    return any(
+        (part.startswith(".") and part not in (".", "..")) or part == "__MACOSX" for part in parts
+    )
