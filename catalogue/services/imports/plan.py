@@ -66,6 +66,7 @@ class ImportPlan:
             "awaiting_identification": sum(1 for row in self.rows if not row.identity),
             "individuals": len(self.new_individuals) + len(self.existing_individuals),
             "new_individuals": len(self.new_individuals),
+            "new_individual_codes": self.new_individuals[:50],
             "existing_individuals": len(self.existing_individuals),
             "duplicate_photos": len(self.duplicates),
             "duplicates": self.duplicates[:200],
