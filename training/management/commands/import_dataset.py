@@ -20,9 +20,10 @@ from wildweb.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = ("Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON or a ZIP of "
-            "one folder per individual) into a species, creating it if missing. Identities "
-            "become individuals; embeddings are queued.")
+    help = ("Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
+            "holding one of these with its photos or one folder per individual) into a species, "
+            "creating it if missing. Every row is imported or none; identities become "
+            "individuals; embeddings are queued.")
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("path", type=Path)
