@@ -11,8 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalogue.models import Annotation, Image, Individual, Species
-from catalogue.services.imports import dataset_file_plan
-from catalogue.services.imports import dataset_import
+from catalogue.services.imports import dataset_file_plan, dataset_import
 from catalogue.services.species import species_create
 from identification.models import EmbeddingJob, Identification
 from tests.helpers import jpeg_bytes
