@@ -233,3 +233,23 @@ def test_photos_in_an_import_root_may_be_named_by_absolute_path(tmp_path, settin
     call_command("import_dataset", str(tmp_path / "data"), "--species", "Zebra",
                  stdout=io.StringIO())
     assert Annotation.objects.get().individual.code == "A"
+
+
+def test_a_failed_command_line_import_leaves_no_new_species_behind(
+    tmp_path, settings, monkeypatch  # noqa: ANN001
+) -> None:
+    from catalogue.models import Species
+    from training.management.commands import import_dataset
+
+    metadata = _csv(tmp_path, ["1,A,images/a.jpg,,", "2,B,images/b.jpg,,"])
+
+    def plan_then_damage(**kwargs):  # noqa: ANN003, ANN202 - a photo changes after the dry run
+        plan = dataset_file_plan(**kwargs)
+        (tmp_path / "images" / "b.jpg").write_bytes(b"damaged after the dry run")
+        return plan
+
+    monkeypatch.setattr(import_dataset, "dataset_file_plan", plan_then_damage)
+    with pytest.raises(CommandError, match="Nothing was imported"):
+        call_command("import_dataset", str(metadata), "--species", "Zebra", stdout=io.StringIO())
+    assert not Species.objects.exists()
+    _nothing_written(settings)

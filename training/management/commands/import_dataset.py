@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 from django.core.management import BaseCommand, CommandError
+from django.db import transaction
 
 from catalogue.models import Species
 from catalogue.services.imports import (
@@ -70,10 +71,12 @@ class Command(BaseCommand):
             self._print(report, options["json"])
             raise CommandError(f"{len(plan.errors)} invalid entries; nothing was imported.")
         if not options["dry_run"]:
-            if species is None:
-                plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
-                report["species_created"] = True
-            report["result"] = dataset_import(plan=plan).report()
+            # A species created here goes with the import: a failing import leaves neither.
+            with transaction.atomic():
+                if species is None:
+                    plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
+                    report["species_created"] = True
+                report["result"] = dataset_import(plan=plan).report()
         return report
 
     def _print(self, report: dict, as_json: bool) -> None:
