@@ -216,8 +216,8 @@ def parse_date(text: str | None) -> datetime | None:
 
 
 def parse_viewpoint(text: object) -> str:
-    """Viewpoints are free text, lower case, at most 30 characters (``left``, ``face``)."""
-    return str(text or "").strip().lower()[:VIEWPOINT_MAX_LENGTH]
+    """Viewpoints are free text (``left``, ``face``), trimmed to at most 30 characters."""
+    return str(text or "").strip()[:VIEWPOINT_MAX_LENGTH]
 
 
 def decode_text(data: bytes, name: str = "the file") -> str:

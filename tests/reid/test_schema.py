@@ -99,7 +99,7 @@ def test_load_records_reads_latin1_without_species_and_refuses_nan_boxes(tmp_pat
     (tmp_path / "metadata.csv").write_bytes(
         "image_id,identity,path,viewpoint\n1,Zoë,a.jpg,Left\n".encode("latin-1"))
     [record] = load_records(tmp_path)
-    assert (record.identity, record.species, record.viewpoint) == ("Zoë", tmp_path.name, "left")
+    assert (record.identity, record.species, record.viewpoint) == ("Zoë", tmp_path.name, "Left")
     (tmp_path / "metadata.csv").write_text('image_id,identity,path,bbox\n1,A,a.jpg,"nan,0,1,1"\n')
     with pytest.raises(SchemaError, match="line 2: .*finite"):
         load_records(tmp_path)
