@@ -83,6 +83,7 @@ def dataset_upload_plan(*, token: str, species: Species, file_format: str | None
         raise ServiceError("The upload is incomplete; send it again.")
     image_root = None
     if photos and files[0].suffix.lower() != ".zip":
+        # Paths in the file are relative to the ZIP's top, as they were beside the file.
         image_root = archive_unpack(path=photos[0], target=folder / "unpacked")
     plan = dataset_file_plan(path=files[0], species=species, file_format=file_format or None,
                              max_individuals=max_individuals,

@@ -31,7 +31,7 @@ LAYOUTS = (
 
 
 def archive_unpack(*, path: Path, target: Path) -> Path:
-    """Unpack ``path`` into ``target`` and return the folder the dataset starts in.
+    """Unpack ``path`` into ``target`` (and return it).
 
     Unpacking twice into the same folder is harmless: members already there are kept.
 
@@ -76,7 +76,7 @@ def archive_unpack(*, path: Path, target: Path) -> Path:
                 raise ServiceError(
                     f"{path.name}: {member.filename} cannot be unpacked ({error})."
                 ) from None
-    return dataset_root(target)
+    return target
 
 
 def dataset_root(folder: Path) -> Path:

@@ -18,7 +18,12 @@ import tempfile
 from pathlib import Path
 
 from catalogue.models import Species
-from catalogue.services.imports.archive import LAYOUTS, archive_layout, archive_unpack
+from catalogue.services.imports.archive import (
+    LAYOUTS,
+    archive_layout,
+    archive_unpack,
+    dataset_root,
+)
 from catalogue.services.imports.coco import coco_plan
 from catalogue.services.imports.csv_table import dataset_plan
 from catalogue.services.imports.folders import folders_plan
@@ -97,7 +102,7 @@ def dataset_file_plan(
     if file_format == "zip":
         target = extract_dir or Path(tempfile.mkdtemp(prefix="wildweb-import-"))
         try:
-            root = archive_unpack(path=path, target=target)
+            root = dataset_root(archive_unpack(path=path, target=target))
             layout, document = archive_layout(root)
             if layout == "folders":
                 return folders_plan(root=root, species=species, source=str(path), **limits)
