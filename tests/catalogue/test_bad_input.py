@@ -57,6 +57,7 @@ CASES = [
     ("bbox-outside-image", [("a.jpg", GOOD)], {"bboxes": "[[50, 0, 300, 10]]"}, "outside"),
     ("bbox-three-numbers", [("a.jpg", GOOD)], {"bboxes": "[[1, 2, 3]]"}, "4 numbers"),
     ("bbox-of-text", [("a.jpg", GOOD)], {"bboxes": '[["a", "b", "c", "d"]]'}, "numbers"),
+    ("bboxes-not-json", [("a.jpg", GOOD)], {"bboxes": "[[1, 2"}, "could not be read|valid JSON"),
     ("bboxes-not-a-list", [("a.jpg", GOOD)], {"bboxes": '{"x": 1}'}, "list"),
     ("latitude-without-longitude", [("a.jpg", GOOD)], {"latitude": "10"}, "both latitude"),
     ("longitude-without-latitude", [("a.jpg", GOOD)], {"longitude": "10"}, "both latitude"),
