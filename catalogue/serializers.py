@@ -1,36 +1,12 @@
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
-from django.db import models
 from rest_framework import serializers
 
 from catalogue.coordinates import encounter_coordinates
 from catalogue.models import Annotation, Encounter, Image, Species
 from reid.schema import SchemaError, parse_bbox_list, validate_coordinates, validate_date
-
-
-class FiniteFloatField(serializers.FloatField):
-    """A float that is written as null when it is NaN or infinite, which JSON cannot hold.
-
-    The validators keep such values out; this keeps rows stored before them from turning a
-    whole list into a 500.
-    """
-
-    def to_representation(self, value: object) -> float | None:
-        return _finite(super().to_representation(value))
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
-
-
-class FiniteModelSerializer(serializers.ModelSerializer):
-    serializer_field_mapping = {
-        **serializers.ModelSerializer.serializer_field_mapping,
-        models.FloatField: FiniteFloatField,
-    }
 
 
 class SpeciesSerializer(serializers.ModelSerializer):
@@ -39,13 +15,13 @@ class SpeciesSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "slug", "sensitive"]
 
 
-class AnnotationSerializer(FiniteModelSerializer):
+class AnnotationSerializer(serializers.ModelSerializer):
     class Meta:
         model = Annotation
         fields = ["id", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "theta", "viewpoint", "individual"]
 
 
-class ImageSerializer(FiniteModelSerializer):
+class ImageSerializer(serializers.ModelSerializer):
     annotations = AnnotationSerializer(many=True, read_only=True)
 
     class Meta:
@@ -95,10 +71,10 @@ class SightingSerializer(serializers.ModelSerializer):
         return encounter_coordinates(encounter=encounter, user=getattr(request, "user", None))
 
     def get_latitude(self, encounter: Encounter) -> float | None:
-        return _finite(self._coordinates(encounter).latitude)
+        return self._coordinates(encounter).latitude
 
     def get_longitude(self, encounter: Encounter) -> float | None:
-        return _finite(self._coordinates(encounter).longitude)
+        return self._coordinates(encounter).longitude
 
     def get_coordinates_coarsened(self, encounter: Encounter) -> bool:
         return self._coordinates(encounter).coarsened
@@ -119,8 +95,8 @@ class PublicSightingSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="encounter.pk")
     species = serializers.CharField(source="encounter.species.slug")
     observed_at = serializers.DateTimeField(source="encounter.observed_at")
-    latitude = FiniteFloatField(source="coordinates.latitude", allow_null=True)
-    longitude = FiniteFloatField(source="coordinates.longitude", allow_null=True)
+    latitude = serializers.FloatField(source="coordinates.latitude", allow_null=True)
+    longitude = serializers.FloatField(source="coordinates.longitude", allow_null=True)
     coordinates_coarsened = serializers.BooleanField(source="coordinates.coarsened")
     individuals = serializers.SerializerMethodField()
     photos = PublicPhotoSerializer(source="annotations", many=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalogue.models import Annotation, Individual
-from catalogue.serializers import FiniteModelSerializer
 from identification.models import IdentityDecision, MatchCandidate
 
 
@@ -15,7 +14,7 @@ class IndividualSerializer(serializers.ModelSerializer):
         fields = ["id", "species", "code", "name", "sex"]
 
 
-class CandidateSerializer(FiniteModelSerializer):
+class CandidateSerializer(serializers.ModelSerializer):
     individual = IndividualSerializer(read_only=True)
 
     class Meta:
@@ -69,7 +68,7 @@ class VoteInputSerializer(serializers.Serializer):
     same = serializers.BooleanField()
 
 
-class IndividualPhotoSerializer(FiniteModelSerializer):
+class IndividualPhotoSerializer(serializers.ModelSerializer):
     image = serializers.FileField(source="image.file", read_only=True)
     thumbnail = serializers.FileField(source="image.thumbnail", read_only=True)
 
