@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
 from catalogue.models import Species
-from reid.schema import SchemaError, parse_bbox_list, validate_coordinates, validate_date
+from reid.schema import SchemaError, parse_bbox_list
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -33,6 +32,9 @@ class MultipleFileField(forms.FileField):
 
 
 class SightingForm(forms.Form):
+    """The upload form; boxes, dates and places are checked by ``sighting_create`` against
+    the ingestion schema (:mod:`reid.schema`), for the API alike."""
+
     species = forms.ModelChoiceField(queryset=Species.objects.all())
     photos = MultipleFileField(help_text="One or more photos of the same animal.")
     observed_at = forms.DateTimeField(
@@ -57,23 +59,6 @@ class SightingForm(forms.Form):
         # The field is hidden, so its error is shown at the top of the form.
         self.add_error(None, message)
         return []
-
-    def clean_observed_at(self) -> datetime | None:
-        moment = self.cleaned_data.get("observed_at")
-        if moment is not None:
-            try:
-                validate_date(moment)
-            except SchemaError as error:
-                raise forms.ValidationError(f"{str(error).capitalize()}.") from None
-        return moment
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        try:
-            validate_coordinates(cleaned.get("latitude"), cleaned.get("longitude"))
-        except SchemaError as error:
-            raise forms.ValidationError(f"{str(error).capitalize()}.") from None
-        return cleaned
 
 
 class SignUpForm(UserCreationForm):

@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
-
 from rest_framework import serializers
 
 from catalogue.coordinates import encounter_coordinates
 from catalogue.models import Annotation, Encounter, Image, Species
-from reid.schema import SchemaError, parse_bbox_list, validate_coordinates, validate_date
+from reid.schema import SchemaError, parse_bbox_list
 
 
 class SpeciesSerializer(serializers.ModelSerializer):
@@ -136,18 +134,3 @@ class SightingUploadSerializer(serializers.Serializer):
             return parse_bbox_list(value)
         except SchemaError as error:
             raise serializers.ValidationError(f"{str(error).capitalize()}.") from None
-
-    def validate_observed_at(self, value: datetime | None) -> datetime | None:
-        if value is not None:
-            try:
-                validate_date(value)
-            except SchemaError as error:
-                raise serializers.ValidationError(f"{str(error).capitalize()}.") from None
-        return value
-
-    def validate(self, attrs: dict) -> dict:
-        try:
-            validate_coordinates(attrs.get("latitude"), attrs.get("longitude"))
-        except SchemaError as error:
-            raise serializers.ValidationError(f"{str(error).capitalize()}.") from None
-        return attrs

@@ -101,10 +101,13 @@ def sighting_create(
     decoded = [(photo, _bbox_check(photo, bbox)) for photo, bbox in decoded]
     try:
         latitude, longitude = validate_coordinates(latitude, longitude)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.") from None
+    try:
         if observed_at is not None:
             validate_date(observed_at)
     except SchemaError as error:
-        raise ServiceError(f"{str(error).capitalize()}.") from None
+        raise ServiceError(f"{str(error).capitalize()}.", field="observed_at") from None
 
     existing = {
         image.sha256: image
