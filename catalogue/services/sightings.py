@@ -35,7 +35,6 @@ class Duplicate:
     in someone else's sighting: its number and filename are theirs, not the uploader's."""
 
     filename: str
-    image: Image
     sighting_id: int | None
 
     @property
@@ -121,24 +120,7 @@ def sighting_create(
         if photo.sha256 not in existing and photo.sha256 not in seen:
             seen.add(photo.sha256)
             fresh.append((photo, bbox))
-    user_id = getattr(submitted_by, "pk", None)
-    result = SightingResult(
-        encounter=None,
-        duplicates=[
-            Duplicate(
-                filename=photo.filename,
-                image=existing[photo.sha256],
-                sighting_id=(
-                    existing[photo.sha256].encounter_id
-                    if user_id is not None
-                    and existing[photo.sha256].encounter.submitted_by_id == user_id
-                    else None
-                ),
-            )
-            for photo, _ in decoded
-            if photo.sha256 in existing
-        ],
-    )
+    result = SightingResult(encounter=None, duplicates=_duplicates(decoded, existing, submitted_by))
     if not fresh:
         return result
 
@@ -222,6 +204,23 @@ def _bbox_check(photo: Photo, bbox: BBox | None) -> BBox | None:
         return validate_bbox(bbox, width=photo.width, height=photo.height)
     except SchemaError as error:
         raise ServiceError(f"{photo.filename}: {error}.", field="bboxes") from None
+
+
+def _duplicates(
+    decoded: list[tuple[Photo, BBox | None]],
+    existing: dict[str, Image],
+    submitted_by: AbstractBaseUser | None,
+) -> list[Duplicate]:
+    user_id = getattr(submitted_by, "pk", None)
+    duplicates = []
+    for photo, _ in decoded:
+        image = existing.get(photo.sha256)
+        if image is not None:
+            own = user_id is not None and image.encounter.submitted_by_id == user_id
+            duplicates.append(
+                Duplicate(filename=photo.filename, sighting_id=image.encounter_id if own else None)
+            )
+    return duplicates
 
 
 def _exif_moment(photo: Photo) -> datetime | None:
