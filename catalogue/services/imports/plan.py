@@ -86,8 +86,6 @@ class PhotoChecker:
         self.roots = [Path(r).resolve() for r in [*roots, *settings.IMPORT_ROOTS]]
         self.base = self.roots[0]
         self._seen: dict[Path, tuple[str, int, int] | None] = {}
-        self._first: dict[str, tuple[str, Path]] = {}
-        self._known: dict[str, Image] = {}
 
     def resolve(self, raw: str, where: str, errors: list[str]) -> Path | None:
         """The file a dataset names, or None (with an error) if it is missing or off-limits."""
@@ -127,22 +125,6 @@ class PhotoChecker:
             else:
                 self._seen[path] = (photo.sha256, photo.width, photo.height)
         return self._seen[path]
-
-    def duplicate(self, sha256: str, path: Path, where: str) -> str | None:
-        """Why this photo will be skipped (already imported or repeated), or None."""
-        first_where, first_path = self._first.setdefault(sha256, (where, path))
-        if first_path != path:
-            return f"{where}: {path.name} is the same photo as {first_where}; it is skipped"
-        if sha256 not in self._known:
-            image = Image.objects.filter(sha256=sha256).select_related("encounter__species")
-            self._known[sha256] = image.first()
-        image = self._known[sha256]
-        if image is None:
-            return None
-        return (
-            f"{where}: {path.name} is already in the catalogue ({image.encounter.species}, "
-            f"sighting #{image.encounter_id}); it is skipped"
-        )
 
 
 @dataclass(frozen=True)
@@ -199,6 +181,7 @@ def plan_finish(
                     sha256=sha256,
                 )
             )
+    _duplicates_drop(plan)
     known = (
         set()
         if plan.species.pk is None
@@ -216,8 +199,8 @@ def plan_finish(
 def _photo_check(
     *, checker: PhotoChecker, plan: ImportPlan, draft: RowDraft
 ) -> tuple[Path, str, BBox | None] | None:
-    """Resolve, open and box-check one row's photo; None (and an error or a duplicate note)
-    when the row cannot or need not be imported."""
+    """Resolve, open and box-check one row's photo; None (with an error) when it cannot be
+    imported."""
     path = checker.resolve(draft.path, draft.where, plan.errors)
     if path is None:
         return None
@@ -241,12 +224,38 @@ def _photo_check(
         except SchemaError as error:
             plan.errors.append(f"{draft.where}: {error}")
             return None
-    duplicate = checker.duplicate(sha256, path, draft.where)
-    if duplicate:
-        if duplicate not in plan.duplicates:
-            plan.duplicates.append(duplicate)
-        return None
     return path, sha256, box
+
+
+def _duplicates_drop(plan: ImportPlan) -> None:
+    """Leave out, and list, rows whose photo is already in the catalogue (under any species)
+    or repeats an earlier file of this dataset; one query for the whole plan."""
+    stored = {
+        image.sha256: image
+        for image in Image.objects.filter(
+            sha256__in={row.sha256 for row in plan.rows}
+        ).select_related("encounter__species")
+    }
+    first: dict[str, ImportRow] = {}
+    kept: list[ImportRow] = []
+    noted: set[Path] = set()
+    for row in plan.rows:
+        earlier = first.setdefault(row.sha256, row)
+        image = stored.get(row.sha256)
+        if image is not None:
+            note = (
+                f"{row.line}: {row.path.name} is already in the catalogue "
+                f"({image.encounter.species}, sighting #{image.encounter_id}); it is skipped"
+            )
+        elif earlier.path != row.path:
+            note = f"{row.line}: {row.path.name} is the same photo as {earlier.line}; it is skipped"
+        else:
+            kept.append(row)
+            continue
+        if row.path not in noted:  # one note per photo, however many boxes it has
+            noted.add(row.path)
+            plan.duplicates.append(note)
+    plan.rows = kept
 
 
 def moment_parse(text: object, where: str, errors: list[str]) -> tuple[bool, datetime | None]:
