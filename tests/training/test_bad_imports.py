@@ -86,11 +86,16 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
      "missing column"),
     ("csv-binary", lambda d: (d / "metadata.csv").write_bytes(b"\x00\x01PK\x00") and
      d / "metadata.csv", "not text"),
+    ("csv-oversized-photo", lambda d: (_csv(d, ["1,A,images/big.jpg,,"]),
+                                       (d / "images" / "big.jpg").write_bytes(bytes(3_000_000)))[0],
+     "the limit is"),
     ("csv-not-an-image", lambda d: (_csv(d, ["1,A,images/c.jpg,,"]),
                                     (d / "images" / "c.jpg").write_bytes(b"%PDF"))[0],
      "not a photo"),
     ("coco-nan-bbox", lambda d: _coco(d, {"bbox": [float("nan"), 0, 10, 10]}), "finite"),
     ("coco-bbox-outside", lambda d: _coco(d, {"bbox": [0, 0, 500, 10]}), "outside"),
+    ("coco-nul-in-path", lambda d: _coco(d, {}, file_name="images/a\u0000.jpg"),
+     "not a usable path"),
     ("coco-parent-path", lambda d: _coco(d, {}, file_name="../../etc/passwd"),
      "outside the dataset"),
     ("megadetector-nan-bbox", lambda d: _megadetector(d, [float("nan"), 0, 0.1, 0.1]), "finite"),
@@ -119,8 +124,9 @@ def _nothing_written(settings) -> None:  # noqa: ANN001
 
 
 @pytest.fixture(autouse=True)
-def _small_archive_limit(settings) -> None:  # noqa: ANN001
+def _small_limits(settings) -> None:  # noqa: ANN001
     settings.IMPORT_MAX_UNPACKED_BYTES = 2_000_000
+    settings.MAX_UPLOAD_BYTES = 2_000_000
 
 
 @pytest.mark.parametrize(("case", "build", "message"), CASES, ids=CASE_IDS)

@@ -92,8 +92,12 @@ class PhotoChecker:
         if not raw:
             errors.append(f"{where}: empty path")
             return None
-        candidate = Path(raw) if Path(raw).is_absolute() else self.base / raw
-        real = candidate.resolve()
+        try:
+            candidate = Path(raw) if Path(raw).is_absolute() else self.base / raw
+            real = candidate.resolve()
+        except (OSError, ValueError):  # a NUL byte, a loop of links
+            errors.append(f"{where}: {raw!r} is not a usable path")
+            return None
         if not any(real.is_relative_to(root) for root in self.roots):
             errors.append(
                 f"{where}: {raw} lies outside the dataset"
@@ -110,6 +114,12 @@ class PhotoChecker:
         """``(sha256, width, height)`` of a readable photo, or None with an error."""
         if path not in self._seen:
             try:
+                size = path.stat().st_size
+                if size > settings.MAX_UPLOAD_BYTES:  # refused before its bytes are read
+                    raise ServiceError(
+                        f"{path.name}: the file is {size / 1e6:.1f} MB; the limit is "
+                        f"{settings.MAX_UPLOAD_BYTES / 1e6:.0f} MB."
+                    )
                 photo = photo_read(
                     data=path.read_bytes(),
                     filename=path.name,
