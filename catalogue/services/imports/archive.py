@@ -43,7 +43,7 @@ def archive_unpack(*, path: Path, target: Path) -> Path:
     except (zipfile.BadZipFile, OSError):
         raise ServiceError(f"{path.name}: not a ZIP archive.") from None
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and not _hidden(m.filename)]
+        members = [m for m in archive.infolist() if not m.is_dir() and not hidden(m.filename)]
         if not members:
             raise ServiceError(f"{path.name}: the archive holds no files.")
         unsafe = [m.filename for m in members if not _safe(m.filename)]
@@ -81,9 +81,9 @@ def archive_unpack(*, path: Path, target: Path) -> Path:
 
 def dataset_root(folder: Path) -> Path:
     """The folder a dataset starts in: one wrapping folder (``dataset/...``) is skipped."""
-    entries = [p for p in folder.iterdir() if not _hidden(p.name)]
+    entries = [p for p in folder.iterdir() if not hidden(p.name)]
     if len(entries) == 1 and entries[0].is_dir():
-        inner = [p for p in entries[0].iterdir() if not _hidden(p.name)]
+        inner = [p for p in entries[0].iterdir() if not hidden(p.name)]
         if any(p.is_dir() for p in inner) or any(
             p.suffix.lower() in (".csv", ".json") for p in inner
         ):
@@ -116,7 +116,7 @@ def _safe(name: str) -> bool:
     )
 
 
-def _hidden(name: str) -> bool:
+def hidden(name: str) -> bool:
     """Dot files and macOS resource forks, left out; ``..`` is not hidden but unsafe."""
     parts = PurePosixPath(name).parts
     return any(

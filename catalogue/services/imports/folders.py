@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from catalogue.models import Species
-from catalogue.services.imports.archive import LAYOUTS
+from catalogue.services.imports.archive import LAYOUTS, hidden
 from catalogue.services.imports.plan import ImportPlan, RowDraft, plan_finish
 
 _ACCEPTED = f"accepted layouts: {LAYOUTS}"
@@ -24,9 +24,11 @@ def folders_plan(
     plan = ImportPlan(species=species, source=source, layout="one folder per individual")
     drafts: list[RowDraft] = []
     layout_named = False
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root)):
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root)
         where = relative.as_posix()
+        if hidden(where):
+            continue
         if len(relative.parts) != 2:
             plan.errors.append(
                 f"{where}: expected <individual>/<photo>, one folder per individual"
@@ -53,8 +55,3 @@ def folders_plan(
         max_individuals=max_individuals,
         images_per_individual=images_per_individual,
     )
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    parts = path.relative_to(root).parts
-    return any(part.startswith(".") or part == "__MACOSX" for part in parts)
