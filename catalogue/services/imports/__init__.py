@@ -11,6 +11,7 @@ module              holds
 ``csv_table``       ``metadata.csv`` (the shared dataset schema)
 ``coco``            COCO and COCO Camera Traps JSON
 ``megadetector``    MegaDetector batch output
+``json_file``       reading a JSON file in any accepted text encoding
 ``folders``         one folder per individual
 ``archive``         unpacking a ZIP safely and finding its layout
 ``detect``          format detection; :func:`dataset_file_plan` for any file

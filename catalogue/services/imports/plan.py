@@ -18,10 +18,8 @@ from django.utils import timezone
 
 from catalogue.models import Image, Individual, Species
 from catalogue.photos import photo_read
-from reid.schema import SchemaError, parse_date, parse_viewpoint, validate_bbox
+from reid.schema import BBox, SchemaError, parse_date, parse_viewpoint, validate_bbox
 from wildweb.errors import ServiceError
-
-BBox = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
