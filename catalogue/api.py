@@ -70,8 +70,10 @@ class SightingListCreateApi(APIView):
                 if result.encounter
                 else None
             ),
+            # Someone else's photo is reported without its sighting or filename.
             "duplicates": [
-                {"image": image.pk, "sighting": image.encounter_id} for image in result.duplicates
+                {"filename": duplicate.filename, "sighting": duplicate.sighting_id}
+                for duplicate in result.duplicates
             ],
             "messages": result.messages,
         }

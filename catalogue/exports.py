@@ -20,9 +20,11 @@ from django.utils import timezone
 from catalogue.coordinates import coordinates_for, user_sees_exact_coordinates
 from catalogue.models import Annotation, Encounter, Individual, Species
 from catalogue.selectors import CONFIRMED_SOURCES, confirmed_annotation_queryset
+from reid.schema import SchemaError, validate_date
 from wildweb.errors import ServiceError
 
 MAX_SESSIONS = 1000
+MAX_SESSION_DAYS = 36_525  # a century; longer sessions overflow date arithmetic
 
 ENCOUNTER_COLUMNS = [
     "sighting_id",
@@ -60,8 +62,16 @@ class CaptureHistory:
 
 def capture_sessions(*, start: date, end: date, days: int) -> list[Session]:
     """Consecutive sessions of ``days`` days over ``start``..``end`` (the last may be shorter)."""
-    if days < 1:
-        raise ServiceError("A session lasts at least one day.", field="days")
+    if not 1 <= days <= MAX_SESSION_DAYS:
+        raise ServiceError(
+            f"A session lasts at least one day and at most {MAX_SESSION_DAYS}, not {days}.",
+            field="days",
+        )
+    for name, day in (("start", start), ("end", end)):
+        try:
+            validate_date(day)
+        except SchemaError as error:
+            raise ServiceError(f"{name}: {error}.", field=name) from None
     if end < start:
         raise ServiceError("The end date is before the start date.", field="end")
     count = (end - start).days // days + 1

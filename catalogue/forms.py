@@ -7,6 +7,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.contrib.auth.models import User
 
 from catalogue.models import Species
+from reid.schema import SchemaError, parse_bbox_list
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -31,6 +32,9 @@ class MultipleFileField(forms.FileField):
 
 
 class SightingForm(forms.Form):
+    """The upload form; boxes, dates and places are checked by ``sighting_create`` against
+    the ingestion schema (:mod:`reid.schema`), for the API alike."""
+
     species = forms.ModelChoiceField(queryset=Species.objects.all())
     photos = MultipleFileField(help_text="One or more photos of the same animal.")
     observed_at = forms.DateTimeField(
@@ -52,28 +56,14 @@ class SightingForm(forms.Form):
     def clean_bboxes(self) -> list:
         raw = self.cleaned_data.get("bboxes") or "[]"
         try:
-            boxes = json.loads(raw)
+            return parse_bbox_list(json.loads(raw))
         except json.JSONDecodeError:
-            raise forms.ValidationError(
-                "The drawn boxes could not be read; please draw them again."
-            )
-        if not isinstance(boxes, list) or not all(
-            box is None
-            or (
-                isinstance(box, list)
-                and len(box) == 4
-                and all(isinstance(v, (int, float)) for v in box)
-            )
-            for box in boxes
-        ):
-            raise forms.ValidationError("Each box must be [x, y, width, height] or empty.")
-        return boxes
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if (cleaned.get("latitude") is None) != (cleaned.get("longitude") is None):
-            raise forms.ValidationError("Give both latitude and longitude, or neither.")
-        return cleaned
+            message = "The drawn boxes could not be read; please draw them again."
+        except SchemaError as error:
+            message = f"The drawn boxes are not valid ({error}); please draw them again."
+        # The field is hidden, so its error is shown at the top of the form.
+        self.add_error(None, message)
+        return []
 
 
 class SignUpForm(UserCreationForm):

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from catalogue.coordinates import encounter_coordinates
 from catalogue.models import Annotation, Encounter, Image, Species
+from reid.schema import SchemaError, parse_bbox_list
 
 
 class SpeciesSerializer(serializers.ModelSerializer):
@@ -132,14 +133,7 @@ class SightingUploadSerializer(serializers.Serializer):
     )
 
     def validate_bboxes(self, value: object) -> list:
-        if not isinstance(value, list) or not all(
-            box is None
-            or (
-                isinstance(box, list)
-                and len(box) == 4
-                and all(isinstance(v, (int, float)) for v in box)
-            )
-            for box in value
-        ):
-            raise serializers.ValidationError("Each box must be [x, y, width, height] or null.")
-        return value
+        try:
+            return parse_bbox_list(value)
+        except SchemaError as error:
+            raise serializers.ValidationError(f"{str(error).capitalize()}.") from None

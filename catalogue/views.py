@@ -61,12 +61,16 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
                 viewpoint=data["viewpoint"],
             )
         except ServiceError as error:
-            form.add_error(error.field if error.field in form.fields else None, error.message)
+            shown = error.field in form.fields and not form.fields[error.field].widget.is_hidden
+            form.add_error(error.field if shown else None, error.message)
         else:
             for message in result.messages:
                 messages.info(request, message)
             if result.encounter is None:
-                return redirect("sighting-detail", encounter_id=result.duplicates[0].encounter_id)
+                own = result.duplicates[0].sighting_id
+                if own is not None:
+                    return redirect("sighting-detail", encounter_id=own)
+                return redirect("my-sightings")
             messages.success(request, f"Thank you! Sighting #{result.encounter.pk} was saved.")
             return redirect("sighting-detail", encounter_id=result.encounter.pk)
     status = 400 if request.method == "POST" else 200

@@ -275,6 +275,8 @@ class IndividualMerge(models.Model):
     kept = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
     merged = models.ForeignKey("catalogue.Individual", on_delete=models.CASCADE, related_name="+")
     moved_annotation_ids = models.JSONField(default=list)
+    # A merged individual is hidden; a revert gives it back the visibility it had.
+    merged_was_public = models.BooleanField(default=True)
     merged_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

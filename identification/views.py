@@ -22,7 +22,7 @@ from wildweb.errors import ServiceError
 @permission_required(VOTE_PERMISSION, raise_exception=True)
 def review_queue(request: HttpRequest) -> HttpResponse:
     species_id = request.GET.get("species") or None
-    species_pk = int(species_id) if species_id and species_id.isdigit() else None
+    species_pk = _id(species_id)
     context = {
         "queue": selectors.review_queue(species_id=species_pk)[:200],
         "pending": selectors.review_pending_count(species_id=species_pk),
@@ -108,9 +108,9 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
     annotation = review.lead
     action = request.POST.get("action", "")
     individual = None
-    if request.POST.get("individual", "").isdigit():
-        individual = Individual.objects.filter(pk=request.POST["individual"]).first()
-    expected = request.POST.get("expected_individual", "")
+    if _id(request.POST.get("individual")) is not None:
+        individual = Individual.objects.filter(pk=_id(request.POST["individual"])).first()
+    expected = request.POST.get("expected_individual") or None
     try:
         if action in ("vote-same", "vote-different"):
             decisions.vote_cast(
@@ -131,12 +131,14 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
             decisions.decision_revert(decision=last, reverted_by=request.user)
             messages.success(request, "Your last decision was undone.")
         else:
+            if expected and _id(expected) is None:
+                raise ServiceError("The page was out of date; please reload it and decide again.")
             decision = decisions.match_decide(
                 annotation=annotation,
                 verdict=action,
                 decided_by=request.user,
                 individual=individual,
-                expected_individual_id=int(expected) if expected and expected.isdigit() else None,
+                expected_individual_id=_id(expected),
                 new_code=request.POST.get("code", ""),
                 new_name=request.POST.get("name", ""),
             )
@@ -173,7 +175,7 @@ def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
     photo = get_object_or_404(Annotation, pk=annotation_id)
     other_id = request.POST.get("animal_of", "")
     try:
-        other = Annotation.objects.filter(pk=int(other_id) if other_id.isdigit() else None).first()
+        other = Annotation.objects.filter(pk=_id(other_id)).first()
         if other is None:
             raise ServiceError("Say which animal of the sighting this photo belongs with.")
         decisions.annotation_animal_join(annotation=photo, animal_of=other, joined_by=request.user)
@@ -223,14 +225,14 @@ def decision_revert(request: HttpRequest, decision_id: int) -> HttpResponse:
 @login_required
 @permission_required(DECIDE_PERMISSION, raise_exception=True)
 def individual_merge(request: HttpRequest) -> HttpResponse:
-    species_id = request.GET.get("species") or request.POST.get("species")
+    species_id = _id(request.GET.get("species") or request.POST.get("species"))
     individuals = Individual.objects.filter(merged_into__isnull=True).select_related("species")
     if species_id:
         individuals = individuals.filter(species_id=species_id)
     if request.method == "POST":
         try:
-            kept = get_object_or_404(Individual, pk=request.POST.get("kept"))
-            merged = get_object_or_404(Individual, pk=request.POST.get("merged"))
+            kept = get_object_or_404(Individual, pk=_id(request.POST.get("kept")))
+            merged = get_object_or_404(Individual, pk=_id(request.POST.get("merged")))
             decisions.individual_merge(kept=kept, merged=merged, merged_by=request.user)
             messages.success(request, f"{merged} was merged into {kept}.")
             return redirect(
@@ -308,6 +310,12 @@ def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpRespon
     response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+def _id(text: str | None) -> int | None:
+    """A database id sent in a form or query, or None: "abc" or "1.5" is no id, not a 500."""
+    text = (text or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else None
 
 
 def _required(individual: Individual | None) -> Individual:

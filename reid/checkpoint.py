@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import subprocess
 from pathlib import Path
@@ -98,6 +99,31 @@ def save_model_file(
     return atomic_save(payload, path)
 
 
+# What checkpoints hold besides tensors and plain containers: numpy scalars and arrays (in
+# metrics and the numpy RNG state). Nothing else may be unpickled, so a model file named in
+# the database cannot run code when it is read.
+CHECKPOINT_SAFE_GLOBALS = [
+    np._core.multiarray.scalar,
+    np._core.multiarray._reconstruct,
+    np.ndarray,
+    np.dtype,
+    *{type(np.dtype(code)) for code in "?bhilqBHILQefdgFDG"},
+]
+
+
+def checkpoint_read(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True``, allowing only :data:`CHECKPOINT_SAFE_GLOBALS`.
+
+    Raises:
+        ValueError: The file holds other objects (or is not a checkpoint at all).
+    """
+    with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(f"{path} is not a checkpoint safe to read: {error}") from None
+
+
 def load_model_file(path: str | Path) -> tuple[ReIdModel, int, dict[str, Any]]:
     """Rebuild a model from ``model.pt`` or a full training checkpoint.
 
@@ -107,7 +133,7 @@ def load_model_file(path: str | Path) -> tuple[ReIdModel, int, dict[str, Any]]:
     Returns:
         The model (eval mode, CPU), its eval image size and the remaining metadata.
     """
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = checkpoint_read(path)
     if "model_config" not in payload:
         raise ValueError(f"{path} is not a reid model file")
     config = ModelConfig.from_dict(payload["model_config"])

@@ -1,7 +1,7 @@
 """Datasets in the shared schema, image transforms and a class-balanced sampler.
 
-A dataset folder holds ``metadata.csv`` with the columns ``image_id, identity, path, species``
-and optionally ``bbox, date, viewpoint, encounter`` (wildlife-datasets convention). ``path`` is
+A dataset folder holds ``metadata.csv`` in the ingestion schema of :mod:`reid.schema`
+(wildlife-datasets convention); a missing ``species`` is the folder's name. ``path`` is
 relative to the folder or absolute; ``bbox`` is ``[x, y, w, h]`` in pixels.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,9 +19,18 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from reid.schema import (
+    REQUIRED_COLUMNS,
+    SchemaError,
+    parse_bbox,
+    parse_date,
+    parse_viewpoint,
+    read_metadata_csv,
+    validate_bbox,
+)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-REQUIRED_COLUMNS = ("image_id", "identity", "path", "species")
 
 
 @dataclass(frozen=True)
@@ -64,17 +72,6 @@ class Record:
         return f"{self.dataset}/image/{self.image_id}"
 
 
-def parse_bbox(text: str) -> tuple[float, float, float, float] | None:
-    """Parse ``"[x, y, w, h]"`` (JSON or separated numbers); empty text gives ``None``."""
-    numbers = re.findall(r"-?\d+(?:\.\d+)?(?:[eE]-?\d+)?", text or "")
-    if not numbers:
-        return None
-    if len(numbers) != 4:
-        raise ValueError(f"bbox must have 4 numbers (x, y, w, h), got {text!r}")
-    x, y, w, h = (float(n) for n in numbers)
-    return (x, y, w, h)
-
-
 def load_records(dirs: str | Path | Iterable[str | Path]) -> list[Record]:
     """Read ``metadata.csv`` of one or more dataset folders.
 
@@ -85,7 +82,8 @@ def load_records(dirs: str | Path | Iterable[str | Path]) -> list[Record]:
         Records with absolute paths, in file order, folder after folder.
 
     Raises:
-        ValueError: when a required column is missing or an image id repeats.
+        SchemaError: (a ``ValueError``) when a required column is missing, an image id
+            repeats, or a box or date breaks the schema (:mod:`reid.schema`).
     """
     if isinstance(dirs, (str, Path)):
         dirs = [dirs]
@@ -93,30 +91,31 @@ def load_records(dirs: str | Path | Iterable[str | Path]) -> list[Record]:
     seen: set[tuple[str, str]] = set()
     for directory in dirs:
         root = Path(directory).resolve()
-        with open(root / "metadata.csv", newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ValueError(f"{root / 'metadata.csv'} lacks columns {missing}")
-            for row in reader:
-                key = (root.name, row["image_id"])
-                if key in seen:
-                    raise ValueError(f"duplicate image_id {row['image_id']} in {root}")
-                seen.add(key)
-                path = Path(row["path"])
-                records.append(
-                    Record(
-                        image_id=row["image_id"],
-                        identity=row["identity"],
-                        species=row["species"],
-                        path=str(path if path.is_absolute() else root / path),
-                        bbox=parse_bbox(row.get("bbox", "")),
-                        date=row.get("date") or "",
-                        viewpoint=row.get("viewpoint") or "",
-                        encounter=row.get("encounter") or "",
-                        dataset=root.name,
-                    )
+        for row in read_metadata_csv(root / "metadata.csv"):
+            key = (root.name, row.get("image_id"))
+            if key in seen:
+                raise SchemaError(f"duplicate image_id {row.get('image_id')} in {root}")
+            seen.add(key)
+            path = Path(row.get("path"))
+            try:
+                bbox = parse_bbox(row.get("bbox"))
+                bbox = validate_bbox(bbox) if bbox else None
+                parse_date(row.get("date"))
+            except SchemaError as error:
+                raise SchemaError(f"{root / 'metadata.csv'} line {row.line}: {error}") from None
+            records.append(
+                Record(
+                    image_id=row.get("image_id"),
+                    identity=row.get("identity"),
+                    species=row.get("species") or root.name,
+                    path=str(path if path.is_absolute() else root / path),
+                    bbox=bbox,
+                    date=row.get("date"),
+                    viewpoint=parse_viewpoint(row.get("viewpoint")),
+                    encounter=row.get("encounter"),
+                    dataset=root.name,
                 )
+            )
     return records
 
 
@@ -133,7 +132,7 @@ def write_metadata(records: Sequence[Record], directory: str | Path) -> Path:
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     path = root / "metadata.csv"
-    columns = [*REQUIRED_COLUMNS, "bbox", "date", "viewpoint", "encounter"]
+    columns = [*REQUIRED_COLUMNS, "species", "bbox", "date", "viewpoint", "encounter"]
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)

@@ -35,6 +35,7 @@ from torch import nn
 from reid.backbones import DEFAULT_BACKBONE, backbone_stages
 from reid.checkpoint import (
     atomic_save,
+    checkpoint_read,
     code_version,
     load_model_file,
     restore_rng_states,
@@ -522,7 +523,7 @@ def train(
     start_epoch = 0
     global_step = 0
     if config.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        state = checkpoint_read(checkpoint_path, map_location=device)
         if state["class_map"] != class_map:
             raise ValueError("cannot resume: the data's class map differs from the checkpoint's")
         model.load_state_dict(state["model_state"])
@@ -636,7 +637,7 @@ def train(
         metrics["train_after"] = _leave_one_out(model, pooled, records)
     model_path = save_model_file(out_dir / MODEL_NAME, model.cpu(), class_map=class_map,
                                  metrics=metrics, train_config=asdict(config))
-    payload = torch.load(model_path, weights_only=False)
+    payload = checkpoint_read(model_path)
     payload["head_state"] = {k: v.cpu() for k, v in head.state_dict().items()}
     atomic_save(payload, model_path)
     (out_dir / "config.json").write_text(json.dumps(asdict(config), indent=2))

@@ -72,7 +72,8 @@ class DatasetImportApi(APIView):
                    "images_per_individual": data.get("images_per_individual")}
         try:
             if data.get("file"):
-                token = uploads.dataset_upload_store(uploaded_file=data["file"])
+                token = uploads.dataset_upload_store(uploaded_file=data["file"],
+                                                     photos_zip=data.get("photos"))
                 plan = uploads.dataset_upload_plan(token=token, species=species, **options)
                 return Response({"token": token, "dry_run": plan.report()})
             if not data["confirm"]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from catalogue.services.import_formats import FORMATS
+from catalogue.services.imports import FORMATS
 from training.models import TrainingRun
 
 
@@ -17,8 +17,14 @@ class SpeciesForm(forms.Form):
 
 
 class DatasetUploadForm(forms.Form):
-    file = forms.FileField(help_text="metadata.csv, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
-                                     "with one folder per individual.")
+    file = forms.FileField(help_text="A ZIP holding metadata.csv and its photos (the shared "
+                                     "dataset layout), a ZIP holding a COCO, CCT or MegaDetector "
+                                     ".json and its photos, a ZIP with one folder per "
+                                     "individual, or a metadata.csv / .json file with a ZIP of "
+                                     "its photos below.")
+    photos = forms.FileField(required=False, label="ZIP of photos",
+                             help_text="Only with a metadata.csv or .json file: the photos it "
+                                       "names, at the same relative paths.")
     file_format = forms.ChoiceField(choices=[("", "Guess from the file")]
                                     + [(f, f) for f in FORMATS], required=False, label="Format")
     max_individuals = forms.IntegerField(required=False, min_value=1)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from catalogue.services.import_formats import FORMATS
+from catalogue.services.imports import FORMATS
 from training.models import TrainingRun
 
 
@@ -14,6 +14,8 @@ class SpeciesCreateSerializer(serializers.Serializer):
 
 class DatasetImportSerializer(serializers.Serializer):
     file = serializers.FileField(required=False, help_text="The dataset (first, dry-run call).")
+    photos = serializers.FileField(required=False,
+                                   help_text="ZIP of the photos a CSV or JSON file names.")
     token = serializers.CharField(required=False, help_text="From the dry run, to confirm.")
     confirm = serializers.BooleanField(default=False)
     file_format = serializers.ChoiceField(choices=FORMATS, required=False, allow_null=True)

@@ -94,7 +94,8 @@ def dataset_upload(request: HttpRequest, species_id: int) -> HttpResponse:
     options = {k: form.cleaned_data[k] for k in ("max_individuals", "images_per_individual")}
     options["file_format"] = form.cleaned_data["file_format"] or None
     try:
-        token = uploads.dataset_upload_store(uploaded_file=form.cleaned_data["file"])
+        token = uploads.dataset_upload_store(uploaded_file=form.cleaned_data["file"],
+                                             photos_zip=form.cleaned_data["photos"])
         plan = uploads.dataset_upload_plan(token=token, species=species, **options)
     except ServiceError as error:
         messages.error(request, error.message)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -16,3 +19,21 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             body["field"] = exc.field
         return Response(body, status=exc.status_code)
     return drf_exception_handler(exc, context)
+
+
+class FiniteJSONRenderer(JSONRenderer):
+    """JSON without NaN or infinities: such floats (stored before the validators, or a
+    diverged training loss) are written as null instead of failing the whole response."""
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):  # noqa: ANN001, ANN201
+        return super().render(_finite(data), accepted_media_type, renderer_context)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value

@@ -166,6 +166,11 @@ MAX_PHOTOS_PER_SIGHTING = env_int("MAX_PHOTOS_PER_SIGHTING", 20)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 THUMBNAIL_SIZE = env_int("THUMBNAIL_SIZE", 320)
+# Imports: paths named in a dataset file must lie inside the uploaded archive, the dataset's
+# own folder, or one of these folders on the server (comma-separated; none by default).
+IMPORT_ROOTS = env_list("IMPORT_ROOTS", "")
+# An archive whose members add up to more is refused before anything is unpacked.
+IMPORT_MAX_UNPACKED_BYTES = env_int("IMPORT_MAX_UNPACKED_BYTES", 4 * 1024**3)
 # Public pages round coordinates of sensitive species to this grid (degrees).
 SENSITIVE_COORDINATE_GRID = env_float("SENSITIVE_COORDINATE_GRID", 0.1)
 # Map tiles; markers show without them (offline field use), so the default is OSM's.
@@ -180,6 +185,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "wildweb.api.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": [
+        "wildweb.api.FiniteJSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wildweb API",

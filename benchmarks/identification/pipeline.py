@@ -83,8 +83,8 @@ def main() -> None:
             writer.writerows(keep)
         species = species_create(name=name)
         t0 = time.perf_counter()
-        plan = dataset_plan(metadata_csv=filtered, species=species)
-        imported = dataset_import(plan=plan, batch_size=200)
+        plan = dataset_plan(metadata_csv=filtered, species=species, roots=[DATASETS])
+        imported = dataset_import(plan=plan)
         seconds = time.perf_counter() - t0
         result["import"][name] = {
             "annotations": len(imported.annotations),

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from catalogue.models import Annotation
 from catalogue.roles import DECIDE_PERMISSION
+from reid.schema import BBox, SchemaError, validate_bbox
 from wildweb.errors import ServiceError
-
-BBox = tuple[float, float, float, float]
 
 
 def annotation_update(
@@ -72,14 +69,6 @@ def annotation_update(
 def bbox_checked(*, bbox: object, width: int, height: int) -> BBox:
     """The box as four finite numbers inside a ``width``×``height`` photo, or a clear error."""
     try:
-        x, y, w, h = (float(v) for v in bbox)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise ServiceError("A box is four numbers: x, y, width, height.", field="bbox") from None
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise ServiceError("The box's numbers must be finite.", field="bbox")
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width + 0.5 or y + h > height + 0.5:
-        raise ServiceError(
-            f"The box {x:g},{y:g},{w:g}×{h:g} is not inside the {width}×{height} photo.",
-            field="bbox",
-        )
-    return (x, y, w, h)
+        return validate_bbox(bbox, width=width, height=height)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.", field="bbox") from None

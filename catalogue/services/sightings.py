@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from catalogue.models import Annotation, Encounter, Image, Species
 from catalogue.photos import Photo, photo_read, thumbnail_bytes
+from reid.schema import SchemaError, validate_bbox, validate_coordinates, validate_date
 from wildweb.errors import ServiceError, full_clean
 
 BBox = tuple[float, float, float, float]
@@ -28,19 +29,36 @@ class UploadedPhoto:
     bbox: BBox | None = None  # x, y, w, h in pixels of the upright photo; None = whole photo
 
 
+@dataclass(frozen=True)
+class Duplicate:
+    """An uploaded photo already in the catalogue. ``sighting_id`` is None when the photo is
+    in someone else's sighting: its number and filename are theirs, not the uploader's."""
+
+    filename: str
+    sighting_id: int | None
+
+    @property
+    def message(self) -> str:
+        if self.sighting_id is not None:
+            return (
+                f"{self.filename} is already in your sighting #{self.sighting_id}; "
+                "it was not stored again."
+            )
+        return (
+            f"{self.filename} is already in the catalogue, reported by someone else; "
+            "it was not stored again."
+        )
+
+
 @dataclass
 class SightingResult:
     encounter: Encounter | None
     images: list[Image] = field(default_factory=list)
-    duplicates: list[Image] = field(default_factory=list)
+    duplicates: list[Duplicate] = field(default_factory=list)
 
     @property
     def messages(self) -> list[str]:
-        return [
-            f"{image.original_filename or 'A photo'} is already in the catalogue "
-            f"(sighting #{image.encounter_id}); it was linked, not stored again."
-            for image in self.duplicates
-        ]
+        return [duplicate.message for duplicate in self.duplicates]
 
 
 def sighting_create(
@@ -87,12 +105,22 @@ def sighting_create(
         )
         for upload in photos
     ]
-    for photo, bbox in decoded:
-        _bbox_check(photo, bbox)
+    decoded = [(photo, _bbox_check(photo, bbox)) for photo, bbox in decoded]
+    try:
+        latitude, longitude = validate_coordinates(latitude, longitude)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.") from None
+    try:
+        if observed_at is not None:
+            validate_date(observed_at)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.", field="observed_at") from None
 
     existing = {
         image.sha256: image
-        for image in Image.objects.filter(sha256__in=[photo.sha256 for photo, _ in decoded])
+        for image in Image.objects.filter(
+            sha256__in=[photo.sha256 for photo, _ in decoded]
+        ).select_related("encounter")
     }
     fresh: list[tuple[Photo, BBox | None]] = []
     seen: set[str] = set()
@@ -100,19 +128,19 @@ def sighting_create(
         if photo.sha256 not in existing and photo.sha256 not in seen:
             seen.add(photo.sha256)
             fresh.append((photo, bbox))
-    result = SightingResult(encounter=None, duplicates=list(existing.values()))
+    result = SightingResult(encounter=None, duplicates=_duplicates(decoded, existing, submitted_by))
     if not fresh:
         return result
 
     first = fresh[0][0]
-    observed_at = observed_at or _aware(first.taken_at)
+    observed_at = observed_at or _exif_moment(first)
     if observed_at is None:
         raise ServiceError(
             "When did you see the animal? The photos carry no date; please give one.",
             field="observed_at",
         )
     if latitude is None and longitude is None:
-        latitude, longitude = first.latitude, first.longitude
+        latitude, longitude = first.latitude, first.longitude  # photo_read checked the range
 
     annotation_ids: list[int] = []
     try:
@@ -183,16 +211,38 @@ def store_image(*, encounter: Encounter, photo: Photo, stored_files: list[str]) 
     return image
 
 
-def _bbox_check(photo: Photo, bbox: BBox | None) -> None:
+def _bbox_check(photo: Photo, bbox: BBox | None) -> BBox | None:
     if bbox is None:
-        return
-    x, y, w, h = bbox
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > photo.width + 0.5 or y + h > photo.height + 0.5:
-        raise ServiceError(
-            f"{photo.filename}: the box {x:g},{y:g},{w:g}×{h:g} is not inside the "
-            f"{photo.width}×{photo.height} photo.",
-            field="bbox",
-        )
+        return None
+    try:
+        return validate_bbox(bbox, width=photo.width, height=photo.height)
+    except SchemaError as error:
+        raise ServiceError(f"{photo.filename}: {error}.", field="bboxes") from None
+
+
+def _duplicates(
+    decoded: list[tuple[Photo, BBox | None]],
+    existing: dict[str, Image],
+    submitted_by: AbstractBaseUser | None,
+) -> list[Duplicate]:
+    user_id = getattr(submitted_by, "pk", None)
+    duplicates = []
+    for photo, _ in decoded:
+        image = existing.get(photo.sha256)
+        if image is not None:
+            own = user_id is not None and image.encounter.submitted_by_id == user_id
+            duplicates.append(
+                Duplicate(filename=photo.filename, sighting_id=image.encounter_id if own else None)
+            )
+    return duplicates
+
+
+def _exif_moment(photo: Photo) -> datetime | None:
+    """The photo's EXIF date, unless its clock was plainly wrong (before 1900, after tomorrow)."""
+    try:
+        return _aware(validate_date(photo.taken_at)) if photo.taken_at else None
+    except SchemaError:
+        return None
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -216,7 +216,11 @@ def individual_merge(
         Annotation.objects.filter(pk__in=moved).update(individual=kept)
         Individual.objects.filter(pk=merged.pk).update(merged_into=kept, is_public=False)
         return IndividualMerge.objects.create(
-            kept=kept, merged=merged, moved_annotation_ids=moved, merged_by=merged_by
+            kept=kept,
+            merged=merged,
+            moved_annotation_ids=moved,
+            merged_by=merged_by,
+            merged_was_public=locked[merged.pk].is_public,
         )
 
 
@@ -230,7 +234,9 @@ def merge_revert(*, merge: IndividualMerge, reverted_by: AbstractBaseUser) -> In
         Annotation.objects.filter(pk__in=merge.moved_annotation_ids, individual=merge.kept).update(
             individual=merge.merged
         )
-        Individual.objects.filter(pk=merge.merged_id).update(merged_into=None, is_public=True)
+        Individual.objects.filter(pk=merge.merged_id).update(
+            merged_into=None, is_public=merge.merged_was_public
+        )
         merge.reverted_by, merge.reverted_at = reverted_by, timezone.now()
         merge.save(update_fields=["reverted_by", "reverted_at"])
     return merge

@@ -89,7 +89,7 @@ def test_bbox_outside_photo_is_rejected(volunteer_client, settings) -> None:  # 
         bboxes="[[90, 5, 50, 40]]",
     )
     assert response.status_code == 400
-    assert "is not inside the 100×80 photo" in response.content.decode()
+    assert "lies outside the 100×80 photo" in response.content.decode()
     assert not Encounter.objects.exists() and not stored_files(settings)
 
 
@@ -162,7 +162,8 @@ def test_duplicate_photo_links_existing_image_with_message(volunteer_client) -> 
     )
     assert Image.objects.count() == 2  # only the new photo was stored
     assert (
-        f"already in the catalogue (sighting #{original.encounter_id})" in response.content.decode()
+        f"again.jpg is already in your sighting #{original.encounter_id}"
+        in response.content.decode()
     )
 
 

@@ -119,3 +119,13 @@ def test_starting_a_run_without_enough_individuals_says_why(admin_client) -> Non
                                  {"mode": "new-data-only", "engine_mode": "cached"}, follow=True)
     assert b"training needs" in response.content
     assert not TrainingRun.objects.exists()
+
+
+def test_a_diverged_run_answers_strict_json_on_the_api(admin_client) -> None:  # noqa: ANN001
+    run = TrainingRun.objects.create(
+        species=species_create(name="Zebra"), base_version=zero_shot_version(),
+        status=TrainingRun.Status.FAILED, current_loss=float("nan"))
+    api = admin_client.get(reverse("api-training-run", args=[run.pk]))
+    assert api.status_code == 200
+    body = json.loads(api.content, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert body["current_loss"] is None

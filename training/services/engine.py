@@ -208,6 +208,7 @@ def training_run_train(*, run: TrainingRun) -> None:
     """
     import torch
 
+    from reid.checkpoint import checkpoint_read
     from reid.train import CHECKPOINT_NAME, TrainConfig, train
 
     directory = run_directory(run_id=run.pk)
@@ -223,7 +224,7 @@ def training_run_train(*, run: TrainingRun) -> None:
     checkpoint = model_dir / CHECKPOINT_NAME
     resume = checkpoint.exists()
     if resume:
-        epoch = int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+        epoch = int(checkpoint_read(checkpoint)["epoch"])
         TrainingRun.objects.filter(pk=run.pk).update(resumed_count=run.resumed_count + 1)
         run_log(run_id=run.pk, line=f"Resumed from checkpoint after epoch {epoch + 1}.")
     base = run.base_version

@@ -7,18 +7,24 @@ import tempfile
 from pathlib import Path
 
 from django.core.management import BaseCommand, CommandError
+from django.db import transaction
 
 from catalogue.models import Species
-from catalogue.services.import_formats import FORMATS, dataset_file_plan, import_folder_remove
-from catalogue.services.imports import dataset_import
+from catalogue.services.imports import (
+    FORMATS,
+    dataset_file_plan,
+    dataset_import,
+    import_folder_remove,
+)
 from catalogue.services.species import species_create
 from wildweb.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = ("Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON or a ZIP of "
-            "one folder per individual) into a species, creating it if missing. Identities "
-            "become individuals; embeddings are queued.")
+    help = ("Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
+            "holding one of these with its photos or one folder per individual) into a species, "
+            "creating it if missing. Every row is imported or none; identities become "
+            "individuals; embeddings are queued.")
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("path", type=Path)
@@ -65,10 +71,12 @@ class Command(BaseCommand):
             self._print(report, options["json"])
             raise CommandError(f"{len(plan.errors)} invalid entries; nothing was imported.")
         if not options["dry_run"]:
-            if species is None:
-                plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
-                report["species_created"] = True
-            report["result"] = dataset_import(plan=plan).report()
+            # A species created here goes with the import: a failing import leaves neither.
+            with transaction.atomic():
+                if species is None:
+                    plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
+                    report["species_created"] = True
+                report["result"] = dataset_import(plan=plan).report()
         return report
 
     def _print(self, report: dict, as_json: bool) -> None:
