@@ -103,7 +103,7 @@ def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> No
     epochs = 12
     run = training_run_start(species=small_chimp, engine_mode="cached", mode="new-data-only",
                              hyperparameters={**TINY, "epochs": epochs, "samples_per_epoch": 80})
-    checkpoint = run_directory(run_id=run.pk) / "model" / "checkpoint.pt"
+    checkpoint = run_directory(run=run) / "model" / "checkpoint.pt"
     wait_until(lambda: checkpoint.exists() and TrainingRun.objects.get(pk=run.pk).epoch >= 2,
                timeout=120, interval=0.1)
     os.kill(celery_worker.process.pid, signal.SIGKILL)
@@ -127,6 +127,23 @@ def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> No
     assert "Epoch 1 done" not in after_resume, run.log
     assert "was lost; queued again" in run.log
     assert run.report["after"]["top1"] is not None
+
+
+@pytest.mark.django_db
+def test_run_of_a_recreated_database_does_not_find_the_old_runs_checkpoint(small_chimp) -> None:  # noqa: ANN001
+    # The database is recreated while media is kept: the new run gets the old run's id.
+    old = training_run_start(species=small_chimp, dispatch=False)
+    old_folder = run_directory(run=old) / "model"
+    old_folder.mkdir(parents=True)
+    (old_folder / "checkpoint.pt").write_bytes(b"the old run's model")
+    old_id = old.pk
+    TrainingRun.objects.all().delete()
+    new = training_run_start(species=small_chimp, dispatch=False)
+    TrainingRun.objects.filter(pk=new.pk).update(id=old_id)
+    new = TrainingRun.objects.get(pk=old_id)
+    assert new.pk == old.pk
+    assert run_directory(run=new) != run_directory(run=old)
+    assert not (run_directory(run=new) / "model" / "checkpoint.pt").exists()
 
 
 @pytest.mark.django_db

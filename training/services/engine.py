@@ -29,8 +29,9 @@ HISTORY_POINTS = 400
 PHASES = {"export": (0, 5), "cache": (5, 20), "train": (20, 90), "evaluate": (90, 100)}
 
 
-def run_directory(*, run_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "training" / f"run-{run_id}"
+def run_directory(*, run: TrainingRun) -> Path:
+    """The run's own folder: named by its uuid, so only this run ever resumes from it."""
+    return Path(settings.MEDIA_ROOT) / "training" / f"run-{run.uuid}"
 
 
 @dataclass
@@ -206,7 +207,7 @@ def training_run_train(*, run: TrainingRun) -> None:
 
     from reid.train import CHECKPOINT_NAME, TrainConfig, train
 
-    directory = run_directory(run_id=run.pk)
+    directory = run_directory(run=run)
     engine_mode = run.engine_mode or ("full" if torch.cuda.is_available() else "cached")
     hp = run.hyperparameters
     TrainingRun.objects.filter(pk=run.pk).update(engine_mode=engine_mode)
