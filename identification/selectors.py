@@ -11,7 +11,15 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
 from django.db.models import QuerySet
 
-from identification.models import Identification, IdentityDecision, MatchCandidate, Vote
+from catalogue.models import Annotation
+from identification.models import (
+    EmbeddingJob,
+    Identification,
+    IdentityDecision,
+    MatchCandidate,
+    SpeciesModel,
+    Vote,
+)
 
 MAX_EF_SEARCH = 1000  # pgvector's ceiling for hnsw.ef_search
 MIN_EF_SEARCH = 100  # HNSW candidate list; pgvector's default of 40 loses recall at scale
@@ -224,3 +232,30 @@ def review_neighbours(*, identification: Identification) -> tuple[int | None, in
     earlier = queue.filter(created_at__lt=identification.created_at).order_by("-created_at").first()
     later = queue.filter(created_at__gt=identification.created_at).first()
     return (earlier.annotation_id if earlier else None, later.annotation_id if later else None)
+
+
+def species_model_get(*, species_id: int) -> SpeciesModel | None:
+    """The species' model setting as stored (``None``: it ranks with version 0); never creates."""
+    return (
+        SpeciesModel.objects.select_related("model_version", "previous_version", "pending_version")
+        .filter(species_id=species_id)
+        .first()
+    )
+
+
+def reembedding_progress(*, setting: SpeciesModel | None) -> dict[str, int] | None:
+    """Annotations of the species embedded under its pending version so far (None: none pending)."""
+    if setting is None or setting.pending_version_id is None:
+        return None
+    total = Annotation.objects.filter(species_id=setting.species_id).count()
+    jobs = EmbeddingJob.objects.filter(
+        model_version_id=setting.pending_version_id, annotation__species_id=setting.species_id
+    )
+    done = jobs.filter(state=EmbeddingJob.State.DONE).count()
+    failed = jobs.filter(state=EmbeddingJob.State.FAILED).count()
+    return {
+        "total": total,
+        "done": done,
+        "failed": failed,
+        "percent": round(100 * done / total) if total else 100,
+    }

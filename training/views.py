@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from catalogue.services.species import species_create
-from identification.services.models import species_model_setting
+from identification.selectors import reembedding_progress, species_model_get
 from training import selectors
 from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
 from training.models import TrainingRun
@@ -52,11 +52,10 @@ def species_new(request: HttpRequest) -> HttpResponse:
 
 
 def _species_context(species: Species) -> dict:
-    setting = species_model_setting(species=species)
-    promotion.species_model_switch_if_ready(species=species)  # idempotent; DB decides
-    setting.refresh_from_db()
+    """Read-only: the switch after re-embedding is the workers' job, never a page's."""
+    setting = species_model_get(species_id=species.pk)
     return {"species": species, "setting": setting,
-            "reembedding": promotion.reembedding_progress(setting=setting),
+            "reembedding": reembedding_progress(setting=setting),
             "runs": selectors.training_run_list(species=species)[:20]}
 
 
@@ -169,7 +168,7 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 def _run_context(run: TrainingRun) -> dict:
     return {"run": run, "chart": selectors.loss_chart(run=run),
             "report": run.report or None,
-            "setting": species_model_setting(species=run.species)}
+            "setting": species_model_get(species_id=run.species_id)}
 
 
 @_admin_only

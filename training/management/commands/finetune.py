@@ -77,7 +77,8 @@ class Command(BaseCommand):
         """Promote and re-embed in this process, then switch (the services a worker runs)."""
         from identification.models import EmbeddingJob, SpeciesModel
         from identification.services.embedding import EMBED_BATCH_SIZE, embedding_jobs_run
-        from training.services.promotion import model_promote, species_model_switch_if_ready
+        from identification.services.model_switch import species_model_switch_if_ready
+        from training.services.promotion import model_promote
 
         model_promote(run=run)
         setting = SpeciesModel.objects.get(species=run.species)
