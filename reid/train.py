@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,73 +38,22 @@ from reid.checkpoint import (
     save_model_file,
     training_checkpoint_save,
 )
-from reid.data import ClassBalancedSampler, Record, RecordDataset, train_transform
+from reid.checkpoint_saver import BestEpochKeeper, held_out_top1
+from reid.data import Record, RecordDataset, load_records, train_transform
 from reid.feature_cache import cached_batches, pooled_training_features
 from reid.losses import SubCenterArcFace
 from reid.metrics import leave_one_out
 from reid.model import ReIdModel
-from reid.train_config import MODES, TrainConfig, TrainResult
+from reid.train_config import TrainConfig, TrainResult
 from reid.train_setup import (
-    build_loss_head,
-    build_model,
+    ProgressCallback,
+    TrainingSession,
     freeze_batchnorm_statistics,
     imprint_head,
-    prepare_records,
-    seed_everything,
-    setup_device,
-    setup_optimizer,
-    setup_trainable,
+    setup_run,
 )
 
-__all__ = [
-    "CHECKPOINT_NAME",
-    "MODEL_NAME",
-    "MODES",
-    "TrainConfig",
-    "TrainResult",
-    "freeze_batchnorm_statistics",
-    "imprint_head",
-    "train",
-]
-
-ProgressCallback = Callable[[dict[str, Any]], None]
 StopCheck = Callable[[], bool]
-
-
-@dataclass
-class _Run:
-    """Everything the epochs share, built once by :func:`setup_run`."""
-
-    config: TrainConfig
-    device: torch.device
-    rank: int
-    world_size: int
-    report: ProgressCallback
-    records: list[Record]
-    class_map: list[str]
-    labels: list[int]
-    model: ReIdModel
-    head: SubCenterArcFace
-    new_classes: list[int]
-    trainable_top: nn.Module | None
-    features: np.ndarray | None
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    sampler: ClassBalancedSampler
-    total_steps: int
-    metrics: dict[str, Any]
-    use_amp: bool
-    train_net: nn.Module | None = None
-    loader: torch.utils.data.DataLoader | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
 
 @dataclass
@@ -123,64 +71,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def setup_run(config: TrainConfig, progress_callback: ProgressCallback | None) -> _Run:
-    """Seed, load the data, build model, head, feature cache, optimizer and sampler."""
-    device, rank, world_size = setup_device(config)
-    report = progress_callback if (progress_callback and rank == 0) else (lambda info: None)
-    Path(config.out_dir).mkdir(parents=True, exist_ok=True)
-    seed_everything(config.seed)
-    records, class_map, labels = prepare_records(config)
-    model, init_metadata = build_model(config)
-    head, new_classes = build_loss_head(
-        config, model.embedding_dim, class_map, labels, init_metadata
-    )
-    model.to(device)
-    head.to(device)
-    use_amp = config.amp and device.type == "cuda"
-    trainable_backbone, trainable_top, features, cache_seconds = setup_trainable(
-        config, model, records, device, report
-    )
-    optimizer, scheduler, steps_per_epoch, total_steps = setup_optimizer(
-        config, model, head, trainable_backbone, len(records), world_size
-    )
-    sampler = ClassBalancedSampler(
-        labels,
-        num_samples=steps_per_epoch * config.batch_size * world_size,
-        seed=config.seed,
-        rank=rank,
-        world_size=world_size,
-        groups=[r.species for r in records] if config.species_balanced else None,
-    )
-    return _Run(
-        config=config,
-        device=device,
-        rank=rank,
-        world_size=world_size,
-        report=report,
-        records=records,
-        class_map=class_map,
-        labels=labels,
-        model=model,
-        head=head,
-        new_classes=new_classes,
-        trainable_top=trainable_top,
-        features=features,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
-        sampler=sampler,
-        total_steps=total_steps,
-        use_amp=use_amp,
-        metrics={
-            "n_images": len(records),
-            "n_classes": len(class_map),
-            "mode": config.mode,
-            "cache_seconds": cache_seconds,
-        },
-    )
-
-
-def resume_or_start(run: _Run, checkpoint_path: Path) -> tuple[int, int]:
+def resume_or_start(run: TrainingSession, checkpoint_path: Path) -> tuple[int, int]:
     """Restore ``checkpoint.pt`` (``resume``), or imprint the head on a fresh start.
 
     Returns:
@@ -217,7 +108,7 @@ def resume_or_start(run: _Run, checkpoint_path: Path) -> tuple[int, int]:
     return 0, 0
 
 
-def setup_loop(run: _Run) -> None:
+def setup_loop(run: TrainingSession) -> None:
     """The module the optimizer steps through (DDP-wrapped when distributed) and, in
     ``full`` mode, the image loader."""
     run.train_net = _TrainingNet(run.model, run.head, run.trainable_top)
@@ -241,7 +132,7 @@ def setup_loop(run: _Run) -> None:
 
 
 def train_one_epoch(
-    run: _Run, epoch: int, step: int, should_stop: StopCheck | None
+    run: TrainingSession, epoch: int, step: int, should_stop: StopCheck | None
 ) -> _EpochOutcome:
     """One pass of the class-balanced sampler: forward, backward, optimizer and LR step."""
     config, model = run.config, run.model
@@ -290,7 +181,43 @@ def train_one_epoch(
     return outcome
 
 
-def _checkpoint_save(run: _Run, path: Path, epoch: int, step: int) -> None:
+def _validation_setup(
+    run: TrainingSession, out_dir: Path
+) -> tuple[list[Record], BestEpochKeeper | None]:
+    if not run.config.validation_dirs:
+        return [], None
+    if run.distributed:
+        raise ValueError("validation_dirs (early stopping) needs a single training process")
+    records = load_records(run.config.validation_dirs)
+    return records, BestEpochKeeper(out_dir, run.config.patience, run.metrics.get("early_stopping"))
+
+
+def validate_epoch(
+    run: TrainingSession, keeper: BestEpochKeeper, records: list[Record], epoch: int
+) -> bool:
+    """Held-out top-1 after an epoch; keeps the best weights.
+
+    Returns:
+        True when the run should stop early (``patience`` epochs without improvement).
+    """
+    top1 = held_out_top1(run.model, records, run.config.image_size, run.device)
+    improved = keeper.update(epoch, top1, run.model, run.head)
+    run.metrics["early_stopping"] = keeper.state()
+    run.metrics.setdefault("validation_top1", []).append([epoch, top1])
+    run.report(
+        {
+            "phase": "validate",
+            "epoch": epoch,
+            "validation_top1": top1,
+            "best_top1": keeper.best_top1,
+            "best_epoch": keeper.best_epoch,
+            "improved": improved,
+        }
+    )
+    return keeper.should_stop
+
+
+def _checkpoint_save(run: TrainingSession, path: Path, epoch: int, step: int) -> None:
     training_checkpoint_save(
         path,
         epoch=epoch,
@@ -306,7 +233,7 @@ def _checkpoint_save(run: _Run, path: Path, epoch: int, step: int) -> None:
     )
 
 
-def _model_save(run: _Run, out_dir: Path) -> Path:
+def _model_save(run: TrainingSession, out_dir: Path) -> Path:
     """``model.pt`` (with the loss head, for later fine-tuning), config and metrics files."""
     config, metrics = run.config, run.metrics
     if config.evaluate:
@@ -351,6 +278,7 @@ def train(
     checkpoint_path = out_dir / CHECKPOINT_NAME
     start_epoch, step = resume_or_start(run, checkpoint_path)
     setup_loop(run)
+    validation, keeper = _validation_setup(run, out_dir)
     stopped, images_seen, train_seconds = False, 0, 0.0
     for epoch in range(start_epoch, config.epochs):
         outcome = train_one_epoch(run, epoch, step, should_stop)
@@ -361,8 +289,12 @@ def train(
             stopped = True
             break
         run.metrics["final_loss"] = outcome.loss
+        stop_early = keeper is not None and validate_epoch(run, keeper, validation, epoch)
         if run.is_main:
             _checkpoint_save(run, checkpoint_path, epoch, step)
+        if stop_early:
+            run.metrics["stopped_early_after_epoch"] = epoch
+            break
 
     metrics = run.metrics
     result = TrainResult(
@@ -379,6 +311,8 @@ def train(
 
         dist.barrier()
     if not stopped and run.is_main:
+        if keeper is not None and keeper.best_epoch is not None:
+            keeper.restore_best(run.model, run.head)  # the best epoch, not the last
         result.model_path = _model_save(run, out_dir)
     if run.distributed:
         dist.destroy_process_group()

@@ -60,6 +60,11 @@ class TrainConfig:
         device: torch device (default CUDA when available).
         amp: mixed precision on CUDA.
         evaluate: compute leave-one-out on the training images before and after training.
+        validation_dirs: dataset folders of held-out individuals (disjoint from training).
+            After every epoch their leave-one-out top-1 is measured, and ``model.pt`` gets
+            the weights of the best epoch, not the last.
+        patience: stop after this many epochs without a better validation top-1 (``None``:
+            run every epoch). Needs ``validation_dirs``.
     """
 
     data_dirs: list[str]
@@ -100,12 +105,16 @@ class TrainConfig:
     device: str | None = None
     amp: bool = True
     evaluate: bool = True
+    validation_dirs: list[str] | None = None
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be ≥ 2 (BatchNorm)")
+        if self.patience is not None and not self.validation_dirs:
+            raise ValueError("patience needs validation_dirs (held-out individuals)")
         self.data_dirs = [str(d) for d in self.data_dirs]
         self.out_dir = str(self.out_dir)
 

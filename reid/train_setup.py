@@ -12,6 +12,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from reid.backbones import backbone_stages
 from reid.checkpoint import MODEL_NAME, load_model_file
-from reid.data import Record, load_records, subset_records
+from reid.data import ClassBalancedSampler, Record, load_records, subset_records
 from reid.feature_cache import build_feature_cache
 from reid.losses import SubCenterArcFace, dynamic_margins
 from reid.model import ModelConfig, ReIdModel
@@ -298,3 +299,96 @@ def setup_optimizer(
         optimizer, warmup_cosine(total_steps, int(round(config.warmup_epochs * steps_per_epoch)))
     )
     return optimizer, scheduler, steps_per_epoch, total_steps
+
+
+@dataclass
+class TrainingSession:
+    """Everything a run's epochs share, built once by :func:`setup_run`."""
+
+    config: TrainConfig
+    device: torch.device
+    rank: int
+    world_size: int
+    report: ProgressCallback
+    records: list[Record]
+    class_map: list[str]
+    labels: list[int]
+    model: ReIdModel
+    head: SubCenterArcFace
+    new_classes: list[int]
+    trainable_top: nn.Module | None
+    features: np.ndarray | None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    sampler: ClassBalancedSampler
+    total_steps: int
+    metrics: dict[str, Any]
+    use_amp: bool
+    train_net: nn.Module | None = None
+    loader: torch.utils.data.DataLoader | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def setup_run(config: TrainConfig, progress_callback: ProgressCallback | None) -> TrainingSession:
+    """Seed, load the data, build model, head, feature cache, optimizer and sampler."""
+    device, rank, world_size = setup_device(config)
+    report = progress_callback if (progress_callback and rank == 0) else (lambda info: None)
+    Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    records, class_map, labels = prepare_records(config)
+    model, init_metadata = build_model(config)
+    head, new_classes = build_loss_head(
+        config, model.embedding_dim, class_map, labels, init_metadata
+    )
+    model.to(device)
+    head.to(device)
+    use_amp = config.amp and device.type == "cuda"
+    trainable_backbone, trainable_top, features, cache_seconds = setup_trainable(
+        config, model, records, device, report
+    )
+    optimizer, scheduler, steps_per_epoch, total_steps = setup_optimizer(
+        config, model, head, trainable_backbone, len(records), world_size
+    )
+    sampler = ClassBalancedSampler(
+        labels,
+        num_samples=steps_per_epoch * config.batch_size * world_size,
+        seed=config.seed,
+        rank=rank,
+        world_size=world_size,
+        groups=[r.species for r in records] if config.species_balanced else None,
+    )
+    return TrainingSession(
+        config=config,
+        device=device,
+        rank=rank,
+        world_size=world_size,
+        report=report,
+        records=records,
+        class_map=class_map,
+        labels=labels,
+        model=model,
+        head=head,
+        new_classes=new_classes,
+        trainable_top=trainable_top,
+        features=features,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+        sampler=sampler,
+        total_steps=total_steps,
+        use_amp=use_amp,
+        metrics={
+            "n_images": len(records),
+            "n_classes": len(class_map),
+            "mode": config.mode,
+            "cache_seconds": cache_seconds,
+        },
+    )
