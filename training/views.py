@@ -64,7 +64,9 @@ def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
     species = get_object_or_404(Species, pk=species_id)
     return render(request, "training/species_detail.html", {
         **_species_context(species), "upload_form": DatasetUploadForm(),
-        "run_form": TrainingRunForm()})
+        "run_form": TrainingRunForm(), "budget": selectors.training_budget_estimate(
+            species=species, mode=TrainingRun.Mode.WITH_ORIGINAL_DATA, engine_mode="",
+            hyperparameters=runs.hyperparameters_resolve(engine_mode="", given=None))})
 
 
 @_admin_only
@@ -137,7 +139,8 @@ def run_start(request: HttpRequest, species_id: int) -> HttpResponse:
         try:
             run = runs.training_run_start(
                 species=species, mode=data["mode"], engine_mode=data["engine_mode"] or "",
-                hyperparameters={k: data[k] for k in ("epochs", "image_size") if data[k]},
+                hyperparameters={k: data[k] for k in ("epochs", "image_size",
+                                                      "time_budget_minutes") if data[k]},
                 created_by=request.user)
         except ServiceError as error:
             messages.error(request, error.message)
@@ -168,6 +171,7 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 def _run_context(run: TrainingRun) -> dict:
     return {"run": run, "chart": selectors.loss_chart(run=run),
             "report": run.report or None,
+            "warnings": selectors.promotion_warnings(report=run.report or {}),
             "setting": species_model_get(species_id=run.species_id)}
 
 
@@ -195,9 +199,10 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_promote(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("species"), pk=run_id)
     try:
-        promotion.model_promote(run=run)
+        promotion.model_promote(run=run, confirmed=request.POST.get("confirm") == "yes")
     except ServiceError as error:
         messages.error(request, error.message)
+        return redirect("training-run", run_id=run.pk)
     else:
         messages.success(request, f"Promoted. {run.species} is being re-embedded; ranking "
                                   "switches to the new model when every photo is done.")

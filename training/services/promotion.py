@@ -22,6 +22,7 @@ from identification.services.models import species_model_setting
 from identification.services.search import embedding_index_ensure
 from identification.tasks import species_model_switch_task
 from training.models import TrainingRun
+from training.selectors import promotion_warnings
 from training.services.runs import run_log
 from wildweb.errors import ConflictError, ServiceError
 
@@ -46,12 +47,24 @@ def candidate_version_ensure(*, run: TrainingRun) -> ModelVersion:
     return version
 
 
-def model_promote(*, run: TrainingRun) -> SpeciesModel:
+def model_promote(*, run: TrainingRun, confirmed: bool = False) -> SpeciesModel:
     """Make a run's model the species' pending version and re-embed every annotation under it.
 
+    Only the run's species switches; every other species keeps its own version, so a model
+    that forgot another species (flagged in the report) never ranks that species.
+
+    Args:
+        run: A succeeded run.
+        confirmed: The admin saw the report's warnings (small held-out set, other species
+            losing top-1) and promotes anyway. Without it a run with warnings is refused.
+
     Raises:
-        ServiceError: The run did not succeed, or its model is already the active one.
+        ServiceError: The run did not succeed, its model is already the active one, or it has
+            warnings and ``confirmed`` is false.
     """
+    warnings = promotion_warnings(report=run.report or {})
+    if warnings and not confirmed:
+        raise ServiceError("Confirm to promote despite: " + " ".join(warnings), field="confirm")
     with transaction.atomic():
         version = candidate_version_ensure(run=run)
         species_model_setting(species=run.species)
