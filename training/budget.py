@@ -90,6 +90,8 @@ class BudgetPlan:
         cache_seconds: the feature-cache part of the estimate.
         capped: the time budget cut the steps.
         rate_source: where the rate comes from.
+        photos: training photos the plan is for.
+        individuals: training individuals the plan is for.
     """
 
     steps: int
@@ -99,6 +101,8 @@ class BudgetPlan:
     cache_seconds: float
     capped: bool
     rate_source: str
+    photos: int = 0
+    individuals: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +171,8 @@ def budget_plan(
         cache_seconds=round(cache, 1),
         capped=capped,
         rate_source=rate.source,
+        photos=photos,
+        individuals=individuals,
     )
 
 

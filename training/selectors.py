@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from catalogue.models import Species
+from catalogue.models import Annotation, Species
 from identification.models import SpeciesModel
 from training.budget import BudgetPlan, budget_plan, rate_from_runs
 from training.models import TrainingRun
@@ -105,14 +105,12 @@ def training_budget_estimate(*, species: Species, mode: str, engine_mode: str,
     engine = engine_mode or "cached"  # a CPU worker unless one says otherwise
     keep = 1 - hp["validation_fraction"]
     photos = individuals = 0.0
-    rows = (Species.objects.filter(Q(pk=species.pk) if mode == TrainingRun.Mode.NEW_DATA_ONLY
-                                   else Q())
-            .filter(annotations__individual__isnull=False)
-            .values("pk", "annotations__individual")
-            .annotate(n=Count("annotations")).filter(n__gte=2))
+    rows = (Annotation.objects.filter(individual__isnull=False)
+            .filter(Q(species=species) if mode == TrainingRun.Mode.NEW_DATA_ONLY else Q())
+            .values("species_id", "individual_id").annotate(n=Count("pk")).filter(n__gte=2))
     per_species: dict[int, list[int]] = {}
-    for row in rows:
-        per_species.setdefault(row["pk"], []).append(row["n"])
+    for row in rows:  # photos per usable individual, per species
+        per_species.setdefault(row["species_id"], []).append(row["n"])
     for species_id, counts in per_species.items():
         own = species_id == species.pk
         cap_individuals = hp["max_individuals"] if own else hp["original_max_individuals"]

@@ -129,8 +129,11 @@ def test_a_run_gets_the_planned_steps_and_the_species_page_shows_the_estimate(
     )
     measured = training_run_start(species=small_chimp, engine_mode="cached", dispatch=False)
     assert measured.hyperparameters["budget"]["rate_source"].startswith("measured")
-    # 300 steps at 0.5 s, plus the cache of the training photos at 0.2 s each.
-    assert 150 < measured.hyperparameters["budget"]["estimated_seconds"] < 150 + 0.2 * 12
+    # 4 chimps x 3 photos, 30 % held out: 8 photos of 3 individuals train.
+    plan = measured.hyperparameters["budget"]
+    assert (plan["photos"], plan["individuals"]) == (8, 3)
+    # 300 steps at 0.5 s, plus the cache of those 8 photos at 0.2 s each.
+    assert plan["estimated_seconds"] == pytest.approx(300 * 0.5 + 8 * 0.2)
     client.force_login(UserFactory(role="admin"))
     page = client.get(reverse("training-species", args=[small_chimp.pk]))
     assert b'id="budget"' in page.content and b"300 steps" in page.content
