@@ -31,3 +31,13 @@ def annotation_identify_task(annotation_id: int) -> None:
     from identification.services.matching import annotation_identify
 
     annotation_identify(annotation_id=annotation_id)
+
+
+@shared_task(acks_late=True)
+def species_model_switch_task(species_id: int) -> bool:
+    """Sent after a batch of vectors under a species' pending version was stored."""
+    from catalogue.models import Species
+    from identification.services.model_switch import species_model_switch_if_ready
+
+    species = Species.objects.filter(pk=species_id).first()  # deleted meanwhile: nothing to do
+    return species is not None and species_model_switch_if_ready(species=species)

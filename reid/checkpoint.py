@@ -16,6 +16,8 @@ import reid
 from reid.model import ModelConfig, ReIdModel
 
 FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+MODEL_NAME = "model.pt"
 
 
 def code_version() -> str:
@@ -141,3 +143,57 @@ def load_model_file(path: str | Path) -> tuple[ReIdModel, int, dict[str, Any]]:
     model.load_state_dict(payload["model_state"])
     metadata = {k: v for k, v in payload.items() if k not in ("model_state", "optimizer_state")}
     return model.eval(), config.image_size, metadata
+
+
+def training_checkpoint_save(
+    path: str | Path,
+    *,
+    epoch: int,
+    step: int,
+    model: ReIdModel,
+    head: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    train_config: dict[str, Any],
+    class_map: list[str],
+    metrics: dict[str, Any],
+) -> Path:
+    """Write the full checkpoint of a finished epoch: everything :func:`train` resumes from.
+
+    Args:
+        path: target file (``checkpoint.pt``).
+        epoch: the epoch just finished (0-based).
+        step: optimizer steps taken so far.
+        model: the model being trained.
+        head: its loss head.
+        optimizer: the optimizer.
+        scheduler: the learning-rate scheduler.
+        scaler: the AMP gradient scaler.
+        train_config: the training configuration as a dict.
+        class_map: class key per ArcFace class index.
+        metrics: numbers measured so far.
+
+    Returns:
+        The written path.
+    """
+    return atomic_save(
+        {
+            "format_version": FORMAT_VERSION,
+            "kind": "reid-checkpoint",
+            "epoch": epoch,
+            "step": step,
+            "model_config": model.config.to_dict(),
+            "model_state": model.state_dict(),
+            "head_state": head.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "scheduler_state": scheduler.state_dict(),
+            "scaler_state": scaler.state_dict(),
+            "rng_states": rng_states(),
+            "train_config": train_config,
+            "class_map": class_map,
+            "metrics": metrics,
+            "code_version": code_version(),
+        },
+        path,
+    )

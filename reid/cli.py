@@ -55,6 +55,7 @@ def command_train(args: argparse.Namespace) -> int:
         identities=args.identities, max_per_identity=args.max_per_identity,
         trainable_stages=args.trainable_stages, cached_views=args.views,
         cache_dir=args.cache_dir, hflip=args.hflip, device=args.device,
+        validation_dirs=args.validation, patience=args.patience,
     )
     bars: dict[str, tqdm] = {}
 
@@ -65,6 +66,12 @@ def command_train(args: argparse.Namespace) -> int:
                                                 disable=args.json, file=sys.stderr))
             bar.n = info["done"]
             bar.refresh()
+            return
+        if phase == "validate":
+            if not args.json:
+                tqdm.write(f"epoch {info['epoch'] + 1}: validation top-1 "
+                           f"{info['validation_top1']:.3f} (best {info['best_top1']:.3f})",
+                           file=sys.stderr)
             return
         bar = bars.setdefault("train", tqdm(total=info["total_steps"], desc="training",
                                             disable=args.json, file=sys.stderr,
@@ -208,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--cache-dir")
     train.add_argument("--hflip", action="store_true")
     train.add_argument("--workers", type=int, default=0)
+    train.add_argument("--validation", action="append",
+                       help="dataset folder of held-out individuals: top-1 after every epoch, "
+                            "the best epoch is kept (repeatable)")
+    train.add_argument("--patience", type=int,
+                       help="stop after N epochs without a better validation top-1")
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("eval", help="evaluate on a dataset")

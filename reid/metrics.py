@@ -289,3 +289,26 @@ def open_set(
     """Open-set evaluation by cosine similarity; see :func:`open_set_from_scores`."""
     scores = cosine_matrix(query_embeddings, database_embeddings)
     return open_set_from_scores(scores, database_identities, query_identities, threshold)
+
+
+def rate_standard_error(rate: float, n: int) -> float:
+    """Standard error of a mean of ``n`` per-query values in [0, 1] whose mean is ``rate``.
+
+    For hits (0 or 1 per query: top-1, top-5) it is exact: the sample standard deviation
+    (ddof 1) over the square root of ``n``, ``sqrt(rate * (1 - rate) / (n - 1))``. For
+    values in between (average precision per query, so mAP) it is an upper bound, since a
+    [0, 1] variable with mean m has variance at most m (1 - m) (Bhatia and Davis 2000).
+    Queries of one individual are not independent, so read it as a lower bound on the
+    uncertainty of a score over few individuals.
+
+    Args:
+        rate: the mean (top-k rate or mAP).
+        n: number of queries.
+
+    Returns:
+        The standard error (NaN below two queries).
+    """
+    if n < 2:
+        return float("nan")
+    rate = min(1.0, max(0.0, float(rate)))
+    return float(np.sqrt(rate * (1.0 - rate) / (n - 1)))

@@ -118,7 +118,8 @@ class TrainingRunApi(APIView):
 
 
 class TrainingRunActionApi(APIView):
-    """``cancel`` or ``promote`` a run."""
+    """``cancel`` or ``promote`` a run; a run whose report has warnings (small held-out set,
+    another species losing top-1) is promoted only with ``{"confirm": true}``."""
 
     permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
 
@@ -129,7 +130,7 @@ class TrainingRunActionApi(APIView):
             if action == "cancel":
                 runs.training_run_cancel(run=run)
             elif action == "promote":
-                promotion.model_promote(run=run)
+                promotion.model_promote(run=run, confirmed=request.data.get("confirm") is True)
             else:
                 return Response({"detail": f"Unknown action {action!r}."}, status=404)
         except ServiceError as error:

@@ -32,7 +32,13 @@ class DatasetUploadForm(forms.Form):
 
 
 class TrainingRunForm(forms.Form):
-    mode = forms.ChoiceField(choices=TrainingRun.Mode.choices)
+    mode = forms.ChoiceField(
+        choices=TrainingRun.Mode.choices, initial=TrainingRun.Mode.WITH_ORIGINAL_DATA,
+        help_text="New species only: the model may forget other species (the report flags "
+                  "them); promotion switches only this species, the others keep their model.")
     engine_mode = forms.ChoiceField(choices=TrainingRun.EngineMode.choices, required=False)
     epochs = forms.IntegerField(required=False, min_value=1, max_value=200)
     image_size = forms.IntegerField(required=False, min_value=32, max_value=640)
+    time_budget_minutes = forms.FloatField(
+        required=False, min_value=1, max_value=1440, label="Time budget (minutes)",
+        help_text="Training steps grow with the data up to this much training time.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -14,7 +16,9 @@ class TrainingRun(models.Model):
 
     The database is the source of truth: the worker writes progress here, reads
     ``cancel_requested`` from here, and a run whose worker died (``heartbeat_at`` stale, or its
-    process gone) is sent again and resumes from ``out_dir/checkpoint.pt``.
+    process gone) is sent again and resumes from ``out_dir/checkpoint.pt``. The run's folder
+    is named by ``uuid``, not by its id, so a database recreated over kept media never hands
+    a new run an old run's checkpoint.
     """
 
     class Mode(models.TextChoices):
@@ -35,6 +39,8 @@ class TrainingRun(models.Model):
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
+                            help_text="Names the run's folder (checkpoints, exported data).")
     species = models.ForeignKey(Species, on_delete=models.CASCADE, related_name="training_runs")
     base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     candidate_version = models.ForeignKey(

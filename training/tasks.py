@@ -18,21 +18,6 @@ def training_run_task(run_id: int) -> None:
     training_run_execute(run_id=run_id)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=3000)
-def species_model_switch_task(self, species_id: int) -> bool:  # noqa: ANN001 - Celery task
-    """Switch the species to its pending model once re-embedding is done; else check again."""
-    from catalogue.models import Species
-    from identification.models import SpeciesModel
-    from training.services.promotion import species_model_switch_if_ready
-
-    species = Species.objects.get(pk=species_id)
-    if species_model_switch_if_ready(species=species):
-        return True
-    if SpeciesModel.objects.filter(species=species, pending_version__isnull=False).exists():
-        raise self.retry(countdown=3)
-    return False
-
-
 @shared_task(acks_late=True)
 def training_recover_task() -> None:
     """Send again what the database says is unfinished: lost training runs, promotions."""

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from catalogue.services.species import species_create
-from identification.services.models import species_model_setting
+from identification.selectors import reembedding_progress, species_model_get
 from training import selectors
 from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
 from training.models import TrainingRun
@@ -57,13 +57,12 @@ def species_new(request: HttpRequest) -> HttpResponse:
 
 
 def _species_context(species: Species) -> dict:
-    setting = species_model_setting(species=species)
-    promotion.species_model_switch_if_ready(species=species)  # idempotent; DB decides
-    setting.refresh_from_db()
-    runs = list(selectors.training_run_list(species=species)[:20])
+    """Read-only: the switch after re-embedding is the workers' job, never a page's."""
+    setting = species_model_get(species_id=species.pk)
+    run_list = list(selectors.training_run_list(species=species)[:20])
     return {"species": species, "setting": setting,
-            "reembedding": promotion.reembedding_progress(setting=setting),
-            "runs": runs, "runs_active": any(r.is_active for r in runs)}
+            "reembedding": reembedding_progress(setting=setting),
+            "runs": run_list, "runs_active": any(r.is_active for r in run_list)}
 
 
 @_admin_only
@@ -73,7 +72,9 @@ def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
         return render(request, "training/_run_table.html", _species_context(species))
     return render(request, "training/species_detail.html", {
         **_species_context(species), "upload_form": DatasetUploadForm(),
-        "run_form": TrainingRunForm()})
+        "run_form": TrainingRunForm(), "budget": selectors.training_budget_estimate(
+            species=species, mode=TrainingRun.Mode.WITH_ORIGINAL_DATA, engine_mode="",
+            hyperparameters=runs.hyperparameters_resolve(engine_mode="", given=None))})
 
 
 @_admin_only
@@ -147,7 +148,8 @@ def run_start(request: HttpRequest, species_id: int) -> HttpResponse:
         try:
             run = runs.training_run_start(
                 species=species, mode=data["mode"], engine_mode=data["engine_mode"] or "",
-                hyperparameters={k: data[k] for k in ("epochs", "image_size") if data[k]},
+                hyperparameters={k: data[k] for k in ("epochs", "image_size",
+                                                      "time_budget_minutes") if data[k]},
                 created_by=request.user)
         except ServiceError as error:
             messages.error(request, error.message)
@@ -178,7 +180,8 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 def _run_context(run: TrainingRun) -> dict:
     return {"run": run, "chart": selectors.loss_chart(run=run),
             "report": run.report or None,
-            "setting": species_model_setting(species=run.species)}
+            "warnings": selectors.promotion_warnings(report=run.report or {}),
+            "setting": species_model_get(species_id=run.species_id)}
 
 
 @_admin_only
@@ -205,9 +208,10 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
 def run_promote(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("species"), pk=run_id)
     try:
-        promotion.model_promote(run=run)
+        promotion.model_promote(run=run, confirmed=request.POST.get("confirm") == "yes")
     except ServiceError as error:
         messages.error(request, error.message)
+        return redirect("training-run", run_id=run.pk)
     else:
         messages.success(request, f"Promoted. {run.species} is being re-embedded; ranking "
                                   "switches to the new model when every photo is done.")

@@ -13,6 +13,7 @@ reuse one feature cache, so the comparison costs training steps only.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -35,8 +36,7 @@ VARIANTS: dict[str, dict] = {
     "higher-lr": {"lr": 3e-3, "backbone_lr": 1e-3},
     "highest-lr": {"lr": 5e-3, "backbone_lr": 2e-3},
     "mid-lr": {"lr": 2e-3, "backbone_lr": 7e-4},
-    "higher-lr-old": {"lr": 3e-3, "backbone_lr": 1e-3, "imprint": False,
-                      "freeze_batchnorm": False},
+    "higher-lr-old": {"lr": 3e-3, "backbone_lr": 1e-3, "imprint": False, "freeze_batchnorm": False},
     "high-lr-old": {"backbone_lr": 5e-4, "imprint": False, "freeze_batchnorm": False},
     "high-lr-no-imprint": {"backbone_lr": 5e-4, "imprint": False},
     "high-lr-no-freeze-bn": {"backbone_lr": 5e-4, "freeze_batchnorm": False},
@@ -63,7 +63,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs="+",
+        default=[160],
+        help="one or more sizes; every variant trains at each",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
 
@@ -71,31 +77,46 @@ def main() -> None:
         loo = study._load_test(args.work, name)["loo"]
         ids = [r.class_key for r in loo]
         row: dict = {"dataset": name, "queries": len(loo), "identities": len(set(ids))}
-        for size in sorted({args.image_size, 224}):
-            row[f"imagenet@{size}"] = _score(load_model("imagenet", device="cpu",
-                                                        image_size=size), loo, ids)
+        for size in sorted({*args.image_size, 224}):
+            row[f"imagenet@{size}"] = _score(
+                load_model("imagenet", device="cpu", image_size=size), loo, ids
+            )
         print(json.dumps(row), flush=True)
-        for variant in args.variants:
-            for seed in args.seeds:
-                overrides = VARIANTS[variant]
-                out = args.work / "recipe" / name / f"{variant}-seed{seed}"
-                config = TrainConfig(
-                    data_dirs=[str(args.work / "data" / name / "train")], out_dir=str(out),
-                    mode="cached", image_size=args.image_size, epochs=args.epochs,
-                    batch_size=args.batch_size,
-                    samples_per_epoch=args.steps // args.epochs * args.batch_size,
-                    cache_dir=str(args.work / "recipe" / "cache"), evaluate=False, seed=seed,
-                    **{"cached_views": 3, "trainable_stages": 3, **overrides})
-                started = time.perf_counter()
-                result = train(config)
-                seconds = time.perf_counter() - started
-                model = load_model(str(result.model_path), device="cpu",
-                                   image_size=args.image_size)
-                print(json.dumps({"dataset": name, "variant": variant, "seed": seed,
-                                  "steps": args.steps // args.epochs * args.epochs,
-                                  "seconds": round(seconds, 1),
-                                  "final_loss": round(result.metrics["final_loss"], 3),
-                                  **_score(model, loo, ids)}), flush=True)
+        for variant, seed, size in itertools.product(args.variants, args.seeds, args.image_size):
+            overrides = VARIANTS[variant]
+            out = args.work / "recipe" / name / f"{variant}-seed{seed}-{size}px"
+            config = TrainConfig(
+                data_dirs=[str(args.work / "data" / name / "train")],
+                out_dir=str(out),
+                mode="cached",
+                image_size=size,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                samples_per_epoch=args.steps // args.epochs * args.batch_size,
+                cache_dir=str(args.work / "recipe" / "cache"),
+                evaluate=False,
+                seed=seed,
+                **{"cached_views": 3, "trainable_stages": 3, **overrides},
+            )
+            started = time.perf_counter()
+            result = train(config)
+            seconds = time.perf_counter() - started
+            model = load_model(str(result.model_path), device="cpu", image_size=size)
+            print(
+                json.dumps(
+                    {
+                        "dataset": name,
+                        "variant": variant,
+                        "seed": seed,
+                        "image_size": size,
+                        "steps": args.steps // args.epochs * args.epochs,
+                        "seconds": round(seconds, 1),
+                        "final_loss": round(result.metrics["final_loss"], 3),
+                        **_score(model, loo, ids),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from identification.models import (
     Identification,
     LocalFeatures,
     ModelVersion,
+    SpeciesModel,
 )
 from identification.services.models import model_version_embedder, species_model_setting
 
@@ -123,7 +124,22 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
             )
             embedded.extend(job.annotation_id for job in version_jobs)
         transaction.on_commit(lambda: _identifications_dispatch(annotation_ids=embedded))
+        # A batch under a promoted (pending) version may be the species' last one.
+        pending_species = list(
+            SpeciesModel.objects.filter(
+                pending_version_id__in=list(by_version),
+                species_id__in={job.annotation.species_id for job in jobs},
+            ).values_list("species_id", flat=True)
+        )
+        transaction.on_commit(lambda: _model_switch_checks_dispatch(species_ids=pending_species))
     return embedded
+
+
+def _model_switch_checks_dispatch(*, species_ids: list[int]) -> None:
+    from identification.tasks import species_model_switch_task
+
+    for species_id in species_ids:
+        species_model_switch_task.delay(species_id)
 
 
 def annotation_crop(*, annotation: Annotation) -> PILImage.Image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -51,7 +52,8 @@ def model_version_embedder(*, version: ModelVersion) -> Embedder:
     """
     onnx_file = None
     if version.weights == "imagenet":
-        onnx_file = str(settings.PRIVATE_ROOT / "models" / f"{version.name}-{version.image_size}.onnx")
+        name = f"{version.name}-{version.image_size}.onnx"
+        onnx_file = str(Path(settings.PRIVATE_ROOT) / "models" / name)
     return _embedder(version.weights, version.image_size, onnx_file)
 
 

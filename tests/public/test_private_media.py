@@ -51,7 +51,7 @@ def _media_url(name: str) -> str:
 
 def _training_files(run_id: int) -> list[Path]:
     """The files a training run writes: manifest, metadata, a crop, a feature cache, a model."""
-    directory = run_directory(run_id=run_id)
+    directory = Path(settings.PRIVATE_ROOT) / "training" / f"run-{run_id}"
     files = {
         directory / "data" / "manifest.json": b'{"train_dirs": ["/srv/x"]}',
         directory / "data" / "train-chimp" / "metadata.csv": b"image_id,identity,path\n",
@@ -72,7 +72,7 @@ def test_training_files_and_import_uploads_are_written_outside_media() -> None:
     upload = Path(settings.PRIVATE_ROOT) / "imports" / token / "animals.csv"
     assert upload.read_bytes().startswith(b"identity")
     media, private = Path(settings.MEDIA_ROOT).resolve(), Path(settings.PRIVATE_ROOT).resolve()
-    assert run_directory(run_id=1).resolve().is_relative_to(private)
+    assert run_directory(run=TrainingRun()).resolve().is_relative_to(private)
     assert not private.is_relative_to(media) and not media.is_relative_to(private)
     assert not list(media.rglob("*.csv"))
 
@@ -222,7 +222,7 @@ def test_files_left_in_media_by_older_versions_move_to_the_private_root() -> Non
         training_run_model=TrainingRun,
     )
 
-    new = run_directory(run_id=run.pk)
+    new = Path(settings.PRIVATE_ROOT) / "training" / f"run-{run.pk}"
     assert set(moved) == {new, Path(settings.PRIVATE_ROOT) / "imports" / ("a" * 32)}
     assert not (Path(settings.MEDIA_ROOT) / "training").exists()
     assert not (Path(settings.MEDIA_ROOT) / "imports").exists()

@@ -100,3 +100,16 @@ def test_balanced_accuracy_and_open_set() -> None:
     result = open_set(database, ["a", "b", "c", "d"], queries, ["a", "d", "new"], threshold=0.5)
     assert result["auroc"] == 1.0 and result["balanced_accuracy"] == 1.0
     assert result["n_new"] == 1 and result["known"]["top1"] == 1.0
+
+
+def test_rate_standard_error_is_that_of_the_per_query_hits() -> None:
+    from reid.metrics import rate_standard_error
+
+    hits = np.array([1, 0, 0, 1, 1, 0, 0, 0, 1, 0], dtype=float)  # top-1 0.4 over 10 queries
+    expected = hits.std(ddof=1) / np.sqrt(hits.size)
+    assert rate_standard_error(hits.mean(), hits.size) == pytest.approx(expected)
+    average_precisions = np.array([1.0, 0.5, 0.25, 0.2, 1.0, 0.1])  # bounded by the 0/1 case
+    bound = rate_standard_error(average_precisions.mean(), average_precisions.size)
+    assert average_precisions.std(ddof=1) / np.sqrt(average_precisions.size) <= bound
+    assert rate_standard_error(1.0, 30) == 0.0
+    assert np.isnan(rate_standard_error(1.0, 1))

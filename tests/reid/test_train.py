@@ -110,3 +110,49 @@ def test_full_mode_trains_every_layer(two_species: list[str], tmp_path: Path) ->
     assert not torch.equal(trained["backbone.conv_stem.weight"],
                            initial["backbone.conv_stem.weight"])
     assert np.isfinite(result.metrics["final_loss"])
+
+
+def test_best_epoch_keeper_keeps_the_best_weights_and_counts_patience(tmp_path: Path) -> None:
+    from reid.checkpoint_saver import BestEpochKeeper
+    from reid.model import ModelConfig, ReIdModel
+
+    model = ReIdModel(ModelConfig(backbone="tf_efficientnet_lite0", image_size=64),
+                      pretrained=False)
+    head = torch.nn.Linear(4, 3)
+    keeper = BestEpochKeeper(tmp_path, patience=2, state=None)
+    assert keeper.update(0, 0.40, model, head)
+    best_weight = head.weight.detach().clone()
+    with torch.no_grad():
+        head.weight.add_(1.0)  # a later, worse epoch
+    assert not keeper.update(1, 0.35, model, head) and not keeper.should_stop
+    assert not keeper.update(2, 0.40, model, head)  # a tie is no improvement
+    assert keeper.should_stop and keeper.best_epoch == 0
+    resumed = BestEpochKeeper(tmp_path, patience=2, state=keeper.state())
+    assert resumed.should_stop and resumed.best_top1 == 0.40
+    resumed.restore_best(model, head)
+    assert torch.equal(head.weight, best_weight)
+
+
+def test_validation_stops_early_and_the_model_file_is_the_best_epoch(
+    two_species: list[str], tmp_path: Path
+) -> None:
+    fish, chimps = two_species
+    progress: list[dict] = []
+    # Zero learning rates: only the neck's BatchNorm statistics still move, so held-out
+    # top-1 soon stops improving and patience 1 ends the run before its six epochs.
+    result = train(_config([chimps], tmp_path / "run", lr=0.0, backbone_lr=0.0,
+                           validation_dirs=[fish], patience=1),
+                   progress_callback=progress.append)
+    validations = [p for p in progress if p["phase"] == "validate"]
+    last = validations[-1]["epoch"]
+    assert [p["epoch"] for p in validations] == list(range(last + 1)) and last < 5
+    assert result.metrics["stopped_early_after_epoch"] == last
+    best_top1 = max(p["validation_top1"] for p in validations)
+    best_epoch = result.metrics["early_stopping"]["best_epoch"]
+    assert validations[best_epoch]["validation_top1"] == best_top1 and last - best_epoch == 1
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    saved = torch.load(result.model_path, weights_only=False)
+    for key, tensor in best["model_state"].items():
+        assert torch.equal(saved["model_state"][key], tensor), key
+    held_out = _leave_one_out_top1(str(result.model_path), [fish])
+    assert held_out == pytest.approx(best_top1, abs=1e-9)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,19 +21,27 @@ from catalogue.models import Annotation, Species
 from identification.models import ModelVersion
 from identification.services.embedding import annotation_crop
 from training.models import TrainingRun
-from training.services.runs import run_log, training_run_progress_save, training_run_should_stop
+from training.selectors import top1_lost
+from training.services.runs import (
+    COMMON_DEFAULTS,
+    run_log,
+    training_run_progress_save,
+    training_run_should_stop,
+)
 
 Status = TrainingRun.Status
 EXPORT_MAX_SIDE = 512  # crops are stored no larger; training and SIFT never need more
 HISTORY_POINTS = 400
+VALIDATION_MIN_INDIVIDUALS = 3  # fewer: no early stopping, the last epoch is kept
 # Share of the progress bar per phase: export, feature cache, training, evaluation.
 PHASES = {"export": (0, 5), "cache": (5, 20), "train": (20, 90), "evaluate": (90, 100)}
 
 
-def run_directory(*, run_id: int) -> Path:
-    """Where a run keeps its exported crops, feature cache, checkpoint and model: in the private
-    root, since manifests hold server paths and crops show private and sensitive animals."""
-    return Path(settings.PRIVATE_ROOT) / "training" / f"run-{run_id}"
+def run_directory(*, run: TrainingRun) -> Path:
+    """The run's own folder, named by its uuid so that only this run ever resumes from it; in
+    the private root, since manifests hold server paths and crops show private and sensitive
+    animals."""
+    return Path(settings.PRIVATE_ROOT) / "training" / f"run-{run.uuid}"
 
 
 @dataclass
@@ -43,6 +52,9 @@ class TrainingData:
     held_out_dirs: dict[str, str]  # species slug -> folder of held-out individuals
     names: dict[str, str]  # species slug -> species name
     counts: dict[str, Any] = field(default_factory=dict)
+    # The run's species' early-stopping individuals: disjoint from training and from its
+    # reported held-out set, so choosing the best epoch does not flatter the report.
+    validation_dir: str | None = None
 
 
 def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
@@ -51,7 +63,9 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
     Per species, individuals are split with ``reid.splits.disjoint_identity_split``
     (encounter-safe, identities disjoint). The run's species always trains on its train side;
     other species' train sides are added only in ``with-original-data`` mode. Every species'
-    held-out side is measured (the forgetting check).
+    held-out side is measured (the forgetting check). When the run's species has at least
+    ``2 * VALIDATION_MIN_INDIVIDUALS`` held-out individuals, a third of them (at least
+    ``VALIDATION_MIN_INDIVIDUALS``) become the early-stopping set instead.
     """
     from reid.data import Record, subset_records, write_metadata
     from reid.splits import disjoint_identity_split
@@ -92,13 +106,19 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
         held = subset_records(split.test, identities=hp["eval_max_individuals"],
                               max_per_identity=hp["eval_images_per_individual"],
                               min_per_identity=2, seed=hp["seed"])
+        validation = []
+        if is_target:
+            validation, held = _validation_split(held, seed=hp["seed"])
         with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
         train = split.train if (is_target or with_original) else []
         if is_target and not train:
             raise ValueError(f"No {species} individuals are left to train on after holding "
                              "some out.")
-        for record in [*train, *held]:
+        for record in [*train, *held, *validation]:
             _crop_write(by_record[record.image_id], Path(record.path))
+        if validation:
+            write_metadata(validation, directory / f"validation-{species.slug}")
+            data.validation_dir = str(directory / f"validation-{species.slug}")
         if train:
             write_metadata(train, directory / f"train-{species.slug}")
             data.train_dirs.append(str(directory / f"train-{species.slug}"))
@@ -110,9 +130,23 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
             "train_images": len(train), "train_individuals": len({r.identity for r in train}),
             "held_out_images": len(held),
             "held_out_individuals": len({r.identity for r in held}),
+            **({"validation_images": len(validation),
+                "validation_individuals": len({r.identity for r in validation})}
+               if validation else {}),
         }
     manifest_path.write_text(json.dumps(data.__dict__, indent=2))
     return data
+
+
+def _validation_split(held: list, *, seed: int) -> tuple[list, list]:
+    """(validation, held-out) records: a third of the held-out individuals, when enough."""
+    identities = sorted({r.identity for r in held})
+    if len(identities) < 2 * VALIDATION_MIN_INDIVIDUALS:
+        return [], held
+    count = max(VALIDATION_MIN_INDIVIDUALS, len(identities) // 3)
+    chosen = set(random.Random(seed).sample(identities, count))
+    return ([r for r in held if r.identity in chosen],
+            [r for r in held if r.identity not in chosen])
 
 
 def _crop_write(annotation: Annotation, path: Path) -> None:
@@ -127,15 +161,12 @@ def _crop_write(annotation: Annotation, path: Path) -> None:
 
 
 class _Progress:
-    """Turns ``reid.train`` callbacks into throttled database writes and epoch validation."""
+    """Turns ``reid.train`` callbacks into throttled database writes and epoch log lines."""
 
-    def __init__(self, run: TrainingRun, held_out_dir: str | None, image_size: int,
-                 checkpoint: Path) -> None:
+    def __init__(self, run: TrainingRun, validates: bool) -> None:
         self.run_id = run.pk
         self.history: list[dict[str, Any]] = list(run.history or [])
-        self.held_out_dir = held_out_dir
-        self.image_size = image_size
-        self.checkpoint = checkpoint
+        self.validates = validates  # reid reports a "validate" phase after every epoch
         self.last_write = 0.0
         self.last_stop_check = 0.0
         self.stop = False
@@ -151,12 +182,15 @@ class _Progress:
         if info.get("phase") == "cache":
             low, high = PHASES["cache"]
             fields["progress"] = low + (high - low) * info["done"] / max(1, info["total"])
+        elif info.get("phase") == "validate":
+            self.validated(info)
+            return
         else:
             step, total = int(info["step"]), max(1, int(info["total_steps"]))
             if self.first_step is None:
                 self.first_step, self.train_started = step - 1, now
             epoch = int(info["epoch"])
-            if self.epoch is not None and epoch > self.epoch:
+            if self.epoch is not None and epoch > self.epoch and not self.validates:
                 self.epoch_end(self.epoch)
             self.epoch, self.step = epoch, step
             self.loss = float(info["loss"]) if math.isfinite(info["loss"]) else None
@@ -180,25 +214,20 @@ class _Progress:
         return self.stop
 
     def epoch_end(self, epoch: int) -> None:
-        """Validation top-1 of the epoch's checkpoint on the species' held-out individuals."""
-        if self.held_out_dir is None or not self.checkpoint.exists():
-            return
-        from reid.checkpoint import load_model_file
-        from reid.data import load_records
-        from reid.inference import Embedder
+        loss = f"{self.loss:.3f}" if self.loss is not None else "n/a"
+        run_log(run_id=self.run_id, line=f"Epoch {epoch + 1} done: loss {loss}.")
 
-        model, _, _ = load_model_file(self.checkpoint)
-        records = load_records(self.held_out_dir)
-        # torch, not ONNX: the weights change every epoch, so an export would never be reused.
-        embedder = Embedder(model, image_size=self.image_size, backend="torch")
-        top1 = _loo(embedder.embed_records(records),
-                    records)["top1"]
+    def validated(self, info: dict[str, Any]) -> None:
+        """An epoch's top-1 on the early-stopping individuals, for the chart and the log."""
+        epoch, top1 = int(info["epoch"]), float(info["validation_top1"])
         self.history.append({"step": self.step, "epoch": epoch + 1, "loss": self.loss,
                              "validation_top1": top1})
         training_run_progress_save(run_id=self.run_id, validation_top1=top1,
                                    history=self.history[-HISTORY_POINTS:])
-        run_log(run_id=self.run_id, line=f"Epoch {epoch + 1} done: loss {self.loss:.3f}, "
-                                         f"held-out top-1 {top1:.3f}.")
+        loss = f"{self.loss:.3f}" if self.loss is not None else "n/a"
+        run_log(run_id=self.run_id, line=(
+            f"Epoch {epoch + 1} done: loss {loss}, validation top-1 {top1:.3f} (best "
+            f"{info['best_top1']:.3f}, epoch {info['best_epoch'] + 1})."))
 
 
 def training_run_train(*, run: TrainingRun) -> None:
@@ -211,7 +240,7 @@ def training_run_train(*, run: TrainingRun) -> None:
     from reid.checkpoint import checkpoint_read
     from reid.train import CHECKPOINT_NAME, TrainConfig, train
 
-    directory = run_directory(run_id=run.pk)
+    directory = run_directory(run=run)
     engine_mode = run.engine_mode or ("full" if torch.cuda.is_available() else "cached")
     hp = run.hyperparameters
     TrainingRun.objects.filter(pk=run.pk).update(engine_mode=engine_mode)
@@ -236,9 +265,11 @@ def training_run_train(*, run: TrainingRun) -> None:
         lr=hp["lr"], backbone_lr=hp["backbone_lr"], samples_per_epoch=hp["samples_per_epoch"],
         cached_views=hp["cached_views"], trainable_stages=hp["trainable_stages"],
         seed=hp["seed"], resume=resume, evaluate=False,
+        validation_dirs=[data.validation_dir] if data.validation_dir else None,
+        # Runs queued before early stopping existed have no patience of their own.
+        patience=hp.get("patience", COMMON_DEFAULTS["patience"]) if data.validation_dir else None,
     )
-    progress = _Progress(run, data.held_out_dirs.get(run.species.slug), hp["image_size"],
-                         checkpoint)
+    progress = _Progress(run, validates=bool(data.validation_dir))
     started = time.monotonic()
     result = train(config, progress_callback=progress, should_stop=progress.should_stop)
     if result.stopped:
@@ -246,8 +277,13 @@ def training_run_train(*, run: TrainingRun) -> None:
             status=Status.CANCELLED, finished_at=timezone.now(), eta_seconds=None)
         run_log(run_id=run.pk, line="Cancelled.")
         return
-    if progress.epoch is not None:
+    if progress.epoch is not None and not data.validation_dir:
         progress.epoch_end(progress.epoch)
+    if "stopped_early_after_epoch" in result.metrics:
+        best = result.metrics["early_stopping"]
+        run_log(run_id=run.pk, line=f"Stopped early after epoch "
+                                    f"{result.metrics['stopped_early_after_epoch'] + 1}; keeping "
+                                    f"epoch {best['best_epoch'] + 1}.")
     train_seconds = time.monotonic() - started
     training_run_progress_save(run_id=run.pk, progress=PHASES["evaluate"][0], eta_seconds=None)
     run_log(run_id=run.pk, line=f"Training done in {train_seconds:.0f} s; evaluating.")
@@ -272,8 +308,16 @@ def _loo(embeddings: np.ndarray, records: list, scores: np.ndarray | None = None
     result = leave_one_out_from_scores(scores, [r.class_key for r in records],
                                        [r.species for r in records])
     return {"top1": result["top1"], "top5": result["top5"], "mAP": result["mAP"],
-            "n_queries": result["n_queries"], "individual": {
-                k: result["individual"][k] for k in ("top1", "top5", "mAP")}}
+            "n_queries": result["n_queries"], "se": _standard_errors(result),
+            "individual": {k: result["individual"][k] for k in ("top1", "top5", "mAP")}}
+
+
+def _standard_errors(result: dict) -> dict[str, float]:
+    """Standard errors over the queries; for mAP an upper bound (see rate_standard_error)."""
+    from reid.metrics import rate_standard_error
+
+    return {name: rate_standard_error(result[name], result["n_queries"])
+            for name in ("top1", "top5", "mAP")}
 
 
 def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: Path,
@@ -313,7 +357,15 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
                "local": target["sift"]["top1"]}
     recommended = max(methods, key=lambda name: methods[name])  # ties keep the first listed
     candidate = embedders["candidate"]
+    rankings = {"candidate": "candidate", "current": "current", "zero_shot": "zero_shot",
+                "local": "sift", "fused": "fused"}
     return {
+        # The run's species, every ranking, with standard errors and the held-out size.
+        "held_out": {"individuals": target["held_out_individuals"],
+                     "images": target["held_out_images"],
+                     "queries": target["candidate"]["n_queries"]},
+        "rankings": {name: {k: target[key][k] for k in ("top1", "top5", "mAP", "se")}
+                     for name, key in rankings.items()},
         "run": run.pk, "species": run.species.name, "mode": run.mode,
         "base_version": base.name,
         "before": {k: target["current"][k] for k in ("top1", "top5", "mAP")},
@@ -321,7 +373,9 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
         "zero_shot": {k: target["zero_shot"][k] for k in ("top1", "top5", "mAP")},
         "ranking_method_top1": methods,
         "recommended_ranking_method": recommended,
-        "forgetting": {name: {"before": s["current"]["top1"], "after": s["candidate"]["top1"]}
+        "forgetting": {name: {"before": s["current"]["top1"], "after": s["candidate"]["top1"],
+                              "flagged": top1_lost(before=s["current"]["top1"],
+                                                   after=s["candidate"]["top1"])}
                        for name, s in per_species.items() if not s["new_species"]},
         "per_species": per_species,
         "candidate": {"model_path": str(model_path), "backbone": candidate.model.config.backbone,

@@ -1,10 +1,11 @@
 """Promoting a trained model: re-embed the species, switch when every vector exists, roll back.
 
 Ranking keeps using ``SpeciesModel.model_version`` (and its vectors) while the species is
-re-embedded under ``pending_version``. The switch happens only when the database says every
-annotation of the species has a vector under the pending version; checking is idempotent and
-is done by a task that reschedules itself, by every worker at start-up, and by the pages
-that show the progress.
+re-embedded under ``pending_version``. The switch
+(:func:`identification.services.model_switch.species_model_switch_if_ready`) happens only
+when the database says every annotation of the species has a vector under the pending
+version; the embedding service asks for it after each batch under a pending version, and
+every worker start checks again (:func:`promotions_resume`). Pages only read.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalogue.models import Annotation, Species
-from identification.models import EmbeddingJob, ModelVersion, SpeciesModel
+from identification.models import ModelVersion, SpeciesModel
 from identification.services.embedding import annotations_embed_enqueue
 from identification.services.matching import species_identifications_refresh
+from identification.services.model_switch import species_model_switch_if_ready
 from identification.services.models import species_model_setting
 from identification.services.search import embedding_index_ensure
+from identification.tasks import species_model_switch_task
 from training.models import TrainingRun
+from training.selectors import promotion_warnings
 from training.services.runs import run_log
 from wildweb.errors import ConflictError, ServiceError
 
@@ -43,12 +47,24 @@ def candidate_version_ensure(*, run: TrainingRun) -> ModelVersion:
     return version
 
 
-def model_promote(*, run: TrainingRun) -> SpeciesModel:
+def model_promote(*, run: TrainingRun, confirmed: bool = False) -> SpeciesModel:
     """Make a run's model the species' pending version and re-embed every annotation under it.
 
+    Only the run's species switches; every other species keeps its own version, so a model
+    that forgot another species (flagged in the report) never ranks that species.
+
+    Args:
+        run: A succeeded run.
+        confirmed: The admin saw the report's warnings (small held-out set, other species
+            losing top-1) and promotes anyway. Without it a run with warnings is refused.
+
     Raises:
-        ServiceError: The run did not succeed, or its model is already the active one.
+        ServiceError: The run did not succeed, its model is already the active one, or it has
+            warnings and ``confirmed`` is false.
     """
+    warnings = promotion_warnings(report=run.report or {})
+    if warnings and not confirmed:
+        raise ServiceError("Confirm to promote despite: " + " ".join(warnings), field="confirm")
     with transaction.atomic():
         version = candidate_version_ensure(run=run)
         species_model_setting(species=run.species)
@@ -59,8 +75,9 @@ def model_promote(*, run: TrainingRun) -> SpeciesModel:
         setting.save(update_fields=["pending_version"])
         species_reembed_enqueue(species=run.species, version=version)
         run_log(run_id=run.pk, line=f"Promoted as {version.name}; re-embedding {run.species}.")
+        # One check now: when every vector already exists no batch runs to ask for it.
         species_id = run.species_id
-        transaction.on_commit(lambda: _switch_check_send(species_id))
+        transaction.on_commit(lambda: species_model_switch_task.delay(species_id))
     return setting
 
 
@@ -72,60 +89,6 @@ def species_reembed_enqueue(*, species: Species, version: ModelVersion) -> list[
     annotation_ids = list(Annotation.objects.filter(species=species).values_list("pk", flat=True))
     return annotations_embed_enqueue(annotation_ids=annotation_ids, version=version,
                                      identify=False)
-
-
-def reembedding_progress(*, setting: SpeciesModel) -> dict[str, int] | None:
-    """Annotations of the species embedded under its pending version so far (None: none pending)."""
-    if setting.pending_version_id is None:
-        return None
-    total = Annotation.objects.filter(species_id=setting.species_id).count()
-    jobs = EmbeddingJob.objects.filter(model_version_id=setting.pending_version_id,
-                                       annotation__species_id=setting.species_id)
-    done = jobs.filter(state=EmbeddingJob.State.DONE).count()
-    failed = jobs.filter(state=EmbeddingJob.State.FAILED).count()
-    return {"total": total, "done": done, "failed": failed,
-            "percent": round(100 * done / total) if total else 100}
-
-
-def species_model_switch_if_ready(*, species: Species) -> bool:
-    """Switch the species to its pending version if every annotation has a vector under it.
-
-    The pending version's HNSW index is created first; then, in one transaction,
-    ``model_version ← pending``, ``previous_version ← old``, ``pending ← None``, and the
-    ranking method becomes the one the run's evaluation recommended. Once that commits, every
-    undecided animal of the species is ranked again with the new model.
-
-    Returns:
-        True when it switched now.
-    """
-    setting = SpeciesModel.objects.filter(species=species).select_related("pending_version").first()
-    if setting is None or setting.pending_version is None:
-        return False
-    progress = reembedding_progress(setting=setting)
-    if progress["done"] < progress["total"]:
-        return False
-    pending = setting.pending_version
-    embedding_index_ensure(species_id=species.pk, version=pending)
-    with transaction.atomic():
-        setting = SpeciesModel.objects.select_for_update().get(species=species)
-        if setting.pending_version_id != pending.pk:
-            return False  # rolled back or promoted again meanwhile
-        run = TrainingRun.objects.filter(candidate_version=pending).order_by("-pk").first()
-        method = (run.report or {}).get("recommended_ranking_method") if run else None
-        setting.previous_version_id = setting.model_version_id
-        setting.model_version = pending
-        setting.pending_version = None
-        setting.switched_at = timezone.now()
-        fields = ["previous_version", "model_version", "pending_version", "switched_at"]
-        if method in SpeciesModel.RankingMethod.values:
-            setting.ranking_method = method
-            fields.append("ranking_method")
-        setting.save(update_fields=fields)
-        refreshed = species_identifications_refresh(species_id=species.pk)
-        if run is not None:
-            run_log(run_id=run.pk, line=f"{species} now ranks with {pending.name} ({method}); "
-                                        f"re-ranking {refreshed} undecided animal(s).")
-    return True
 
 
 def model_rollback(*, species: Species) -> SpeciesModel:
@@ -160,12 +123,4 @@ def promotions_resume() -> list[int]:
         else:
             # Sends every unfinished job again; claiming makes duplicates harmless.
             species_reembed_enqueue(species=setting.species, version=setting.pending_version)
-            species_id = setting.species_id
-            transaction.on_commit(lambda sid=species_id: _switch_check_send(sid))
     return switched
-
-
-def _switch_check_send(species_id: int) -> None:
-    from training.tasks import species_model_switch_task
-
-    species_model_switch_task.apply_async((species_id,), countdown=2)

@@ -24,15 +24,17 @@ from django.utils import timezone
 from catalogue.models import Annotation, Species
 from identification.services.models import species_model_setting
 from training.models import TrainingRun
+from training.selectors import training_budget_estimate
 from wildweb.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 Status = TrainingRun.Status
 
-# Sensible on a CPU: the cached engine trains the top stages on stored features, for a fixed
-# budget of 6 x 1600 draws (300 steps), whatever the data size, so a run takes minutes. The
-# learning rates are the best of benchmarks/reid/recipe.py on unseen cows (BENCHMARKS.md).
+# Sensible on a CPU: the cached engine trains the top stages on stored features. The steps
+# (samples_per_epoch) grow with the data up to time_budget_minutes (training.budget); 1600
+# draws per epoch (300 steps) is the floor and what an explicit samples_per_epoch overrides.
+# The learning rates are the best of benchmarks/reid/recipe.py on unseen cows (BENCHMARKS.md).
 CPU_DEFAULTS: dict[str, Any] = {"image_size": 192, "epochs": 6, "samples_per_epoch": 1600,
                                 "batch_size": 32, "lr": 3e-3, "backbone_lr": 1e-3,
                                 "cached_views": 3, "trainable_stages": 3}
@@ -49,13 +51,18 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "original_images_per_individual": 10,
     "eval_max_individuals": 30,  # caps on each held-out set (SIFT is quadratic)
     "eval_images_per_individual": 6,
+    "patience": 2,  # epochs without a better validation top-1 before stopping early
+    # Cap on the training time the data may ask for. ~20 individuals want the 300-step floor
+    # (about 7 minutes on 2 shared cores), so onboarding stays within 10 minutes.
+    "time_budget_minutes": 20.0,
 }
 HYPERPARAMETER_TYPES: dict[str, type] = {
     "image_size": int, "epochs": int, "batch_size": int, "lr": float, "backbone_lr": float,
     "cached_views": int, "trainable_stages": int, "seed": int, "samples_per_epoch": int,
     "validation_fraction": float, "max_individuals": int, "images_per_individual": int,
     "original_max_individuals": int, "original_images_per_individual": int,
-    "eval_max_individuals": int, "eval_images_per_individual": int,
+    "eval_max_individuals": int, "eval_images_per_individual": int, "patience": int,
+    "time_budget_minutes": float,
 }
 MIN_INDIVIDUALS = 3  # some to train on, some held out to measure the result
 STALE_HEARTBEAT = timedelta(seconds=getattr(settings, "TRAINING_STALE_SECONDS", 600))
@@ -120,12 +127,20 @@ def training_run_start(
         raise ServiceError(f"{species} has {usable} individual(s) with at least 2 identified "
                            f"photos; training needs {MIN_INDIVIDUALS} (some are held out to "
                            "measure the result).")
+    plan = training_budget_estimate(species=species, mode=mode, engine_mode=engine_mode,
+                                    hyperparameters=resolved)
+    if (hyperparameters or {}).get("samples_per_epoch"):  # an explicit value wins
+        plan = plan.with_samples_per_epoch(resolved["samples_per_epoch"], hyperparameters=resolved)
+    resolved["samples_per_epoch"] = plan.samples_per_epoch
+    resolved["budget"] = plan.as_dict()
     base = species_model_setting(species=species).model_version
     run = TrainingRun(species=species, base_version=base, mode=mode, engine_mode=engine_mode,
                       hyperparameters=resolved, created_by=created_by)
     run.full_clean()
     run.save()
-    run_log(run_id=run.pk, line=f"Queued: {mode}, base model {base.name}.")
+    run_log(run_id=run.pk, line=f"Queued: {mode}, base model {base.name}; {plan.steps} steps, "
+                                f"about {plan.estimated_seconds / 60:.0f} min of training "
+                                f"({plan.rate_source}).")
     if dispatch:
         transaction.on_commit(lambda: _task_send(run.pk))
     return run

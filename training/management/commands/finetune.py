@@ -66,7 +66,10 @@ class Command(BaseCommand):
         if run is None or run.status != TrainingRun.Status.SUCCEEDED:
             status = run.status if run else "not started (another run of the species is running)"
             raise CommandError(f"Run ended {status}: {run.error if run else ''}")
+        from training.selectors import promotion_warnings
+
         output = {"run": run.pk, "status": run.status, **run.report,
+                  "warnings": promotion_warnings(report=run.report),
                   "seconds_to_report": round(time.monotonic() - started, 1)}
         if options["promote"]:
             output["promotion"] = self._promote(run)
@@ -77,9 +80,10 @@ class Command(BaseCommand):
         """Promote and re-embed in this process, then switch (the services a worker runs)."""
         from identification.models import EmbeddingJob, SpeciesModel
         from identification.services.embedding import EMBED_BATCH_SIZE, embedding_jobs_run
-        from training.services.promotion import model_promote, species_model_switch_if_ready
+        from identification.services.model_switch import species_model_switch_if_ready
+        from training.services.promotion import model_promote
 
-        model_promote(run=run)
+        model_promote(run=run, confirmed=True)  # --promote is the admin's explicit choice
         setting = SpeciesModel.objects.get(species=run.species)
         job_ids = list(EmbeddingJob.objects.filter(
             model_version=setting.pending_version, state=EmbeddingJob.State.QUEUED)

@@ -1,0 +1,76 @@
+"""Switching a species to its promoted model once every annotation has a vector under it.
+
+Ranking keeps using ``SpeciesModel.model_version`` while the species is re-embedded under
+``pending_version``. The embedding service asks for a check after every batch it stores
+under a pending version (:func:`embedding_jobs_run`), and every worker start checks again, so
+the switch follows the last vector without a task polling for it.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from catalogue.models import Annotation, Species
+from identification.models import EmbeddingJob, SpeciesModel
+from identification.selectors import reembedding_progress
+from identification.services.embedding import annotations_embed_enqueue
+from identification.services.matching import species_identifications_refresh
+from identification.services.search import embedding_index_ensure
+
+
+def species_model_switch_if_ready(*, species: Species) -> bool:
+    """Switch the species to its pending version if every annotation has a vector under it.
+
+    The pending version's HNSW index is created first; then, in one transaction,
+    ``model_version ← pending``, ``previous_version ← old``, ``pending ← None``, and the
+    ranking method becomes the one the version's evaluation recommended
+    (``metrics["recommended_ranking_method"]``). Once that commits, every undecided animal
+    of the species is ranked again with the new model. Animals stored after the promotion
+    have no job under the pending version; once nothing else is queued, they are queued.
+
+    Returns:
+        True when it switched now.
+    """
+    setting = SpeciesModel.objects.filter(species=species).select_related("pending_version").first()
+    if setting is None or setting.pending_version is None:
+        return False
+    pending = setting.pending_version
+    progress = reembedding_progress(setting=setting)
+    if progress["done"] < progress["total"]:
+        _missing_jobs_enqueue(species=species, setting=setting)
+        return False
+    embedding_index_ensure(species_id=species.pk, version=pending)
+    with transaction.atomic():
+        setting = SpeciesModel.objects.select_for_update().get(species=species)
+        if setting.pending_version_id != pending.pk:
+            return False  # rolled back or promoted again meanwhile
+        method = (pending.metrics or {}).get("recommended_ranking_method")
+        setting.previous_version_id = setting.model_version_id
+        setting.model_version = pending
+        setting.pending_version = None
+        setting.switched_at = timezone.now()
+        fields = ["previous_version", "model_version", "pending_version", "switched_at"]
+        if method in SpeciesModel.RankingMethod.values:
+            setting.ranking_method = method
+            fields.append("ranking_method")
+        setting.save(update_fields=fields)
+        species_identifications_refresh(species_id=species.pk)
+    return True
+
+
+def _missing_jobs_enqueue(*, species: Species, setting: SpeciesModel) -> None:
+    jobs = EmbeddingJob.objects.filter(
+        model_version_id=setting.pending_version_id, annotation__species=species
+    )
+    if jobs.filter(state=EmbeddingJob.State.QUEUED).exists():
+        return  # still re-embedding; the last batch asks again
+    missing = (
+        Annotation.objects.filter(species=species)
+        .exclude(pk__in=jobs.values("annotation_id"))
+        .values_list("pk", flat=True)
+    )
+    if missing:
+        annotations_embed_enqueue(
+            annotation_ids=list(missing), version=setting.pending_version, identify=False
+        )
