@@ -68,6 +68,8 @@ def annotation_update(
 
 def bbox_checked(*, bbox: object, width: int, height: int) -> BBox:
     """The box as four finite numbers inside a ``width``×``height`` photo, or a clear error."""
+    if isinstance(bbox, (list, tuple)) and all(isinstance(v, str) for v in bbox):
+        bbox = ", ".join(bbox)  # the review form's four text fields
     try:
         return validate_bbox(bbox, width=width, height=height)
     except SchemaError as error:

@@ -32,12 +32,12 @@ def photo(db):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize(
     "box, message",
     [
-        (("nan", "0", "10", "10"), "must be finite"),
-        (("inf", "0", "10", "10"), "must be finite"),
-        (("50", "0", "30", "10"), "not inside the 64×48 photo"),
-        (("-1", "0", "10", "10"), "not inside the 64×48 photo"),
-        (("0", "0", "0", "10"), "not inside the 64×48 photo"),
-        (("a", "0", "10", "10"), "four numbers"),
+        (("nan", "0", "10", "10"), "must be a finite number"),
+        (("inf", "0", "10", "10"), "must be a finite number"),
+        (("50", "0", "30", "10"), "outside the 64×48 photo"),
+        (("-1", "0", "10", "10"), "starts outside the photo"),
+        (("0", "0", "0", "10"), "smaller than one pixel"),
+        (("a", "0", "10", "10"), "must be a number"),
     ],
 )
 def test_a_bad_box_is_refused_with_a_message_and_changes_nothing(
