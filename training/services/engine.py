@@ -19,6 +19,7 @@ from django.utils import timezone
 from catalogue.models import Annotation, Species
 from identification.models import ModelVersion
 from identification.services.embedding import annotation_crop
+from identification.services.models import species_model_setting
 from training.models import TrainingRun
 from training.services.runs import run_log, training_run_progress_save, training_run_should_stop
 
@@ -187,8 +188,10 @@ class _Progress:
 
         model, _, _ = load_model_file(self.checkpoint)
         records = load_records(self.held_out_dir)
-        top1 = _loo(Embedder(model, image_size=self.image_size).embed_records(records),
-                    records)["top1"]
+        top1 = _honest(records, Embedder(model, image_size=self.image_size).embed_records(
+            records), ("embedding",))["embedding"]["top1"]
+        if top1 is None:
+            return  # no held-out individual was seen in two encounters
         self.history.append({"step": self.step, "epoch": epoch + 1, "loss": self.loss,
                              "validation_top1": top1})
         training_run_progress_save(run_id=self.run_id, validation_top1=top1,
@@ -259,54 +262,62 @@ def training_run_train(*, run: TrainingRun) -> None:
                                 f"→ {report['after']['top1']:.3f}.")
 
 
-def _loo(embeddings: np.ndarray, records: list, scores: np.ndarray | None = None) -> dict:
-    from reid.metrics import cosine_matrix, leave_one_out_from_scores
+def _honest(records: list, embeddings: np.ndarray, methods: tuple[str, ...],
+            matcher: Any = None) -> dict[str, dict]:
+    """The evaluation core's honest leave-one-out (query's encounter excluded), per method."""
+    from reid.evaluation import evaluate_records
 
-    if scores is None:
-        scores = cosine_matrix(embeddings, embeddings).astype(np.float64)
-    result = leave_one_out_from_scores(scores, [r.class_key for r in records],
-                                       [r.species for r in records])
-    return {"top1": result["top1"], "top5": result["top5"], "mAP": result["mAP"],
-            "n_queries": result["n_queries"], "individual": {
-                k: result["individual"][k] for k in ("top1", "top5", "mAP")}}
+    result = evaluate_records(records, embeddings, methods=methods, matcher=matcher)
+    (stats,) = result["per_species"].values() if result["per_species"] else ({},)
+    keys = ("top1", "top5", "mAP", "n_queries")
+    return {m: {k: stats.get(m, {}).get(k) for k in keys} for m in methods}
 
 
 def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: Path,
                           image_size: int) -> dict[str, Any]:
-    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models
-    and SIFT, plus the ranking method that wins on the run's species."""
+    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models,
+    local features and the fused ranking, plus the ranking method that wins on the run's
+    species. Every number is the app's shortlist ranking under the honest protocol of
+    ``reid.evaluation`` (the query's own encounter is never in the gallery)."""
     from reid.data import load_records
-    from reid.evaluation import extract_all, inlier_matrix
-    from reid.fusion import FusionCalibrator
+    from reid.evaluation import PairMatcher
     from reid.inference import load_model
+    from reid.ranking import EMBEDDING, FUSED, LOCAL
 
     base: ModelVersion = run.base_version
     embedders = {"candidate": load_model(str(model_path), image_size=image_size),
                  "current": load_model(base.weights, image_size=base.image_size)}
     if base.weights != "imagenet":
         embedders["zero_shot"] = load_model("imagenet")
-    calibrator = FusionCalibrator.default()
+    local_method = species_model_setting(species=run.species).local_method
     per_species: dict[str, Any] = {}
     for slug, folder in data.held_out_dirs.items():
         records = load_records(folder)
-        cosines = {name: _cosine(embedder.embed_records(records))
-                   for name, embedder in embedders.items()}
-        cosines.setdefault("zero_shot", cosines["current"])
-        inliers = inlier_matrix(extract_all(records), extract_all(records), same_set=True)
-        fused = calibrator.predict(cosines["candidate"].ravel(), inliers.ravel()).reshape(
-            inliers.shape)
+        rows = {}
+        for name, embedder in embedders.items():
+            vectors = embedder.embed_records(records)
+            if name == "candidate":
+                ranked = _honest(records, vectors, (EMBEDDING, LOCAL, FUSED),
+                                 PairMatcher(records, local_method))
+                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL],
+                            fused=ranked[FUSED])
+            else:
+                rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
+        rows.setdefault("zero_shot", rows["current"])
         per_species[data.names[slug]] = {
             "new_species": slug == run.species.slug,
             "held_out_images": len(records),
             "held_out_individuals": len({r.identity for r in records}),
-            **{name: _loo(None, records, scores) for name, scores in cosines.items()},
-            "sift": _loo(None, records, inliers),
-            "fused": _loo(None, records, fused),
+            "local_method": local_method,
+            **rows,
         }
     target = per_species[run.species.name]
     methods = {"fused": target["fused"]["top1"], "embedding": target["candidate"]["top1"],
-               "local": target["sift"]["top1"]}
-    recommended = max(methods, key=lambda name: methods[name])  # ties keep the first listed
+               "local": target["local"]["top1"]}
+    # A fusion is recommended only when it is at least as good as the best single method.
+    recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
+    if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
+        recommended = "fused"
     candidate = embedders["candidate"]
     return {
         "run": run.pk, "species": run.species.name, "mode": run.mode,
@@ -321,14 +332,9 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
         "per_species": per_species,
         "candidate": {"model_path": str(model_path), "backbone": candidate.model.config.backbone,
                       "embedding_dim": int(candidate.embedding_dim), "image_size": image_size},
-        "protocol": "leave-one-out on held-out individuals (disjoint from training)",
+        "protocol": "honest leave-one-out on held-out individuals (disjoint from training): "
+                    "the app's shortlist ranking, the query's own encounter never in the gallery",
     }
-
-
-def _cosine(embeddings: np.ndarray) -> np.ndarray:
-    from reid.metrics import cosine_matrix
-
-    return cosine_matrix(embeddings, embeddings).astype(np.float64)
 
 
 def _json_safe(value: Any) -> Any:

@@ -10,7 +10,10 @@ from wildweb.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = "Fit a species' fused score (embedding and keypoints → probability) on its photos."
+    help = (
+        "Fit a species' calibration on its confirmed photos, adopt a fusion only if it beats "
+        "the best single method, and choose its 'probably new' threshold."
+    )
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--species", required=True)
@@ -24,4 +27,11 @@ class Command(BaseCommand):
             report = species_calibrate(species=species_lookup(species), queries=queries)
         except ServiceError as error:
             raise CommandError(error.message) from None
-        self.stdout.write(_json.dumps(report, indent=2) if json else str(report))
+        if json:
+            self.stdout.write(_json.dumps(report, indent=2))
+        else:
+            self.stdout.write(
+                f"{report['species']}: ranks with {report['ranking_method']} "
+                f"({report['decision']}); probably-new threshold "
+                f"{report['open_set']['threshold']:.3f}"
+            )

@@ -9,11 +9,14 @@ from identification.services.evaluation import RANKING_METHODS, species_evaluate
 
 
 class Command(BaseCommand):
-    help = "Leave-one-out evaluation of a species' identified annotations (individual ranking)."
+    help = (
+        "Honest leave-one-out evaluation of a species' ranking (the query's own sighting is "
+        "never in the gallery); default method: the species' own."
+    )
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--species", required=True)
-        parser.add_argument("--method", choices=RANKING_METHODS, default="fused")
+        parser.add_argument("--method", choices=RANKING_METHODS, default=None)
         parser.add_argument("--limit", type=int, default=None, help="At most this many queries.")
         parser.add_argument("--json", action="store_true")
 
@@ -21,7 +24,7 @@ class Command(BaseCommand):
         self,
         *args: object,
         species: str,
-        method: str,
+        method: str | None,
         limit: int | None,
         json: bool,
         **options: object,
