@@ -118,8 +118,12 @@ class SpeciesModel(models.Model):
 
     @property
     def is_calibrated(self) -> bool:
-        """A calibration was fitted under the version that ranks now."""
-        return bool(self.calibration) and self.calibration_version_id == self.model_version_id
+        """A calibration was fitted under the version and local method that rank now."""
+        return (
+            bool(self.calibration)
+            and self.calibration_version_id == self.model_version_id
+            and self.calibration.get("local_method", self.LocalMethod.SIFT) == self.local_method
+        )
 
     @property
     def probably_new_threshold(self) -> float:

@@ -291,7 +291,11 @@ def _cross_fitted_rankings(
 
 
 class PairMatcher:
-    """Keypoints of records, extracted once, and their pair matches, memoised both ways."""
+    """Keypoints of records, extracted once, and their matches, memoised.
+
+    A match is not symmetric (the ratio test and the inlier threshold depend on which image
+    is the query), so pairs are kept in the direction the app matches them: query first.
+    """
 
     def __init__(self, records: Sequence[Record], method: str = "sift") -> None:
         self.records = records
@@ -305,9 +309,9 @@ class PairMatcher:
         return self._keypoints[index]
 
     def __call__(self, query: int, gallery: int) -> Match:
-        key = (min(query, gallery), max(query, gallery))
+        key = (query, gallery)
         if key not in self._matches:
-            self._matches[key] = match(self.keypoints(key[0]), self.keypoints(key[1]))
+            self._matches[key] = match(self.keypoints(query), self.keypoints(gallery))
         return self._matches[key]
 
     @property

@@ -229,6 +229,23 @@ def _lighterglue() -> Any:
     return LighterGlue().cpu().eval()
 
 
+class _OneThread:
+    """Run torch single-threaded: XFeat's and LighterGlue's tensors are tiny (<= 512 x 64),
+    so intra-op threads cost more in synchronisation than they gain. On the busy 2-core
+    machine a LighterGlue pair took 108 ms on one thread and 777 ms on two."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.previous)
+
+
 def _xfeat_extract(image: Image.Image, max_keypoints: int, max_side: int) -> Keypoints:
     import torch
 
@@ -239,7 +256,7 @@ def _xfeat_extract(image: Image.Image, max_keypoints: int, max_side: int) -> Key
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
                          Image.Resampling.BILINEAR)
     tensor = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    with torch.inference_mode():
+    with _OneThread(), torch.inference_mode():
         found = _xfeat().detectAndCompute(tensor[None], top_k=max_keypoints)[0]
     points = found["keypoints"].numpy().astype(np.float32) / scale
     descriptors = found["descriptors"].numpy().astype(np.float32)
@@ -257,7 +274,7 @@ def _lighterglue_match(a: Keypoints, b: Keypoints) -> tuple[np.ndarray, np.ndarr
         "image_size0": torch.tensor(a.image_size, dtype=torch.float32)[None],
         "image_size1": torch.tensor(b.image_size, dtype=torch.float32)[None],
     }
-    with torch.inference_mode():
+    with _OneThread(), torch.inference_mode():
         pairs = _lighterglue()(data, min_conf=LIGHTERGLUE_MIN_CONFIDENCE)["matches"][0].numpy()
     return a.points[pairs[:, 0]].reshape(-1, 2), b.points[pairs[:, 1]].reshape(-1, 2)
 

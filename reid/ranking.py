@@ -107,7 +107,10 @@ def shortlist(
 
 
 def rank(
-    candidates: Sequence[Candidate], method: str, calibrator: FusionCalibrator | None = None
+    candidates: Sequence[Candidate],
+    method: str,
+    calibrator: FusionCalibrator | None = None,
+    local_weight: float = LOCAL_WEIGHT,
 ) -> list[Candidate]:
     """Order a shortlist by one method; every candidate gets its probability and score.
 
@@ -118,6 +121,7 @@ def rank(
             fusion while none is fitted).
         calibrator: the species' fitted calibration, or ``None`` for the hand-set one. It
             gives every candidate its probability, whatever the method.
+        local_weight: weight of the z-scored log-inliers in the hand-set fusion.
 
     Returns:
         New candidates, best first (ties keep the embedding order).
@@ -141,7 +145,7 @@ def rank(
     elif method == LOCAL:
         score = inliers + 1e-3 * cosine  # inlier ties go to the more similar embedding
     elif method == FUSED:
-        score = _zscore(cosine) + LOCAL_WEIGHT * _zscore(np.log1p(inliers))
+        score = _zscore(cosine) + local_weight * _zscore(np.log1p(inliers))
     else:
         score = probability
     for candidate, p, s in zip(ranked, probability, score, strict=True):

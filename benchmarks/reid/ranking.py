@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -94,6 +95,12 @@ def main() -> None:
     parser.add_argument("--local-methods", nargs="*", default=list(LOCAL_METHODS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/wildweb-ranking-bench"),
+        help="embeddings and shortlists are kept here (outside the repo)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # six helpers share two cores; one thread each is steadier
     embedder = load_model("imagenet", device="cpu")
@@ -110,7 +117,13 @@ def main() -> None:
                 min_per_identity=2,
                 seed=args.seed,
             )
-        vectors = embedder.embed_records(records)
+        args.cache.mkdir(parents=True, exist_ok=True)
+        cached = args.cache / f"{name}-vectors.npy"
+        if cached.exists():
+            vectors = np.load(cached)
+        else:
+            vectors = embedder.embed_records(records)
+            np.save(cached, vectors)
         eligible = honest_queries(
             [r.class_key for r in records], [r.encounter_key for r in records]
         )
@@ -133,6 +146,10 @@ def main() -> None:
             matchers[local_method] = matcher
             shortlists = record_shortlists(records, vectors, queries, matcher)
             unknown = record_shortlists(records, vectors, queries, matcher, exclude_individual=True)
+            with open(args.cache / f"{name}-{local_method}-shortlists.pkl", "wb") as handle:
+                pickle.dump(
+                    {"known": shortlists, "unknown": unknown, "encounter_of": encounter_of}, handle
+                )
             selection = method_select(shortlists, encounter_of)
             calibrator = selection["calibrator"]
             metrics = methods_compare(shortlists, (EMBEDDING, LOCAL, FUSED, CALIBRATED), calibrator)

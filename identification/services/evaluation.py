@@ -188,7 +188,9 @@ def _described(scored: list[Candidate]) -> list[dict]:
     ]
 
 
-def species_calibrate(*, species: Species, queries: int = 200) -> dict:
+def species_calibrate(
+    *, species: Species, queries: int = 200, local_method: str | None = None
+) -> dict:
     """Fit the species' calibration, choose its ranking method and "probably new" threshold.
 
     Every confirmed photo (a seeded sample of ``queries``) is ranked as the app ranks it,
@@ -197,12 +199,22 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
     when its leave-one-out top-1 is at least the best single method's; otherwise the best
     single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
     each query ranked again with its individual removed (leave-individuals-out). Everything
-    is stored for the species' current model version only.
+    is stored for the species' current model version and local method only.
+
+    Args:
+        species: The species.
+        queries: At most this many queries (a seeded sample).
+        local_method: Switch the species to this local method first (``sift``/``xfeat``);
+            gallery keypoints of a new method are extracted as they are first needed.
 
     Raises:
         ServiceError: Too few identified photos to have both same and different pairs.
     """
     setting = species_model_setting(species=species)
+    if local_method and local_method != setting.local_method:
+        if local_method not in SpeciesModel.LocalMethod.values:
+            raise ServiceError(f"Unknown local method {local_method!r}.")
+        setting.local_method = local_method  # saved below, with the fit (or not at all)
     confirmed = _Confirmed.load(setting)
     known, unknown = _shortlists(
         setting=setting,
@@ -224,7 +236,7 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
         [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
     )
     setting.ranking_method = method
-    setting.calibration = calibrator.to_dict()
+    setting.calibration = {**calibrator.to_dict(), "local_method": setting.local_method}
     setting.calibration_version = setting.model_version
     setting.new_individual_threshold = open_set["threshold"]
     setting.save(
@@ -233,6 +245,7 @@ def species_calibrate(*, species: Species, queries: int = 200) -> dict:
             "calibration",
             "calibration_version",
             "new_individual_threshold",
+            "local_method",
         ]
     )
     return {

@@ -152,3 +152,56 @@ def test_identify_command_ranks_a_held_back_photo(chimps, shared_datasets) -> No
     codes = [c["code"] for c in report["candidates"]]
     assert len(codes) == 5 and folder.name in codes
     assert [c["rank"] for c in report["candidates"]] == [1, 2, 3, 4, 5]
+
+
+def test_a_species_can_rank_with_xfeat_and_caches_its_keypoints_apart(chimps) -> None:  # noqa: ANN001
+    from identification.models import LocalFeatures
+
+    sift_rows = LocalFeatures.objects.filter(method="sift").count()
+    assert sift_rows == 15  # extracted with the embeddings, for the species' default method
+    report = run("calibrate", "--species", "Chimpanzee", "--local-method", "xfeat")
+    setting = SpeciesModel.objects.get(species=chimps)
+    assert setting.local_method == report["local_method"] == "xfeat"
+    assert setting.is_calibrated and setting.calibration["local_method"] == "xfeat"
+    assert LocalFeatures.objects.filter(method="xfeat").count() == 15
+    assert LocalFeatures.objects.filter(method="sift").count() == sift_rows  # kept apart
+    evaluated = run("evaluate", "--species", "Chimpanzee", "--method", "local")
+    assert evaluated["local_method"] == "xfeat" and evaluated["n_queries"] == 15
+    assert evaluated["top1"] >= 0.2  # 5 individuals: chance is 0.2
+    # Back to SIFT: the XFeat fit no longer applies.
+    setting.local_method = "sift"
+    assert not setting.is_calibrated
+
+
+def test_evaluate_and_the_records_core_give_the_same_numbers(chimps) -> None:  # noqa: ANN001
+    """``evaluate`` (pgvector + cached keypoints) and ``reid.evaluation.evaluate_records``
+    (what the training report, ``reid eval`` and the benchmarks use) rank with the same code:
+    on the same photos and vectors they agree for every method."""
+    from identification.models import Embedding
+    from reid.data import Record
+    from reid.evaluation import PairMatcher, evaluate_records
+
+    rows = list(
+        Embedding.objects.filter(species=chimps)
+        .select_related("annotation__image")
+        .order_by("annotation_id")
+    )
+    records = [
+        Record(
+            image_id=str(e.annotation_id),
+            identity=str(e.annotation.individual_id),
+            species="chimp",
+            path=e.annotation.image.file.path,
+            encounter=str(e.annotation.image.encounter_id),
+        )
+        for e in rows
+    ]
+    vectors = np.asarray([e.vector for e in rows], dtype=np.float32)
+    methods = ("embedding", "local", "fused")
+    core = evaluate_records(records, vectors, methods, PairMatcher(records, "sift"))
+    for method in methods:
+        app = run("evaluate", "--species", "Chimpanzee", "--method", method)
+        expected = core["per_species"]["chimp"][method]
+        assert app["n_queries"] == expected["n_queries"] == 15
+        assert app["top1"] == pytest.approx(expected["top1"]), (method, app, expected)
+        assert app["mAP"] == pytest.approx(expected["mAP"])

@@ -5,6 +5,7 @@ import json as _json
 from django.core.management import BaseCommand, CommandError
 
 from identification.management.commands.identify import species_lookup
+from identification.models import SpeciesModel
 from identification.services.evaluation import species_calibrate
 from wildweb.errors import ServiceError
 
@@ -18,13 +19,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--species", required=True)
         parser.add_argument("--queries", type=int, default=200)
+        parser.add_argument(
+            "--local-method",
+            choices=SpeciesModel.LocalMethod.values,
+            help="Switch the species' keypoint matcher first (default: keep its own).",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(
-        self, *args: object, species: str, queries: int, json: bool, **options: object
+        self,
+        *args: object,
+        species: str,
+        queries: int,
+        local_method: str | None,
+        json: bool,
+        **options: object,
     ) -> None:
         try:
-            report = species_calibrate(species=species_lookup(species), queries=queries)
+            report = species_calibrate(
+                species=species_lookup(species), queries=queries, local_method=local_method
+            )
         except ServiceError as error:
             raise CommandError(error.message) from None
         if json:
