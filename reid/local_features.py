@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 METHODS = ("sift", "orb", "xfeat")
 XFEAT_KEYPOINTS = 512  # XFeat's strongest keypoints kept per image
 XFEAT_MAX_SIDE = 256  # XFeat runs on crops downscaled to this longest side
+XFEAT_MIN_SIDE = 32  # and enlarged to at least this shortest side
 LIGHTERGLUE_MIN_CONFIDENCE = 0.1
 
 
@@ -253,6 +254,9 @@ def _xfeat_extract(image: Image.Image, max_keypoints: int, max_side: int) -> Key
     scale = 1.0
     if max_side and max(rgb.size) > max_side:
         scale = max_side / max(rgb.size)
+    # XFeat works on multiples of 32 px: a thinner crop (a far-away fish) is enlarged.
+    scale = max(scale, XFEAT_MIN_SIDE / min(rgb.size))
+    if scale != 1.0:
         rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
                          Image.Resampling.BILINEAR)
     tensor = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)

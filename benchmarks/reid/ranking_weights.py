@@ -13,7 +13,7 @@ from pathlib import Path
 from reid.evaluation import methods_compare, ranking_metrics
 from reid.ranking import rank
 
-WEIGHTS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 
 
 def main() -> None:

@@ -60,6 +60,13 @@ def test_grayscale_and_empty_images_are_handled() -> None:
     assert match(blank, extract(_textured(2))).inliers == 0
 
 
+def test_xfeat_takes_crops_thinner_than_its_32_px_grid() -> None:
+    thin = _textured(3).crop((0, 0, 160, 20))
+    keypoints = extract(thin, method="xfeat")
+    assert keypoints.image_size == (160, 20)
+    assert len(keypoints) == 0 or keypoints.points[:, 1].max() <= 20
+
+
 def test_same_fish_scores_higher_than_different_fish(shared_datasets: Path) -> None:
     from reid.data import load_image, load_records
 
