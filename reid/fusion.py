@@ -17,7 +17,7 @@ import numpy as np
 
 # Hand-set calibration used until one is fitted: P(same) = 0.5 at cosine 0.8, and at 10
 # verified inliers. It only turns scores into probabilities for the "probably new" flag; the
-# hand-set *ranking* is the z-scored sum in reid.ranking.
+# hand-set *ranking* is reid.ranking's weighted sum.
 DEFAULT_COSINE = (12.0, -9.6)
 DEFAULT_LOCAL = (2.0, -2.0 * float(np.log1p(10.0)))
 

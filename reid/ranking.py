@@ -23,11 +23,13 @@ PHOTOS_PER_CANDIDATE = 2  # each shortlisted individual's best photos matched wi
 # XFeat's LighterGlue costs ~30x a SIFT match on a CPU, so it matches one photo per candidate,
 # keeping upload → candidates under a second (BENCHMARKS.md).
 PHOTOS_PER_CANDIDATE_BY_METHOD = {"xfeat": 1}
-# The hand-set fusion: z-scored cosine plus this many z-scored log-inliers, z-scored over the
-# shortlist. Local evidence counts twice because, within an embedding shortlist, a verified
-# geometric match is the more specific signal (issue 9: 0.30 vs 0.138 embedding-only on a
-# patterned antelope); BENCHMARKS.md shows it on every shared species.
-LOCAL_WEIGHT = 2.0
+# The hand-set fusion: COSINE_WEIGHT * cosine + log1p(inliers). Both signals stay in absolute
+# units, so each counts as much as it is decisive in this shortlist: a verified match with
+# e times more inliers than the rest outweighs a 0.2 cosine gap. Z-scoring them over the
+# shortlist instead (issue 9's z(cosine) + 2 z(log-inliers)) makes noise look as decisive as
+# a clear match; it lost 0.10 top-1 to SIFT alone on cows and 0.08 to the embedding on dogs,
+# where this held on all shared species (BENCHMARKS.md).
+COSINE_WEIGHT = 5.0
 
 EMBEDDING, LOCAL, FUSED, CALIBRATED = "embedding", "local", "fused", "calibrated"
 METHODS = (EMBEDDING, LOCAL, FUSED, CALIBRATED)
@@ -110,18 +112,18 @@ def rank(
     candidates: Sequence[Candidate],
     method: str,
     calibrator: FusionCalibrator | None = None,
-    local_weight: float = LOCAL_WEIGHT,
+    cosine_weight: float = COSINE_WEIGHT,
 ) -> list[Candidate]:
     """Order a shortlist by one method; every candidate gets its probability and score.
 
     Args:
         candidates: from :func:`shortlist` (with inliers for the local methods).
         method: ``embedding`` (cosine), ``local`` (inliers, then cosine), ``fused`` (the
-            hand-set z-scored sum) or ``calibrated`` (the fitted probability; the hand-set
-            fusion while none is fitted).
+            hand-set ``COSINE_WEIGHT * cosine + log1p(inliers)``) or ``calibrated`` (the
+            fitted probability; the hand-set fusion while none is fitted).
         calibrator: the species' fitted calibration, or ``None`` for the hand-set one. It
             gives every candidate its probability, whatever the method.
-        local_weight: weight of the z-scored log-inliers in the hand-set fusion.
+        cosine_weight: weight of the cosine in the hand-set fusion.
 
     Returns:
         New candidates, best first (ties keep the embedding order).
@@ -145,15 +147,10 @@ def rank(
     elif method == LOCAL:
         score = inliers + 1e-3 * cosine  # inlier ties go to the more similar embedding
     elif method == FUSED:
-        score = _zscore(cosine) + local_weight * _zscore(np.log1p(inliers))
+        score = cosine_weight * cosine + np.log1p(inliers)
     else:
         score = probability
     for candidate, p, s in zip(ranked, probability, score, strict=True):
         candidate.probability, candidate.score = float(p), float(s)
     order = np.argsort(-score, kind="stable")
     return [ranked[i] for i in order]
-
-
-def _zscore(values: np.ndarray) -> np.ndarray:
-    spread = values.std()
-    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)

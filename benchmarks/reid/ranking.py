@@ -144,12 +144,16 @@ def main() -> None:
             t0 = time.perf_counter()
             matcher = PairMatcher(records, local_method)
             matchers[local_method] = matcher
-            shortlists = record_shortlists(records, vectors, queries, matcher)
-            unknown = record_shortlists(records, vectors, queries, matcher, exclude_individual=True)
-            with open(args.cache / f"{name}-{local_method}-shortlists.pkl", "wb") as handle:
-                pickle.dump(
-                    {"known": shortlists, "unknown": unknown, "encounter_of": encounter_of}, handle
+            cached = args.cache / f"{name}-{local_method}-shortlists.pkl"
+            if cached.exists():  # matched before: evaluate again without re-matching
+                saved = pickle.loads(cached.read_bytes())
+                shortlists, unknown = saved["known"], saved["unknown"]
+            else:
+                shortlists = record_shortlists(records, vectors, queries, matcher)
+                unknown = record_shortlists(
+                    records, vectors, queries, matcher, exclude_individual=True
                 )
+                cached.write_bytes(pickle.dumps({"known": shortlists, "unknown": unknown}))
             selection = method_select(shortlists, encounter_of)
             calibrator = selection["calibrator"]
             metrics = methods_compare(shortlists, (EMBEDDING, LOCAL, FUSED, CALIBRATED), calibrator)

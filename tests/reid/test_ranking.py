@@ -7,7 +7,7 @@ import pytest
 
 from reid.fusion import FusionCalibrator
 from reid.local_features import Match
-from reid.ranking import Candidate, Neighbour, rank, shortlist
+from reid.ranking import COSINE_WEIGHT, Candidate, Neighbour, rank, shortlist
 
 
 def _match(inliers: int) -> Match:
@@ -44,13 +44,12 @@ def test_each_method_orders_by_its_own_evidence() -> None:
     ]
     assert [c.individual_id for c in rank(candidates, "embedding")] == ["A", "B", "C"]
     assert [c.individual_id for c in rank(candidates, "local")] == ["B", "C", "A"]
-    # z(cos) + 2 z(log1p inliers): B is near A in cosine and far ahead in inliers.
+    # w * cos + log1p(inliers): B is near A in cosine and far ahead in inliers.
     fused = rank(candidates, "fused")
     assert fused[0].individual_id == "B"
-    cos = np.array([0.90, 0.85, 0.50])
-    log = np.log1p([4, 60, 5])
-    expected = (cos - cos.mean()) / cos.std() + 2 * (log - log.mean()) / log.std()
-    assert fused[0].score == pytest.approx(expected[1])
+    assert fused[0].score == pytest.approx(COSINE_WEIGHT * 0.85 + np.log1p(60))
+    # A cosine gap outweighs a few noise inliers: A (0.90, 4) beats C (0.50, 5).
+    assert [c.individual_id for c in fused][1:] == ["A", "C"]
     # Every method gives each candidate the same calibrated probability.
     by_id = {c.individual_id: c.probability for c in fused}
     assert by_id == {c.individual_id: c.probability for c in rank(candidates, "embedding")}
