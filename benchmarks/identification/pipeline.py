@@ -47,8 +47,12 @@ def main() -> None:
     parser.add_argument("--eval-queries", type=int, default=300)
     parser.add_argument("--database", default="wildweb_bench_pipeline")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--local-method", choices=("sift", "xfeat"), default="sift",
-                        help="every species' keypoint matcher (extracted at import)")
+    parser.add_argument(
+        "--local-method",
+        choices=("sift", "xfeat"),
+        default="sift",
+        help="every species' keypoint matcher (extracted at import)",
+    )
     args = parser.parse_args()
 
     from search import _use_database
