@@ -26,6 +26,7 @@ from reid.evaluation import (
     QueryShortlist,
     honest_queries,
     method_select,
+    open_set_metrics,
     ranking_metrics,
     threshold_select,
 )
@@ -138,7 +139,11 @@ def _shortlists(
 
 
 def species_evaluate(
-    *, species: Species, method: str | None = None, limit: int | None = None
+    *,
+    species: Species,
+    method: str | None = None,
+    limit: int | None = None,
+    open_set: bool = False,
 ) -> dict:
     """Honest leave-one-out of the species' ranking over its identified photos.
 
@@ -146,23 +151,26 @@ def species_evaluate(
         species: The species.
         method: A ranking method; default the species' own (what the app ranks with).
         limit: At most this many queries (a seeded sample).
+        open_set: Also rank each query with its individual removed (a new animal) and report
+            BAKS, BAUS and their geometric mean at the species' "probably new" threshold.
 
     Returns:
         ``top1, top5, mAP`` (mAP is the mean of 1/rank, 0 outside the shortlist), their
-        standard errors and ``n_queries``.
+        standard errors and ``n_queries``; with ``open_set``, ``open_set``.
     """
     setting = species_model_setting(species=species)
     method = method or setting.ranking_method
     confirmed = _Confirmed.load(setting)
-    shortlists, _ = _shortlists(
+    shortlists, unknown = _shortlists(
         setting=setting,
         confirmed=confirmed,
         queries=confirmed.queries(limit),
         with_local=method in NEEDS_LOCAL,
+        open_set=open_set,
     )
     calibrator = species_calibrator(setting=setting)
     metrics = ranking_metrics((s.truth, rank(s.candidates, method, calibrator)) for s in shortlists)
-    return {
+    report = {
         "species": species.name,
         "method": method,
         "local_method": setting.local_method,
@@ -170,6 +178,13 @@ def species_evaluate(
         **metrics,
         "protocol": PROTOCOL,
     }
+    if open_set:
+        report["open_set"] = open_set_metrics(
+            [(s.truth, rank(s.candidates, method, calibrator)) for s in shortlists],
+            [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
+            setting.probably_new_threshold,
+        )
+    return report
 
 
 def _described(scored: list[Candidate]) -> list[dict]:

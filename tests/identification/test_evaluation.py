@@ -137,6 +137,11 @@ def test_calibration_is_fitted_stored_and_separates_same_from_different(chimps) 
     assert setting.new_individual_threshold == report["open_set"]["threshold"]
     assert 0.0 <= report["open_set"]["BAKS"] <= 1.0 and 0.0 <= report["open_set"]["BAUS"] <= 1.0
     assert setting.is_calibrated and species_calibrator(setting=setting) is not None
+    # evaluate scores the stored threshold on the same simulation: the same BAKS and BAUS.
+    evaluated = run("evaluate", "--species", "Chimpanzee", "--open-set")
+    assert evaluated["method"] == report["ranking_method"]
+    for key in ("BAKS", "BAUS", "geometric_mean", "threshold"):
+        assert evaluated["open_set"][key] == pytest.approx(report["open_set"][key])
     # Another model version never uses this version's fit (a switch, or a rollback).
     setting.model_version = ModelVersion.objects.create(
         name="other", backbone="tf_efficientnet_lite0", weights="imagenet", embedding_dim=1280

@@ -18,6 +18,11 @@ class Command(BaseCommand):
         parser.add_argument("--species", required=True)
         parser.add_argument("--method", choices=RANKING_METHODS, default=None)
         parser.add_argument("--limit", type=int, default=None, help="At most this many queries.")
+        parser.add_argument(
+            "--open-set",
+            action="store_true",
+            help="Also rank each query as a new animal (its individual removed): BAKS, BAUS.",
+        )
         parser.add_argument("--json", action="store_true")
 
     def handle(
@@ -26,10 +31,13 @@ class Command(BaseCommand):
         species: str,
         method: str | None,
         limit: int | None,
+        open_set: bool,
         json: bool,
         **options: object,
     ) -> None:
-        report = species_evaluate(species=species_lookup(species), method=method, limit=limit)
+        report = species_evaluate(
+            species=species_lookup(species), method=method, limit=limit, open_set=open_set
+        )
         if json:
             self.stdout.write(_json.dumps(report, indent=2))
         else:
