@@ -57,13 +57,22 @@ class Embedding(models.Model):
 class SpeciesModel(models.Model):
     """Which model version ranks a species' animals, and how its scores are calibrated.
 
-    A species without a row uses version 0 (the zero-shot model) with default calibration.
+    A species without a row uses version 0 (the zero-shot model) with the hand-set fusion.
+    ``calibration`` and ``new_individual_threshold`` were fitted by ``calibrate`` under
+    ``calibration_version``; under any other version (after a switch or a rollback) they are
+    not used: the hand-set calibration and threshold apply until the species is calibrated
+    again.
     """
 
     class RankingMethod(models.TextChoices):
         EMBEDDING = "embedding", "Embedding similarity"
         LOCAL = "local", "Local keypoint matching"
-        FUSED = "fused", "Embedding and keypoints fused"
+        FUSED = "fused", "Embedding and keypoints fused (hand-set)"
+        CALIBRATED = "calibrated", "Embedding and keypoints fused (calibrated)"
+
+    class LocalMethod(models.TextChoices):
+        SIFT = "sift", "rootSIFT"
+        XFEAT = "xfeat", "XFeat + LighterGlue"
 
     species = models.OneToOneField(
         Species, on_delete=models.CASCADE, primary_key=True, related_name="model_setting"
@@ -83,13 +92,46 @@ class SpeciesModel(models.Model):
     ranking_method = models.CharField(
         max_length=10, choices=RankingMethod.choices, default=RankingMethod.FUSED
     )
+    local_method = models.CharField(
+        max_length=10,
+        choices=LocalMethod.choices,
+        default=LocalMethod.SIFT,
+        help_text="Keypoints that re-score the shortlist.",
+    )
     calibration = models.JSONField(
-        default=dict, blank=True, help_text="Fusion calibration; empty means the default."
+        default=dict, blank=True, help_text="Fitted calibration; empty means the hand-set one."
+    )
+    calibration_version = models.ForeignKey(
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The model version the calibration and threshold were fitted under.",
     )
     new_individual_threshold = models.FloatField(
-        default=0.5, help_text="Below this fused score the animal is probably a new individual."
+        default=0.5,
+        help_text="Below this probability of the first candidate the animal is probably new.",
     )
     switched_at = models.DateTimeField(auto_now_add=True)
+
+    DEFAULT_NEW_INDIVIDUAL_THRESHOLD = 0.5
+
+    @property
+    def is_calibrated(self) -> bool:
+        """A calibration was fitted under the version and local method that rank now."""
+        return (
+            bool(self.calibration)
+            and self.calibration_version_id == self.model_version_id
+            and self.calibration.get("local_method", self.LocalMethod.SIFT) == self.local_method
+        )
+
+    @property
+    def probably_new_threshold(self) -> float:
+        """The fitted threshold under the version that ranks now, else the hand-set one."""
+        if self.calibration_version_id == self.model_version_id:
+            return self.new_individual_threshold
+        return self.DEFAULT_NEW_INDIVIDUAL_THRESHOLD
 
 
 class EmbeddingJob(models.Model):
@@ -122,14 +164,22 @@ class EmbeddingJob(models.Model):
 
 
 class LocalFeatures(models.Model):
-    """Cached keypoints and descriptors of an annotation's crop (see ``reid.local_features``)."""
+    """Cached keypoints and descriptors of an annotation's crop, per extraction method
+    (see ``reid.local_features``)."""
 
-    annotation = models.OneToOneField(
-        Annotation, on_delete=models.CASCADE, primary_key=True, related_name="local_features"
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="local_features"
     )
     method = models.CharField(max_length=10, default="sift")
     data = models.BinaryField()
     keypoint_count = models.PositiveIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation", "method"], name="one_local_features_per_annotation_method"
+            )
+        ]
 
 
 class Identification(models.Model):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -79,7 +80,7 @@ def nearest_identified_annotations(
     dim: int,
     vector: np.ndarray,
     k: int,
-    exclude_annotation_id: int | None = None,
+    exclude_annotation_ids: Collection[int] = (),
     scope: SearchScope | None = None,
 ) -> list[Neighbour]:
     """The ``k`` most similar annotations of known individuals, by cosine, index-backed.
@@ -98,7 +99,7 @@ def nearest_identified_annotations(
                 [literal, literal],
             )
             rows = sorted(cursor.fetchall(), key=lambda row: -row[2])
-        found = _neighbours_filter(rows, exclude_annotation_id, scope)
+        found = _neighbours_filter(rows, set(exclude_annotation_ids), scope)
         if len(found) >= k:
             return found[:k]
         if len(rows) < limit and _species_rows(species_id, version_id) <= len(rows):
@@ -143,12 +144,12 @@ def _search_settings(cursor, limit: int) -> None:  # noqa: ANN001
 
 
 def _neighbours_filter(
-    rows: list[tuple], exclude_annotation_id: int | None, scope: SearchScope | None
+    rows: list[tuple], excluded: set[int], scope: SearchScope | None
 ) -> list[Neighbour]:
     neighbours = [
         Neighbour(annotation_id, individual_id, float(cosine))
         for annotation_id, individual_id, cosine in rows
-        if individual_id is not None and annotation_id != exclude_annotation_id
+        if individual_id is not None and annotation_id not in excluded
     ]
     if scope is None:
         return neighbours

@@ -9,6 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reid.local_features import METHODS as LOCAL_METHODS
+from reid.ranking import METHODS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
@@ -88,22 +91,28 @@ def command_train(args: argparse.Namespace) -> int:
 
 
 def command_eval(args: argparse.Namespace) -> int:
-    """``reid eval``: evaluate a model (or SIFT, or both fused) on a dataset."""
-    from reid.evaluation import evaluate
+    """``reid eval``: the app's shortlist ranking under the honest protocol of
+    :mod:`reid.evaluation` (the query's own encounter is never in the gallery)."""
+    from reid.evaluation import PairMatcher, evaluate_records
     from reid.fusion import FusionCalibrator
+    from reid.inference import load_model
+    from reid.ranking import NEEDS_LOCAL
 
     records = _records(args)
-    embedder = None
-    if args.method in ("embedding", "fused"):
-        from reid.inference import load_model
-
-        embedder = load_model(args.model, device=args.device, image_size=args.image_size)
+    embedder = load_model(args.model, device=args.device, image_size=args.image_size)
     calibrator = None
     if args.calibration:
         calibrator = FusionCalibrator.from_dict(json.loads(Path(args.calibration).read_text()))
-    result = evaluate(records, protocol=args.protocol, method=args.method, embedder=embedder,
-                      calibrator=calibrator, seed=args.seed, threshold=args.threshold)
-    result.update(model=args.model if embedder else None, n_images=len(records))
+    matcher = PairMatcher(records, args.local_method) if args.method in NEEDS_LOCAL else None
+    evaluated = evaluate_records(
+        records, embedder.embed_records(records), methods=(args.method,), matcher=matcher,
+        calibrator=calibrator, max_queries=args.max_queries, seed=args.seed,
+        open_set=args.protocol == "open-set", threshold=args.threshold)
+    result = dict(evaluated["methods"].get(args.method, {}))
+    result.update(per_species={name: stats[args.method]
+                               for name, stats in evaluated["per_species"].items()},
+                  protocol=args.protocol, method=args.method, local_method=args.local_method,
+                  model=args.model, n_images=len(records))
     _print(result, args.json)
     return 0
 
@@ -139,11 +148,11 @@ def _gallery(directory: Path) -> tuple[list[str], list[str]]:
 
 
 def command_match(args: argparse.Namespace) -> int:
-    """``reid match``: rank the gallery's identities for one query image."""
-    import numpy as np
-
+    """``reid match``: rank the gallery's identities for one query image, as the app does."""
     from reid.data import load_image
     from reid.inference import load_model
+    from reid.local_features import extract, match
+    from reid.ranking import NEEDS_LOCAL, Neighbour, rank, shortlist
 
     embedder = load_model(args.model, device=args.device, image_size=args.image_size)
     paths, identities = _gallery(Path(args.gallery))
@@ -152,31 +161,29 @@ def command_match(args: argparse.Namespace) -> int:
     query_image = load_image(args.query)
     query_vector = embedder.embed_images([query_image])[0]
     cosine = embedder.embed_paths(paths) @ query_vector
-    best: dict[str, tuple[float, int]] = {}
-    for index, (identity, score) in enumerate(zip(identities, cosine.tolist(), strict=True)):
-        if identity not in best or score > best[identity][0]:
-            best[identity] = (score, index)
-    ranked = sorted(best.items(), key=lambda item: -item[1][0])[: args.top]
-    rows = [{"identity": identity, "cosine": score, "best_image": paths[index]}
-            for identity, (score, index) in ranked]
-    if args.method == "fused":
-        from reid.fusion import FusionCalibrator
-        from reid.local_features import extract, match
 
-        query_keypoints = extract(query_image)
-        calibrator = FusionCalibrator.default()
-        for row in rows:
-            row["inliers"] = match(query_keypoints, extract(load_image(row["best_image"]))).inliers
-            row["probability"] = float(calibrator.predict([row["cosine"]], [row["inliers"]])[0])
-        rows.sort(key=lambda row: -row["probability"])
+    neighbours = [Neighbour(i, identity, float(score))
+                  for i, (identity, score) in enumerate(zip(identities, cosine, strict=True))]
+    local = None
+    if args.method in NEEDS_LOCAL:
+        query_keypoints = extract(query_image, method=args.local_method)
+
+        def local(index: int) -> Any:
+            return match(query_keypoints,
+                         extract(load_image(paths[index]), method=args.local_method))
+
+    ranked = rank(shortlist(neighbours, local, size=args.top), args.method)
+    rows = [{"identity": c.individual_id, "cosine": c.cosine, "best_image": paths[c.annotation_id],
+             **({"inliers": c.inliers, "probability": c.probability} if local else {})}
+            for c in ranked]
     if args.json:
         print(json.dumps({"query": args.query, "candidates": rows}, indent=2))
     else:
-        for rank, row in enumerate(rows, 1):
+        for position, row in enumerate(rows, 1):
             extra = (f" inliers={row['inliers']} p={row['probability']:.3f}"
                      if "inliers" in row else "")
-            print(f"{rank:>3}. {row['identity']}  cosine={row['cosine']:.3f}{extra}")
-    return int(np.isnan(cosine).any())
+            print(f"{position:>3}. {row['identity']}  cosine={row['cosine']:.3f}{extra}")
+    return int(any(c != c for c in cosine.tolist()))  # NaN != NaN
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,13 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="evaluate on a dataset")
     common(evaluate)
     evaluate.add_argument("--model", default="imagenet")
-    evaluate.add_argument("--protocol", choices=("leave-one-out", "closed-set", "open-set"),
-                          default="leave-one-out")
-    evaluate.add_argument("--method", choices=("embedding", "local", "fused"),
-                          default="embedding")
+    evaluate.add_argument("--protocol", choices=("leave-one-out", "open-set"),
+                          default="leave-one-out",
+                          help="open-set: also rank each query with its individual removed, "
+                               "and report BAKS/BAUS")
+    evaluate.add_argument("--method", choices=METHODS, default="embedding")
+    evaluate.add_argument("--local-method", choices=LOCAL_METHODS, default="sift")
+    evaluate.add_argument("--max-queries", type=int, help="per species, a seeded sample")
     evaluate.add_argument("--image-size", type=int)
     evaluate.add_argument("--calibration", help="JSON file of FusionCalibrator.to_dict()")
-    evaluate.add_argument("--threshold", type=float, help="open-set threshold (default oracle)")
+    evaluate.add_argument("--threshold", type=float,
+                          help="open-set threshold (default: the one maximising the geometric "
+                               "mean of BAKS and BAUS on these queries, reported as such)")
     evaluate.set_defaults(handler=command_eval)
 
     embed = commands.add_parser("embed", help="write embeddings to .npz")
@@ -248,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     match_parser.add_argument("--model", default="imagenet")
     match_parser.add_argument("--image-size", type=int)
     match_parser.add_argument("--top", type=int, default=10)
-    match_parser.add_argument("--method", choices=("embedding", "fused"), default="embedding")
+    match_parser.add_argument("--method", choices=METHODS, default="embedding")
+    match_parser.add_argument("--local-method", choices=LOCAL_METHODS, default="sift")
     match_parser.set_defaults(handler=command_match)
     return parser
 

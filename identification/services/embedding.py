@@ -96,7 +96,7 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
         jobs = list(
             EmbeddingJob.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=job_ids, state=EmbeddingJob.State.QUEUED)
-            .select_related("annotation__image", "model_version")
+            .select_related("annotation__image", "annotation__species", "model_version")
         )
         by_version: dict[int, list[EmbeddingJob]] = defaultdict(list)
         for job in jobs:
@@ -117,8 +117,14 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
                     for job, vector in zip(version_jobs, vectors)
                 ]
             )
+            local_methods: dict[int, str] = {}
             for job, crop in zip(version_jobs, crops):
-                local_features_ensure(annotation=job.annotation, crop=crop)
+                species = job.annotation.species
+                if species.pk not in local_methods:
+                    local_methods[species.pk] = species_model_setting(species=species).local_method
+                local_features_ensure(
+                    annotation=job.annotation, crop=crop, method=local_methods[species.pk]
+                )
             EmbeddingJob.objects.filter(pk__in=[job.pk for job in version_jobs]).update(
                 state=EmbeddingJob.State.DONE
             )
@@ -160,18 +166,19 @@ def annotation_crop(*, annotation: Annotation) -> PILImage.Image:
 
 
 def local_features_ensure(
-    *, annotation: Annotation, crop: PILImage.Image | None = None
+    *, annotation: Annotation, method: str, crop: PILImage.Image | None = None
 ) -> LocalFeatures:
-    """The annotation's cached keypoints, extracted and stored on first use."""
-    cached = LocalFeatures.objects.filter(annotation=annotation).first()
+    """The annotation's cached keypoints of one method, extracted and stored on first use."""
+    cached = LocalFeatures.objects.filter(annotation=annotation, method=method).first()
     if cached is not None:
         return cached
     from reid.local_features import extract
 
-    keypoints = extract(crop or annotation_crop(annotation=annotation), method="sift")
+    keypoints = extract(crop or annotation_crop(annotation=annotation), method=method)
     features, _ = LocalFeatures.objects.get_or_create(
         annotation=annotation,
-        defaults={"method": "sift", "data": keypoints.to_bytes(), "keypoint_count": len(keypoints)},
+        method=method,
+        defaults={"data": keypoints.to_bytes(), "keypoint_count": len(keypoints)},
     )
     return features
 

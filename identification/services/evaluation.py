@@ -1,17 +1,40 @@
-"""Identifying a loose photo, and leave-one-out evaluation of a species' ranking."""
+"""Identifying a loose photo, and honest evaluation and calibration of a species' ranking.
+
+Evaluation and calibration rank each confirmed photo exactly as the app ranks a new animal
+(``candidates_shortlist`` and ``reid.ranking.rank``), with the protocol and metrics of the
+one evaluation core, ``reid.evaluation``: the query's own encounter (sighting) is never in
+the gallery, and a query counts only when its individual was seen in another encounter.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image as PILImage
 
 from catalogue.models import Annotation, Individual, Species
 from identification.models import Embedding, SpeciesModel
-from identification.services.matching import Scored, candidates_score, gallery_keypoints
+from identification.services.matching import (
+    candidates_score,
+    candidates_shortlist,
+    gallery_keypoints,
+    species_calibrator,
+)
 from identification.services.models import model_version_embedder, species_model_setting
+from reid.evaluation import (
+    QueryShortlist,
+    honest_queries,
+    method_select,
+    open_set_metrics,
+    ranking_metrics,
+    threshold_select,
+)
+from reid.ranking import NEEDS_LOCAL, Candidate, rank
+from wildweb.errors import ServiceError
+
+RANKING_METHODS = SpeciesModel.RankingMethod.values
+PROTOCOL = "honest leave-one-out: the query's own encounter is never in the gallery"
 
 
 def image_identify(
@@ -27,70 +50,144 @@ def image_identify(
         species_id=species.pk,
         setting=setting,
         vector=vector,
-        query_keypoints=lambda: extract(image, method="sift"),
+        query_keypoints=lambda: extract(image, method=setting.local_method),
         method=method,
     )
     return _described(scored[:top])
 
 
-def species_evaluate(*, species: Species, method: str, limit: int | None = None) -> dict:
-    """Leave-one-out over the species' identified annotations, ranking individuals as the app does.
+@dataclass
+class _Confirmed:
+    """The species' identified photos under its model version."""
 
-    Every identified annotation whose individual has at least one other identified annotation
-    queries the rest (its own annotation excluded). Top-k counts the queries whose individual is
-    among the first k ranked; mAP is the mean of 1/rank (0 when outside the shortlist).
+    vectors: dict[int, list]
+    individual_of: dict[int, int]
+    encounter_of: dict[int, int]
+
+    @classmethod
+    def load(cls, setting: SpeciesModel) -> _Confirmed:
+        vectors = dict(
+            Embedding.objects.filter(
+                species=setting.species,
+                model_version=setting.model_version,
+                annotation__individual__isnull=False,
+            ).values_list("annotation_id", "vector")
+        )
+        rows = Annotation.objects.filter(pk__in=vectors).values_list(
+            "pk", "individual_id", "image__encounter_id"
+        )
+        return cls(vectors, {a: i for a, i, _ in rows}, {a: e for a, _, e in rows})
+
+    def queries(self, limit: int | None) -> list[int]:
+        """Honest queries, or a seeded sample of ``limit`` of them."""
+        ids = sorted(self.individual_of)
+        eligible = [
+            ids[i]
+            for i in honest_queries(
+                [self.individual_of[a] for a in ids], [self.encounter_of[a] for a in ids]
+            )
+        ]
+        if limit is not None and len(eligible) > limit:
+            eligible = sorted(np.random.default_rng(0).choice(eligible, limit, replace=False))
+        return [int(a) for a in eligible]
+
+    def excluded(self, query: int, *, individual: bool = False) -> set[int]:
+        """The query's encounter (and, for the open-set simulation, its individual)."""
+        return {
+            a
+            for a, e in self.encounter_of.items()
+            if e == self.encounter_of[query]
+            or (individual and self.individual_of[a] == self.individual_of[query])
+        }
+
+
+def _shortlists(
+    *,
+    setting: SpeciesModel,
+    confirmed: _Confirmed,
+    queries: list[int],
+    with_local: bool,
+    open_set: bool = False,
+) -> tuple[list[QueryShortlist], list[QueryShortlist]]:
+    """Each query's shortlist as the app builds it, and (``open_set``) the same query with
+    its individual removed from the gallery."""
+    known, unknown = [], []
+    for query in queries:
+        cache: dict = {}
+
+        def build(excluded: set[int], query: int = query, cache: dict = cache) -> QueryShortlist:
+            candidates = candidates_shortlist(
+                species_id=setting.species_id,
+                setting=setting,
+                vector=np.asarray(confirmed.vectors[query], dtype=np.float32),
+                query_keypoints=(
+                    lambda: gallery_keypoints(annotation_id=query, method=setting.local_method)
+                )
+                if with_local
+                else None,
+                exclude_annotation_ids=excluded,
+                match_cache=cache,
+            )
+            return QueryShortlist(
+                query, confirmed.individual_of[query], confirmed.encounter_of[query], candidates
+            )
+
+        known.append(build(confirmed.excluded(query)))
+        if open_set:
+            unknown.append(build(confirmed.excluded(query, individual=True)))
+    return known, unknown
+
+
+def species_evaluate(
+    *,
+    species: Species,
+    method: str | None = None,
+    limit: int | None = None,
+    open_set: bool = False,
+) -> dict:
+    """Honest leave-one-out of the species' ranking over its identified photos.
+
+    Args:
+        species: The species.
+        method: A ranking method; default the species' own (what the app ranks with).
+        limit: At most this many queries (a seeded sample).
+        open_set: Also rank each query with its individual removed (a new animal) and report
+            BAKS, BAUS and their geometric mean at the species' "probably new" threshold.
+
+    Returns:
+        ``top1, top5, mAP`` (mAP is the mean of 1/rank, 0 outside the shortlist), their
+        standard errors and ``n_queries``; with ``open_set``, ``open_set``.
     """
     setting = species_model_setting(species=species)
-    version = setting.model_version
-    hits = {1: 0, 5: 0, 10: 0}
-    average_precision = []
-    for truth, scored in _leave_one_out_rankings(setting=setting, method=method, limit=limit):
-        ranked = [s.individual_id for s in scored]
-        rank = ranked.index(truth) + 1 if truth in ranked else None
-        for k in hits:
-            hits[k] += rank is not None and rank <= k
-        average_precision.append(1.0 / rank if rank else 0.0)
-    n = len(average_precision)
-    return {
+    method = method or setting.ranking_method
+    confirmed = _Confirmed.load(setting)
+    shortlists, unknown = _shortlists(
+        setting=setting,
+        confirmed=confirmed,
+        queries=confirmed.queries(limit),
+        with_local=method in NEEDS_LOCAL,
+        open_set=open_set,
+    )
+    calibrator = species_calibrator(setting=setting)
+    metrics = ranking_metrics((s.truth, rank(s.candidates, method, calibrator)) for s in shortlists)
+    report = {
         "species": species.name,
         "method": method,
-        "model_version": version.name,
-        "n_queries": n,
-        "top1": hits[1] / n if n else None,
-        "top5": hits[5] / n if n else None,
-        "top10": hits[10] / n if n else None,
-        "mAP": float(np.mean(average_precision)) if n else None,
+        "local_method": setting.local_method,
+        "model_version": setting.model_version.name,
+        **metrics,
+        "protocol": PROTOCOL,
     }
-
-
-def _leave_one_out_rankings(
-    *, setting: SpeciesModel, method: str, limit: int | None
-) -> Iterator[tuple[int, list[Scored]]]:
-    """Rank, as the app does, each identified annotation that has a sibling photo against
-    the rest of the species (itself excluded); yield its true individual and the ranking."""
-    species, version = setting.species, setting.model_version
-    embeddings = dict(
-        Embedding.objects.filter(
-            species=species, model_version=version, annotation__individual__isnull=False
-        ).values_list("annotation_id", "vector")
-    )
-    individual_of = dict(
-        Annotation.objects.filter(pk__in=embeddings).values_list("pk", "individual_id")
-    )
-    sizes = Counter(individual_of.values())
-    for annotation_id in sorted(a for a, i in individual_of.items() if sizes[i] >= 2)[:limit]:
-        scored = candidates_score(
-            species_id=species.pk,
-            setting=setting,
-            vector=np.asarray(embeddings[annotation_id], dtype=np.float32),
-            query_keypoints=lambda a=annotation_id: gallery_keypoints(annotation_id=a),
-            method=method,
-            exclude_annotation_id=annotation_id,
+    if open_set:
+        report["open_set"] = open_set_metrics(
+            [(s.truth, rank(s.candidates, method, calibrator)) for s in shortlists],
+            [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
+            setting.probably_new_threshold,
         )
-        yield individual_of[annotation_id], scored
+    return report
 
 
-def _described(scored: list[Scored]) -> list[dict]:
+def _described(scored: list[Candidate]) -> list[dict]:
     individuals = Individual.objects.in_bulk([s.individual_id for s in scored])
     return [
         {
@@ -98,7 +195,7 @@ def _described(scored: list[Scored]) -> list[dict]:
             "individual_id": s.individual_id,
             "code": individuals[s.individual_id].code,
             "name": individuals[s.individual_id].name,
-            "fused_score": round(s.fused, 4),
+            "fused_score": round(s.probability, 4),
             "embedding_score": round(s.cosine, 4),
             "inlier_count": s.inliers,
         }
@@ -106,46 +203,76 @@ def _described(scored: list[Scored]) -> list[dict]:
     ]
 
 
-RANKING_METHODS = SpeciesModel.RankingMethod.values
+def species_calibrate(
+    *, species: Species, queries: int = 200, local_method: str | None = None
+) -> dict:
+    """Fit the species' calibration, choose its ranking method and "probably new" threshold.
 
+    Every confirmed photo (a seeded sample of ``queries``) is ranked as the app ranks it,
+    honestly. Each shortlisted candidate is a labelled pair (cosine, inliers, same or not).
+    ``reid.evaluation.method_select`` fits the per-score calibration and adopts a fusion only
+    when its leave-one-out top-1 is at least the best single method's; otherwise the best
+    single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
+    each query ranked again with its individual removed (leave-individuals-out). Everything
+    is stored for the species' current model version and local method only.
 
-def species_calibrate(*, species: Species, queries: int = 200) -> dict:
-    """Fit the species' fusion calibration on labelled pairs from its identified animals.
-
-    Each identified annotation (with a sibling photo) is ranked as the app ranks it; every
-    shortlisted candidate gives a pair (cosine, keypoint inliers, same individual or not).
-    The fitted logistic model turns fused scores into probabilities comparable across species.
+    Args:
+        species: The species.
+        queries: At most this many queries (a seeded sample).
+        local_method: Switch the species to this local method first (``sift``/``xfeat``);
+            gallery keypoints of a new method are extracted as they are first needed.
 
     Raises:
         ServiceError: Too few identified photos to have both same and different pairs.
     """
-    from reid.fusion import FusionCalibrator
-    from wildweb.errors import ServiceError
-
     setting = species_model_setting(species=species)
-    version = setting.model_version
-    cosines, inliers, same = [], [], []
-    rankings = _leave_one_out_rankings(
-        setting=setting, method=SpeciesModel.RankingMethod.LOCAL, limit=queries)
-    for truth, scored in rankings:
-        for candidate in scored:
-            cosines.append(candidate.cosine)
-            inliers.append(candidate.inliers or 0)
-            same.append(candidate.individual_id == truth)
-    if not any(same) or all(same):
-        raise ServiceError(
-            f"{species}: too few identified photos to calibrate (need several "
-            "individuals with at least two photos each)."
-        )
-    calibrator = FusionCalibrator.default().fit(
-        np.array(cosines), np.array(inliers), np.array(same)
+    if local_method and local_method != setting.local_method:
+        if local_method not in SpeciesModel.LocalMethod.values:
+            raise ServiceError(f"Unknown local method {local_method!r}.")
+        setting.local_method = local_method  # saved below, with the fit (or not at all)
+    confirmed = _Confirmed.load(setting)
+    known, unknown = _shortlists(
+        setting=setting,
+        confirmed=confirmed,
+        queries=confirmed.queries(queries),
+        with_local=True,
+        open_set=True,
     )
-    setting.calibration = calibrator.to_dict()
-    setting.save(update_fields=["calibration"])
+    selection = method_select(known, confirmed.encounter_of)
+    calibrator = selection["calibrator"]
+    if calibrator is None:
+        raise ServiceError(
+            f"{species}: too few identified photos to calibrate (need several individuals "
+            "seen in at least two sightings each)."
+        )
+    method = selection["method"]
+    open_set = threshold_select(
+        [(s.truth, rank(s.candidates, method, calibrator)) for s in known],
+        [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
+    )
+    setting.ranking_method = method
+    setting.calibration = {**calibrator.to_dict(), "local_method": setting.local_method}
+    setting.calibration_version = setting.model_version
+    setting.new_individual_threshold = open_set["threshold"]
+    setting.save(
+        update_fields=[
+            "ranking_method",
+            "calibration",
+            "calibration_version",
+            "new_individual_threshold",
+            "local_method",
+        ]
+    )
     return {
         "species": species.name,
-        "model_version": version.name,
-        "pairs": len(same),
-        "same_pairs": int(sum(same)),
+        "model_version": setting.model_version.name,
+        "local_method": setting.local_method,
+        "protocol": PROTOCOL,
+        "pairs": selection["pairs"],
+        "same_pairs": selection["same_pairs"],
         "calibration": setting.calibration,
+        "top1": selection["top1"],
+        "ranking_method": method,
+        "decision": selection["reason"],
+        "open_set": open_set,
     }

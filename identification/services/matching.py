@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,32 +20,31 @@ from identification.selectors import SearchScope, nearest_identified_annotations
 from identification.services.embedding import local_features_ensure
 from identification.services.models import species_model_setting
 from notifications.services import notify_candidates_ready
+from reid.ranking import (
+    NEEDS_LOCAL,
+    NEIGHBOURS,
+    Candidate,
+    Neighbour,
+    photos_per_candidate,
+    rank,
+    shortlist,
+)
 from wildweb.errors import ServiceError
 
 if TYPE_CHECKING:
-    from reid.local_features import Keypoints
-
-NEIGHBOURS = 50  # annotations fetched from the vector index
-SHORTLIST = 10  # individuals re-scored with keypoints
-PHOTOS_PER_CANDIDATE = 2  # each shortlisted individual's best photos matched with keypoints
+    from reid.fusion import FusionCalibrator
+    from reid.local_features import Keypoints, Match
 
 
 class NotEmbeddedYet(Exception):
     """The annotation has no vector under the species' model yet; retry later."""
 
 
-@dataclass
-class Scored:
-    individual_id: int
-    annotation_id: int
-    cosine: float
-    inliers: int | None = None
-    fused: float = 0.0
-    pairs: list | None = None
-
-
 def annotation_identify(*, annotation_id: int) -> Identification:
     """Rank candidates for one annotation and store them (replacing earlier ones).
+
+    Each stored candidate keeps its calibrated probability of being the same individual
+    (``fused_score``), whatever the ranking method, so callers can combine photos.
 
     Raises:
         NotEmbeddedYet: No vector yet under the species' active model.
@@ -66,8 +63,10 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             species_id=annotation.species_id,
             setting=setting,
             vector=np.asarray(embedding.vector, dtype=np.float32),
-            query_keypoints=lambda: gallery_keypoints(annotation_id=annotation.pk),
-            exclude_annotation_id=annotation.pk,
+            query_keypoints=lambda: gallery_keypoints(
+                annotation_id=annotation.pk, method=setting.local_method
+            ),
+            exclude_annotation_ids={annotation.pk},
             scope=viewpoint_scope(annotation=annotation),
         )
     except DatabaseError as error:
@@ -83,20 +82,20 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             [
                 MatchCandidate(
                     identification=identification,
-                    rank=rank,
-                    individual_id=s.individual_id,
-                    gallery_annotation_id=s.annotation_id,
-                    embedding_score=s.cosine,
-                    inlier_count=s.inliers,
-                    fused_score=s.fused,
-                    match_pairs=s.pairs or [],
+                    rank=position,
+                    individual_id=c.individual_id,
+                    gallery_annotation_id=c.annotation_id,
+                    embedding_score=c.cosine,
+                    inlier_count=c.inliers,
+                    fused_score=c.probability,
+                    match_pairs=c.pairs or [],
                 )
-                for rank, s in enumerate(scored, start=1)
+                for position, c in enumerate(scored, start=1)
             ]
         )
         identification.model_version = version
         identification.probably_new = (
-            not scored or scored[0].fused < setting.new_individual_threshold
+            not scored or scored[0].probability < setting.probably_new_threshold
         )
         identification.error = ""
         if identification.state != Identification.State.DECIDED:
@@ -116,80 +115,99 @@ def candidates_score(
     vector: np.ndarray,
     query_keypoints: Callable[[], Keypoints],
     method: str | None = None,
-    exclude_annotation_id: int | None = None,
-    shortlist: int = SHORTLIST,
+    exclude_annotation_ids: Collection[int] = (),
     scope: SearchScope | None = None,
-) -> list[Scored]:
-    """Embedding neighbours → best per individual → keypoint re-scoring → fused ranking.
+) -> list[Candidate]:
+    """The species' ranking of one query: :func:`candidates_shortlist`, then
+    ``reid.ranking.rank`` by ``method`` (default the species' own) with the calibration
+    fitted under the ranking version (the hand-set one otherwise)."""
+    method = method or setting.ranking_method
+    candidates = candidates_shortlist(
+        species_id=species_id,
+        setting=setting,
+        vector=vector,
+        query_keypoints=query_keypoints if method in NEEDS_LOCAL else None,
+        exclude_annotation_ids=exclude_annotation_ids,
+        scope=scope,
+    )
+    return rank(candidates, method, species_calibrator(setting=setting))
+
+
+def candidates_shortlist(
+    *,
+    species_id: int,
+    setting: SpeciesModel,
+    vector: np.ndarray,
+    query_keypoints: Callable[[], Keypoints] | None,
+    exclude_annotation_ids: Collection[int] = (),
+    scope: SearchScope | None = None,
+    match_cache: dict[int, Match] | None = None,
+) -> list[Candidate]:
+    """Embedding neighbours from the species' index → the shortlist of ``reid.ranking``,
+    with keypoint evidence when ``query_keypoints`` is given.
 
     Args:
         species_id: Only this species' individuals are candidates.
-        setting: The species' model setting (version, calibration, default method).
+        setting: The species' model setting (version, local method).
         vector: The query's embedding under ``setting.model_version``.
-        query_keypoints: Returns the query's keypoints; called only if keypoints are needed.
-        method: ``embedding``, ``local`` or ``fused``; default the species' own.
-        exclude_annotation_id: The query's own annotation, never its own candidate.
+        query_keypoints: Returns the query's keypoints; ``None``: embedding only.
+        exclude_annotation_ids: Never candidates: the query itself and, when evaluating, its
+            encounter's photos (or its whole individual).
         scope: Limits on the gallery (e.g. the query's viewpoint).
+        match_cache: This query's matches by gallery annotation id, reused across calls (an
+            evaluation ranks each query twice).
     """
-    from reid.fusion import FusionCalibrator
     from reid.local_features import match
 
     version = setting.model_version
+    excluded = set(exclude_annotation_ids)
     neighbours = nearest_identified_annotations(
         species_id=species_id,
         version_id=version.pk,
         dim=version.embedding_dim,
         vector=vector,
         k=NEIGHBOURS,
-        exclude_annotation_id=exclude_annotation_id,
+        exclude_annotation_ids=excluded,
         scope=scope,
     )
-    per_individual: dict[int, list] = defaultdict(list)
-    for neighbour in neighbours:
-        per_individual[neighbour.individual_id].append(neighbour)
-    ranked = sorted(per_individual.values(), key=lambda hits: -hits[0].cosine)[:shortlist]
+    local = None
+    if query_keypoints is not None:
+        query: list[Keypoints] = []  # extracted on the first match only
+        cache = {} if match_cache is None else match_cache
 
-    method = method or setting.ranking_method
-    query = query_keypoints() if method != SpeciesModel.RankingMethod.EMBEDDING else None
-    calibrator = (
-        FusionCalibrator.from_dict(setting.calibration)
-        if setting.calibration
-        else FusionCalibrator.default()
+        def local(gallery_id: int) -> Match:
+            if gallery_id not in cache:
+                if not query:
+                    query.append(query_keypoints())
+                cache[gallery_id] = match(
+                    query[0],
+                    gallery_keypoints(annotation_id=gallery_id, method=setting.local_method),
+                )
+            return cache[gallery_id]
+
+    return shortlist(
+        [Neighbour(n.annotation_id, n.individual_id, n.cosine) for n in neighbours],
+        local,
+        photos_per_candidate=photos_per_candidate(setting.local_method),
     )
-    scored: list[Scored] = []
-    for hits in ranked:
-        best = Scored(
-            individual_id=hits[0].individual_id,
-            annotation_id=hits[0].annotation_id,
-            cosine=hits[0].cosine,
-        )
-        if query is not None:
-            for hit in hits[:PHOTOS_PER_CANDIDATE]:
-                result = match(query, gallery_keypoints(annotation_id=hit.annotation_id))
-                if best.inliers is None or result.inliers > best.inliers:
-                    best.inliers, best.annotation_id = result.inliers, hit.annotation_id
-                    best.cosine = hit.cosine
-                    best.pairs = np.round(result.pairs, 1).tolist()
-        best.fused = float(
-            calibrator.predict(np.array([best.cosine]), np.array([best.inliers or 0]))[0]
-        )
-        scored.append(best)
-    key = {
-        SpeciesModel.RankingMethod.EMBEDDING: lambda s: -s.cosine,
-        SpeciesModel.RankingMethod.LOCAL: lambda s: (-(s.inliers or 0), -s.cosine),
-        SpeciesModel.RankingMethod.FUSED: lambda s: -s.fused,
-    }[method]
-    return sorted(scored, key=key)
 
 
-def gallery_keypoints(*, annotation_id: int) -> Keypoints:
+def species_calibrator(*, setting: SpeciesModel) -> FusionCalibrator | None:
+    """The calibration fitted under the version that ranks now, or ``None`` (hand-set)."""
+    from reid.fusion import FusionCalibrator
+
+    return FusionCalibrator.from_dict(setting.calibration) if setting.is_calibrated else None
+
+
+def gallery_keypoints(*, annotation_id: int, method: str) -> Keypoints:
     """Cached keypoints of an annotation, extracted on first use."""
     from reid.local_features import Keypoints
 
-    cached = LocalFeatures.objects.filter(annotation_id=annotation_id).first()
+    cached = LocalFeatures.objects.filter(annotation_id=annotation_id, method=method).first()
     if cached is None:
         cached = local_features_ensure(
-            annotation=Annotation.objects.select_related("image").get(pk=annotation_id)
+            annotation=Annotation.objects.select_related("image").get(pk=annotation_id),
+            method=method,
         )
     return Keypoints.from_bytes(bytes(cached.data))
 

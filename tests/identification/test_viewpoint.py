@@ -65,7 +65,7 @@ def test_viewpoint_scope_keeps_the_same_viewpoint_and_photos_without_one(zebras)
     def found(scope: SearchScope | None) -> list[int]:
         hits = nearest_identified_annotations(
             species_id=species.pk, version_id=version.pk, dim=DIM, vector=vector, k=3,
-            exclude_annotation_id=photo.pk, scope=scope,
+            exclude_annotation_ids={photo.pk}, scope=scope,
         )  # fmt: skip
         return [hit.annotation_id for hit in hits]
 

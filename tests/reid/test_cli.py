@@ -53,12 +53,15 @@ def test_eval_subset_options_and_other_protocols(
 ) -> None:
     args = ["eval", "--data", str(shared_datasets / "fs48_fish"), "--identities", "3",
             "--max-per-identity", "4", "--image-size", "64", "--json"]
-    assert main([*args, "--protocol", "closed-set", "--method", "fused"]) == 0
-    closed = json.loads(capsys.readouterr().out)
-    assert closed["n_images"] == 12 and 0.0 <= closed["top1"] <= 1.0
+    assert main([*args, "--method", "fused"]) == 0
+    fused = json.loads(capsys.readouterr().out)
+    assert fused["n_images"] == 12 and 0.0 <= fused["top1"] <= 1.0
+    assert fused["n_queries"] == fused["per_species"]["fish"]["n_queries"] > 0
     assert main([*args, "--protocol", "open-set", "--method", "local"]) == 0
-    opened = json.loads(capsys.readouterr().out)
-    assert "auroc" in opened and opened["per_species"]["fish"]["n_new"] >= 1
+    opened = json.loads(capsys.readouterr().out)["per_species"]["fish"]["open_set"]
+    assert opened["n_unknown"] == opened["n_known"] > 0
+    assert 0.0 <= opened["BAKS"] <= 1.0 and 0.0 <= opened["BAUS"] <= 1.0
+    assert opened["geometric_mean"] == pytest.approx((opened["BAKS"] * opened["BAUS"]) ** 0.5)
 
 
 def test_embed_writes_vectors_and_ids(chimp_subset: Path, tmp_path: Path,

@@ -17,7 +17,8 @@ def test_fit_separates_pairs_and_round_trips_through_json() -> None:
     calibrator = FusionCalibrator.default().fit(cosine, inliers, same)
     probabilities = calibrator.predict(cosine, inliers)
     assert np.mean((probabilities > 0.5) == same) > 0.95
-    assert calibrator.coefficients[0] > 0 and calibrator.coefficients[1] > 0
+    assert calibrator.cosine[0] > 0 and calibrator.local[0] > 0
+    assert calibrator.is_fitted and calibrator.fitted_pairs == 400
     restored = FusionCalibrator.from_dict(json.loads(json.dumps(calibrator.to_dict())))
     np.testing.assert_allclose(restored.predict(cosine, inliers), probabilities)
 
@@ -28,3 +29,12 @@ def test_default_calibration_increases_with_both_signals() -> None:
     assert calibrator.predict([0.8], [2])[0] > base
     assert calibrator.predict([0.6], [40])[0] > base
     assert 0.0 < base < 1.0
+
+
+def test_fused_probability_is_the_mean_of_the_calibrated_scores() -> None:
+    calibrator = FusionCalibrator((10.0, -7.0), (1.5, -3.0), fitted_pairs=10)
+    cosine, inliers = np.array([0.5, 0.9]), np.array([3, 30])
+    from_cosine = 1 / (1 + np.exp(-(10.0 * cosine - 7.0)))
+    from_local = 1 / (1 + np.exp(-(1.5 * np.log1p(inliers) - 3.0)))
+    np.testing.assert_allclose(calibrator.predict(cosine, inliers), (from_cosine + from_local) / 2)
+    np.testing.assert_allclose(calibrator.predict(cosine), from_cosine)

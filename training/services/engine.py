@@ -20,6 +20,7 @@ from django.utils import timezone
 from catalogue.models import Annotation, Species
 from identification.models import ModelVersion
 from identification.services.embedding import annotation_crop
+from identification.services.models import species_model_setting
 from training.models import TrainingRun
 from training.selectors import top1_lost
 from training.services.runs import (
@@ -300,65 +301,76 @@ def training_run_train(*, run: TrainingRun) -> None:
                                 f"→ {report['after']['top1']:.3f}.")
 
 
-def _loo(embeddings: np.ndarray, records: list, scores: np.ndarray | None = None) -> dict:
-    from reid.metrics import cosine_matrix, leave_one_out_from_scores
+def _honest(records: list, embeddings: np.ndarray, methods: tuple[str, ...],
+            matcher: Any = None) -> dict[str, dict]:
+    """The evaluation core's honest leave-one-out (query's encounter excluded), per method."""
+    from reid.evaluation import evaluate_records
 
-    if scores is None:
-        scores = cosine_matrix(embeddings, embeddings).astype(np.float64)
-    result = leave_one_out_from_scores(scores, [r.class_key for r in records],
-                                       [r.species for r in records])
-    return {"top1": result["top1"], "top5": result["top5"], "mAP": result["mAP"],
-            "n_queries": result["n_queries"], "se": _standard_errors(result),
-            "individual": {k: result["individual"][k] for k in ("top1", "top5", "mAP")}}
+    result = evaluate_records(records, embeddings, methods=methods, matcher=matcher)
+    (stats,) = result["per_species"].values() if result["per_species"] else ({},)
+    keys = ("top1", "top5", "mAP", "n_queries")
+    ranked = {m: {k: stats.get(m, {}).get(k) for k in keys} for m in methods}
+    return {m: {**row, "se": _standard_errors(row)} for m, row in ranked.items()}
 
 
-def _standard_errors(result: dict) -> dict[str, float]:
+def _standard_errors(row: dict) -> dict[str, float | None]:
     """Standard errors over the queries; for mAP an upper bound (see rate_standard_error)."""
     from reid.metrics import rate_standard_error
 
-    return {name: rate_standard_error(result[name], result["n_queries"])
+    if not row.get("n_queries"):
+        return {name: None for name in ("top1", "top5", "mAP")}
+    return {name: rate_standard_error(row[name], row["n_queries"])
             for name in ("top1", "top5", "mAP")}
 
 
 def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: Path,
                           image_size: int) -> dict[str, Any]:
-    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models
-    and SIFT, plus the ranking method that wins on the run's species."""
+    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models,
+    local features and the fused ranking, plus the ranking method that wins on the run's
+    species. Every number is the app's shortlist ranking under the honest protocol of
+    ``reid.evaluation`` (the query's own encounter is never in the gallery)."""
     from reid.data import load_records
-    from reid.evaluation import extract_all, inlier_matrix
-    from reid.fusion import FusionCalibrator
+    from reid.evaluation import PairMatcher
     from reid.inference import load_model
+    from reid.ranking import EMBEDDING, FUSED, LOCAL
 
     base: ModelVersion = run.base_version
     embedders = {"candidate": load_model(str(model_path), image_size=image_size),
                  "current": load_model(base.weights, image_size=base.image_size)}
     if base.weights != "imagenet":
         embedders["zero_shot"] = load_model("imagenet")
-    calibrator = FusionCalibrator.default()
+    local_method = species_model_setting(species=run.species).local_method
     per_species: dict[str, Any] = {}
     for slug, folder in data.held_out_dirs.items():
         records = load_records(folder)
-        cosines = {name: _cosine(embedder.embed_records(records))
-                   for name, embedder in embedders.items()}
-        cosines.setdefault("zero_shot", cosines["current"])
-        inliers = inlier_matrix(extract_all(records), extract_all(records), same_set=True)
-        fused = calibrator.predict(cosines["candidate"].ravel(), inliers.ravel()).reshape(
-            inliers.shape)
+        rows = {}
+        for name, embedder in embedders.items():
+            vectors = embedder.embed_records(records)
+            if name == "candidate":
+                ranked = _honest(records, vectors, (EMBEDDING, LOCAL, FUSED),
+                                 PairMatcher(records, local_method))
+                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL],
+                            fused=ranked[FUSED])
+            else:
+                rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
+        rows.setdefault("zero_shot", rows["current"])
         per_species[data.names[slug]] = {
             "new_species": slug == run.species.slug,
             "held_out_images": len(records),
             "held_out_individuals": len({r.identity for r in records}),
-            **{name: _loo(None, records, scores) for name, scores in cosines.items()},
-            "sift": _loo(None, records, inliers),
-            "fused": _loo(None, records, fused),
+            "local_method": local_method,
+            **rows,
         }
     target = per_species[run.species.name]
     methods = {"fused": target["fused"]["top1"], "embedding": target["candidate"]["top1"],
-               "local": target["sift"]["top1"]}
-    recommended = max(methods, key=lambda name: methods[name])  # ties keep the first listed
+               "local": target["local"]["top1"]}
+    # A fusion is recommended only when it is at least as good as the best single method.
+    recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
+    if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
+        recommended = "fused"
     candidate = embedders["candidate"]
     rankings = {"candidate": "candidate", "current": "current", "zero_shot": "zero_shot",
-                "local": "sift", "fused": "fused"}
+                "local": "local", "fused": "fused"}
     return {
         # The run's species, every ranking, with standard errors and the held-out size.
         "held_out": {"individuals": target["held_out_individuals"],
@@ -380,14 +392,9 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
         "per_species": per_species,
         "candidate": {"model_path": str(model_path), "backbone": candidate.model.config.backbone,
                       "embedding_dim": int(candidate.embedding_dim), "image_size": image_size},
-        "protocol": "leave-one-out on held-out individuals (disjoint from training)",
+        "protocol": "honest leave-one-out on held-out individuals (disjoint from training): "
+                    "the app's shortlist ranking, the query's own encounter never in the gallery",
     }
-
-
-def _cosine(embeddings: np.ndarray) -> np.ndarray:
-    from reid.metrics import cosine_matrix
-
-    return cosine_matrix(embeddings, embeddings).astype(np.float64)
 
 
 def _json_safe(value: Any) -> Any:

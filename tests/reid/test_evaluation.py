@@ -1,0 +1,133 @@
+"""The evaluation core: honest protocol, metrics, BAKS/BAUS, and adopting a fusion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reid.evaluation import (
+    QueryShortlist,
+    evaluate_records,
+    honest_queries,
+    method_select,
+    open_set_metrics,
+    ranking_metrics,
+    record_shortlists,
+    threshold_select,
+)
+from reid.ranking import Candidate
+from tests.reid.conftest import make_records
+
+
+def _embeddings(angles_degrees: list[float]) -> np.ndarray:
+    radians = np.radians(angles_degrees)
+    return np.stack([np.cos(radians), np.sin(radians)], axis=1).astype(np.float32)
+
+
+def test_the_query_encounter_is_never_in_the_gallery() -> None:
+    # A's two photos of sighting s1 are near-duplicates; its other sighting looks different,
+    # and B is closer than that. Leaving s1 in the gallery would rank A first for photo 0.
+    records = make_records(
+        [
+            ("cat", "A", "s1"),
+            ("cat", "A", "s1"),
+            ("cat", "A", "s2"),
+            ("cat", "B", "s3"),
+            ("cat", "B", "s4"),
+            ("cat", "C", "s5"),
+        ]
+    )
+    vectors = _embeddings([0, 1, 80, 30, 35, 170])
+    (query,) = record_shortlists(records, vectors, [0])
+    assert [c.annotation_id for c in query.candidates] == [3, 2, 5]  # never photo 1
+    leaky = record_shortlists(records, vectors, [0], gallery=lambda q: np.arange(len(records)) != q)
+    assert leaky[0].candidates[0].individual_id == "cat/A"
+    result = evaluate_records(records, vectors, methods=("embedding",))
+    stats = result["per_species"]["cat"]["embedding"]
+    # C has one sighting only: never a query. Every A photo is nearer B than its other
+    # sighting; B's photos rank B first.
+    assert stats["n_queries"] == 5
+    assert stats["top1"] == pytest.approx(2 / 5)
+
+
+def test_honest_queries_need_another_encounter() -> None:
+    assert honest_queries(["A", "A", "B", "B", "C"], ["e1", "e1", "e2", "e3", "e4"]) == [2, 3]
+
+
+def test_ranking_metrics_and_standard_errors() -> None:
+    ranked = [Candidate("A", 0, 0.9), Candidate("B", 1, 0.8), Candidate("C", 2, 0.7)]
+    stats = ranking_metrics([("A", ranked), ("B", ranked), ("Z", ranked), ("C", ranked)])
+    assert stats["n_queries"] == 4
+    assert stats["top1"] == 0.25 and stats["top5"] == 0.75
+    assert stats["mAP"] == pytest.approx((1 + 1 / 2 + 0 + 1 / 3) / 4)
+    assert stats["top1_se"] == pytest.approx(np.sqrt(0.25 * 0.75 / 4))
+
+
+def _first(individual: str, probability: float) -> list[Candidate]:
+    return [Candidate(individual, 0, 0.5, probability=probability)]
+
+
+def test_baks_baus_are_balanced_per_individual_and_the_threshold_maximises_their_mean() -> None:
+    known = [
+        ("A", _first("A", 0.9)),
+        ("A", _first("A", 0.8)),
+        ("A", _first("B", 0.7)),
+        ("B", _first("B", 0.4)),
+    ]
+    unknown = [("A", _first("B", 0.3)), ("A", _first("B", 0.6)), ("B", _first("A", 0.5))]
+    at = open_set_metrics(known, unknown, threshold=0.55)
+    # Known: A right twice of three (0.9, 0.8 kept; 0.7 wrong), B flagged new: (2/3 + 0) / 2.
+    assert at["BAKS"] == pytest.approx(1 / 3)
+    # Unknown: A flagged once of twice, B flagged: (1/2 + 1) / 2.
+    assert at["BAUS"] == pytest.approx(0.75)
+    assert at["geometric_mean"] == pytest.approx(np.sqrt(0.25))
+    best = threshold_select(known, unknown)
+    assert best["geometric_mean"] >= at["geometric_mean"]
+    for threshold in np.linspace(0, 1, 101):
+        assert open_set_metrics(known, unknown, threshold)["geometric_mean"] <= (
+            best["geometric_mean"] + 1e-12
+        )
+
+
+def _two_candidate_query(
+    index: int, truth: tuple[float, int], other: tuple[float, int]
+) -> QueryShortlist:
+    return QueryShortlist(
+        f"q{index}",
+        "T",
+        f"e{index}",
+        [
+            Candidate("T", f"t{index}", truth[0], inliers=truth[1]),
+            Candidate(f"W{index}", f"w{index}", other[0], inliers=other[1]),
+        ],
+    )
+
+
+def test_a_calibration_that_would_lower_top1_is_refused() -> None:
+    # The true individual always has the higher cosine. Across all pairs many inliers mean
+    # "same" (30 queries), but in 10 queries a wrong candidate has more inliers: any fusion
+    # that trusts the inliers loses those, so embedding alone must keep ranking.
+    queries = [_two_candidate_query(i, (0.86, 25), (0.85, 0)) for i in range(30)]
+    queries += [_two_candidate_query(30 + i, (0.90, 20), (0.895, 60)) for i in range(10)]
+    encounter_of = {c.annotation_id: f"g{c.annotation_id}" for q in queries for c in q.candidates}
+    selection = method_select(queries, encounter_of)
+    top1 = selection["top1"]
+    assert top1["embedding"] == 1.0
+    assert top1["calibrated"] < 1.0 and top1["fused"] < 1.0
+    assert selection["method"] == "embedding"
+    assert selection["reason"].startswith("refused fusion")
+    assert selection["calibrator"] is not None  # still fitted, for the probabilities
+
+
+def test_a_calibration_that_helps_is_adopted() -> None:
+    rng = np.random.default_rng(0)
+    queries = []
+    for i in range(40):  # cosine is a coin toss; inliers tell the truth
+        a, b = rng.uniform(0.6, 0.7, size=2)
+        queries.append(
+            _two_candidate_query(i, (a, int(rng.integers(20, 40))), (b, int(rng.integers(0, 8))))
+        )
+    selection = method_select(queries, {})
+    assert selection["top1"]["embedding"] < 0.8
+    assert selection["method"] in ("calibrated", "fused")
+    assert selection["top1"][selection["method"]] >= selection["top1"]["local"]
