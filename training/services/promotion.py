@@ -102,7 +102,9 @@ def species_model_switch_if_ready(*, species: Species) -> bool:
     if setting is None or setting.pending_version is None:
         return False
     progress = reembedding_progress(setting=setting)
-    if progress["done"] < progress["total"]:
+    # Failed jobs count as finished: a photo that cannot be embedded must not hold the
+    # switch back for ever (its job keeps the reason).
+    if progress["done"] + progress["failed"] < progress["total"]:
         return False
     pending = setting.pending_version
     embedding_index_ensure(species_id=species.pk, version=pending)
@@ -165,7 +167,22 @@ def promotions_resume() -> list[int]:
     return switched
 
 
+def promotions_switch_check() -> list[int]:
+    """Switch every species whose re-embedding has finished (the periodic sweep's part).
+
+    Returns:
+        Ids of the species that switched.
+    """
+    return [
+        setting.species_id
+        for setting in SpeciesModel.objects.filter(pending_version__isnull=False).select_related(
+            "species")
+        if species_model_switch_if_ready(species=setting.species)
+    ]
+
+
 def _switch_check_send(species_id: int) -> None:
     from training.tasks import species_model_switch_task
+    from wildweb.jobs import task_send
 
-    species_model_switch_task.apply_async((species_id,), countdown=2)
+    task_send(species_model_switch_task, species_id, countdown=2)
