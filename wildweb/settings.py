@@ -64,7 +64,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
-if not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_URL_FILE"):
+# Whether this process started (or found) the embedded Postgres; `make demo` stops it on exit.
+EMBEDDED_DATABASE = not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_URL_FILE")
+if EMBEDDED_DATABASE:
     from wildweb.embedded import postgres_url
 
     os.environ["DATABASE_URL"] = postgres_url()
