@@ -37,7 +37,6 @@ app.conf.task_routes = {
     "training.tasks.*": {"queue": "default"},  # promotion checks and recovery: quick chores
     "wildweb.tasks.*": {"queue": "default"},
 }
-app.conf.imports = ("wildweb.tasks",)
 app.autodiscover_tasks()
 
 

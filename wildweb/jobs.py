@@ -73,6 +73,17 @@ def worker_gone(worker: str) -> bool:
     return False
 
 
+def queue_waiting(queue: str) -> int | None:
+    """Messages waiting (not yet taken by a worker) in a queue; None if the broker is down."""
+    from wildweb.celery import app
+
+    try:
+        with app.connection_for_write() as connection:
+            return connection.default_channel.queue_declare(queue).message_count
+    except BROKER_ERRORS:
+        return None
+
+
 def jobs_sweep() -> dict[str, int]:
     """Send again every job the database says is pending but no live worker will run.
 
@@ -93,7 +104,9 @@ def jobs_sweep() -> dict[str, int]:
         "embedding_jobs": embedding_jobs_recover(),
         "identifications": identifications_recover(),
         "thumbnails": thumbnails_missing_send(),
-        "training_runs": len(training_runs_recover()),
+        # Runs have no "sent" mark: send again only when no message waits in their queue,
+        # or every sweep would add a duplicate behind a long run.
+        "training_runs": len(training_runs_recover()) if queue_waiting("training") == 0 else 0,
         "promotions_switched": len(promotions_switch_check()),
         "partial_files_removed": partial_files_remove(),
     }

@@ -239,6 +239,7 @@ JOBS_SWEEP_SECONDS = env_int("JOBS_SWEEP_SECONDS", 30)
 JOBS_RESEND_SECONDS = env_int("JOBS_RESEND_SECONDS", 900)
 # A photo whose job was started this many times (its worker died each time) fails for good.
 JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
+CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},
 }
