@@ -29,7 +29,9 @@ WORKER_GROUPS = {"interactive": "identify,default", "bulk": "bulk", "training": 
 
 app = Celery("wildweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = tuple(Queue(name) for name in QUEUES)
+# Each queue has its own routing key: with the default one (the queue name "default" for
+# all) the direct exchange would copy every message into every queue.
+app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 app.conf.task_routes = {
     "catalogue.tasks.*": {"queue": "default"},
     "identification.tasks.*": {"queue": "identify"},

@@ -194,13 +194,24 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
 
 
 def _jobs_claim(*, job_ids: list[int]) -> list[int]:
-    """Mark the queued jobs among ``job_ids`` as running here; fail those started too often."""
+    """Mark the queued jobs among ``job_ids`` as running here; fail those started too often.
+
+    A batch not full is topped up with the oldest other queued jobs of the same queue, so a
+    backlog of one-photo sightings is embedded 16 at a time (their own messages then find
+    nothing left to do).
+    """
     with transaction.atomic():
-        jobs = list(
-            EmbeddingJob.objects.select_for_update(skip_locked=True)
-            .filter(pk__in=job_ids, state=State.QUEUED)
-            .values_list("pk", "attempts", "error", "annotation_id")
-        )
+        queued = EmbeddingJob.objects.select_for_update(skip_locked=True).filter(state=State.QUEUED)
+        fields = ("pk", "attempts", "error", "annotation_id")
+        jobs = list(queued.filter(pk__in=job_ids).values_list(*fields))
+        queue = EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True)[:1]
+        if len(jobs) < EMBED_BATCH_SIZE:
+            jobs += list(
+                queued.filter(queue__in=queue)
+                .exclude(pk__in=job_ids)
+                .order_by("created_at", "pk")
+                .values_list(*fields)[: EMBED_BATCH_SIZE - len(jobs)]
+            )
         worn = [job for job in jobs if job[1] >= settings.JOBS_MAX_ATTEMPTS]
         for pk, attempts, error, annotation_id in worn:
             _job_fail(

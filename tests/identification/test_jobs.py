@@ -14,7 +14,7 @@ from catalogue.services.species import species_create
 from identification.models import Embedding, EmbeddingJob, Identification
 from identification.services.embedding import embedding_jobs_recover, embedding_jobs_run
 from identification.services.matching import annotation_identify, identifications_recover
-from tests.factories import UserFactory
+from tests.factories import AnnotationFactory, UserFactory
 from tests.helpers import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -112,3 +112,26 @@ def test_a_job_whose_worker_died_is_sent_again_then_fails_after_its_attempts(
     assert Identification.objects.get(annotation=annotation).state == "failed"
     encounter.refresh_from_db()
     assert encounter.status == Encounter.Status.FAILED
+
+
+def test_a_batch_not_full_takes_other_queued_jobs_of_its_queue(
+    django_capture_on_commit_callbacks,
+) -> None:  # noqa: ANN001
+    """A backlog of one-photo sightings is embedded many at a time, oldest first."""
+    species = species_create(name="Dog")
+    user = UserFactory(role="volunteer")
+    reported = [
+        _report(user, species, [colour], django_capture_on_commit_callbacks)
+        for colour in [(1, 1, 1), (2, 2, 2)]
+    ]
+    EmbeddingJob.objects.filter(annotation__image__encounter=reported[1][0]).update(queue="bulk")
+    first_job = reported[0][2][0]
+    other = AnnotationFactory(image__encounter__species=species)  # a third, on the same queue
+    late = EmbeddingJob.objects.create(
+        annotation=other, model_version=first_job.model_version, queue=first_job.queue
+    )
+
+    embedded = embedding_jobs_run(job_ids=[first_job.pk])  # one message, two jobs of its queue
+
+    assert sorted(embedded) == sorted([first_job.annotation_id, late.annotation_id])
+    assert EmbeddingJob.objects.get(annotation=reported[1][1][0]).state == "queued"  # bulk's
