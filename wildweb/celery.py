@@ -26,6 +26,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "wildweb.settings")
 QUEUES = ("default", "identify", "bulk", "training")
 # One worker process per group in `make demo` and docker/compose.yaml; scale each on its own.
 WORKER_GROUPS = {"interactive": "identify,default", "bulk": "bulk", "training": "training"}
+# On one machine the backlog workers yield the CPU to the interactive one (``nice``), so an
+# upload is answered quickly even while an import or a fine-tune runs beside it.
+WORKER_NICENESS = {"interactive": 0, "bulk": 10, "training": 10}
 
 app = Celery("wildweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -48,6 +51,7 @@ def worker_command(
     pool: str | None = None,
     quiet_cluster: bool = False,
     name: str | None = None,
+    niceness: int = 0,
 ) -> list[str]:
     """The command line of one worker process taking one task at a time.
 
@@ -57,8 +61,10 @@ def worker_command(
             enforces the task time limits.
         quiet_cluster: Skip gossip, mingle and heartbeats (short-lived workers in tests).
         name: Node name (``-n``); several workers on one host need distinct ones.
+        niceness: Run under ``nice -n`` (lower CPU priority), e.g. ``WORKER_NICENESS``.
     """
     command = [
+        *(["nice", "-n", str(niceness)] if niceness else []),
         sys.executable,
         "-m",
         "celery",

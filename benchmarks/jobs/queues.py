@@ -120,6 +120,9 @@ class Stack:
                 "8",
                 "--timeout",
                 "120",
+                # Idle connections stay open: a POST on one the server just closed would fail.
+                "--keep-alive",
+                "300",
             ],
         )
         for group in WORKER_GROUPS:
@@ -131,12 +134,15 @@ class Stack:
         return f"http://127.0.0.1:{port}"
 
     def worker_start(self, group: str) -> None:
-        from wildweb.celery import WORKER_GROUPS, worker_command
+        from wildweb.celery import WORKER_GROUPS, WORKER_NICENESS, worker_command
 
-        self._spawn(
-            f"worker-{group}",
-            worker_command(queues=WORKER_GROUPS[group], name=group, quiet_cluster=True),
+        command = worker_command(
+            queues=WORKER_GROUPS[group],
+            name=group,
+            quiet_cluster=True,
+            niceness=WORKER_NICENESS[group],
         )
+        self._spawn(f"worker-{group}", command)
 
     def _spawn(self, name: str, command: list[str]) -> None:
         log = (self.media / f"{name}.log").open("a")
@@ -262,7 +268,15 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
     from catalogue.models import Encounter
 
     sessions = [_session(base, f"uploader{i}") for i in range(args.uploaders)]
-    probe_session = _session(base, "probe")
+    # Each probe is a different volunteer's first sighting: the case the identify queue is for
+    # (one volunteer's sightings beyond INTERACTIVE_PENDING_SIGHTINGS go to bulk).
+    probe_count = int(args.load_seconds // args.probe_every)
+    probe_sessions = [_session(base, f"probe{i}") for i in range(probe_count)]
+    # Warm-up, not counted: the interactive worker loads the model on its first sighting.
+    warm = _session(base, "warm-up")
+    started = time.monotonic()
+    _, pk = _post(warm, base, chimp.slug, probes[-6].name, probes[-6].read_bytes())
+    warm_up_s = _ready_seconds({pk: started}, timeout=300).get(pk)
     statuses: list[int] = []
     load_sightings: dict[int, float] = {}
     lock = threading.Lock()
@@ -286,11 +300,14 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
 
     def prober() -> None:
         time.sleep(2)
-        for photo in probes:
+        for photo, session in zip(probes, probe_sessions):
             if time.monotonic() + args.probe_every > stop_at:
                 return
             started = time.monotonic()
-            code, pk = _post(probe_session, base, chimp.slug, photo.name, photo.read_bytes())
+            try:
+                code, pk = _post(session, base, chimp.slug, photo.name, photo.read_bytes())
+            except Exception:
+                code, pk = -1, None
             if pk:
                 probe_sightings[pk] = started
             else:
@@ -304,7 +321,7 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
     for thread in threads:
         thread.join()
     load_end = time.monotonic()
-    probe_ready = _ready_seconds(probe_sightings, timeout=180)
+    probe_ready = _ready_seconds(probe_sightings, timeout=240)
     load_ready_by_end = (
         Encounter.objects.filter(pk__in=list(load_sightings))
         .exclude(status=Encounter.Status.PROCESSING)
@@ -312,6 +329,7 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
     )
     errors = [code for code in statuses if code != 201]
     return {
+        "warm_up_sighting_s": round(warm_up_s, 1) if warm_up_s else None,
         "uploads": len(statuses),
         "upload_errors": len(errors),
         "error_codes": sorted(set(errors)),

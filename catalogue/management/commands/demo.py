@@ -16,7 +16,7 @@ from catalogue.models import Species
 from catalogue.roles import ADMIN, EXPERT, VOLUNTEER, user_role_set
 from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
-from wildweb.celery import WORKER_GROUPS, beat_command, worker_command
+from wildweb.celery import WORKER_GROUPS, WORKER_NICENESS, beat_command, worker_command
 from wildweb.processes import processes_supervise
 
 # (folder under the datasets directory, species name, sensitive location?)
@@ -110,7 +110,9 @@ class Command(BaseCommand):
                 "--noreload",
             ],
             **{
-                f"worker-{group}": worker_command(queues=queues, name=group)
+                f"worker-{group}": worker_command(
+                    queues=queues, name=group, niceness=WORKER_NICENESS[group]
+                )
                 for group, queues in WORKER_GROUPS.items()
             },
             "beat": beat_command(schedule=var / "celerybeat-schedule"),
