@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Embedded (or configured) Postgres and Redis, migrations, demo accounts and data, one
-# Celery worker and the web server on http://127.0.0.1:8000. Ctrl-C stops everything.
+# Embedded (or configured) Postgres and Redis, migrations, demo accounts and data, three
+# Celery workers (interactive, bulk, training), beat and the web server on
+# http://127.0.0.1:8000. Ctrl-C stops everything.
 demo: install
 	$(PY) manage.py demo
 

@@ -86,26 +86,49 @@ def _test_database_url() -> str:
 
 
 class CeleryWorker:
-    """A real ``celery worker`` process on the test database and the test Redis."""
+    """A real ``celery worker`` process on the test database and the test Redis.
 
-    def __init__(self, queues: str = "default,gpu", pool: str = "solo") -> None:
+    Args:
+        queues: Comma-separated queues; default all of them (one worker does everything).
+        pool: ``solo`` (one process) or ``prefork`` (a pool child per task, time limits).
+        beat: Also run the scheduler (the periodic job sweep) inside this worker.
+        env: Extra environment, e.g. ``REDIS_URL`` or ``JOBS_SWEEP_SECONDS``.
+    """
+
+    def __init__(
+        self,
+        queues: str | None = None,
+        pool: str = "solo",
+        *,
+        beat: bool = False,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
         from django.conf import settings
 
-        from wildweb.celery import worker_command
+        from wildweb.celery import QUEUES, worker_command
 
         self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
-        env = {
+        environment = {
             **os.environ,
             "DATABASE_URL": _test_database_url(),
             "PYTHONUNBUFFERED": "1",
             "MEDIA_ROOT": str(settings.MEDIA_ROOT),
             "PRIVATE_ROOT": str(settings.PRIVATE_ROOT),
             "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX,
+            **(env or {}),
         }
+        command = worker_command(
+            queues=queues or ",".join(QUEUES), pool=pool, quiet_cluster=True, name=name
+        )
+        if beat:
+            schedule = tempfile.mkstemp(prefix="celerybeat-", suffix=".db")[1]
+            os.unlink(schedule)  # beat creates its own shelve file
+            command += ["--beat", "--schedule", schedule]
         self.process = subprocess.Popen(
-            worker_command(queues=queues, pool=pool, quiet_cluster=True),
+            command,
             cwd=REPO_ROOT,
-            env=env,
+            env=environment,
             stdout=self.log_path.open("w"),
             stderr=subprocess.STDOUT,
         )

@@ -70,6 +70,7 @@ class Encounter(models.Model):
         PROCESSING = "processing", "Processing"
         AWAITING_REVIEW = "awaiting_review", "Candidates ready"
         IDENTIFIED = "identified", "Identified"
+        FAILED = "failed", "Processing failed"
 
     species = models.ForeignKey(Species, on_delete=models.PROTECT, related_name="encounters")
     observed_at = models.DateTimeField(null=True, blank=True)

@@ -337,6 +337,9 @@ def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]
                 status += " (others still in review)"
         else:
             status = encounter.get_status_display()
+        failed = _failed_searches(annotations)
+        if failed:
+            status += f" ({len(failed)} photo(s) failed: {failed[0]})"
         result.append(
             VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
         )
@@ -355,6 +358,17 @@ def sighting_poll_seconds(*, encounters: list[Encounter]) -> int | None:
     if Encounter.Status.AWAITING_REVIEW in statuses:
         return 20
     return None
+
+
+def _failed_searches(annotations: list[Annotation]) -> list[str]:
+    """The reasons the search failed for these animals (each photo fails on its own)."""
+    from identification.models import Identification
+
+    return list(
+        Identification.objects.filter(
+            annotation__in=annotations, state=Identification.State.FAILED
+        ).values_list("error", flat=True)
+    )
 
 
 def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:

@@ -137,13 +137,16 @@ class SpeciesModel(models.Model):
 class EmbeddingJob(models.Model):
     """The database's record that an annotation must be embedded under a model version.
 
-    Workers claim jobs with ``SELECT ... FOR UPDATE SKIP LOCKED`` inside the transaction that
-    stores the vector, so two workers never embed the same job, and a worker killed mid-job
-    leaves it queued for the retry.
+    A worker claims a queued job with a conditional UPDATE to ``running`` (recording itself in
+    ``worker``), so two workers never embed the same job. A job whose worker died is found
+    by the sweep (the process is gone, or the job outlived the task's time limit) and queued
+    again, at most ``JOBS_MAX_ATTEMPTS`` times; a photo that cannot be embedded fails alone,
+    with the reason in ``error``.
     """
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
         DONE = "done", "Done"
         FAILED = "failed", "Failed"
 
@@ -151,6 +154,13 @@ class EmbeddingJob(models.Model):
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     error = models.TextField(blank=True)
+    queue = models.CharField(max_length=20, default="bulk", help_text="Celery queue it goes to.")
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last handed to the broker; empty: never (broker down)."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the claimer.")
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -187,9 +197,12 @@ class Identification(models.Model):
 
     class State(models.TextChoices):
         QUEUED = "queued", "Waiting for the model"
+        RUNNING = "running", "Searching"
         READY = "ready", "Candidates ready"
         FAILED = "failed", "Failed"
         DECIDED = "decided", "Decided"
+
+    PENDING_STATES = (State.QUEUED, State.RUNNING)
 
     annotation = models.OneToOneField(
         Annotation, on_delete=models.CASCADE, related_name="identification"
@@ -199,7 +212,12 @@ class Identification(models.Model):
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
     probably_new = models.BooleanField(default=False)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, for the person who reported it.")
+    queue = models.CharField(max_length=20, default="identify", help_text="Celery queue.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -1,29 +1,27 @@
-"""Celery tasks of identification (queue ``gpu``): thin wrappers around services."""
+"""Celery tasks of identification (queues ``identify`` and ``bulk``): thin service wrappers.
+
+Time limits are in settings (``CELERY_TASK_ANNOTATIONS``); failures are recorded on the job
+rows by the services, so nothing here retries what cannot pass.
+"""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from identification.services.matching import NotEmbeddedYet
+from identification.services.matching import NotEmbeddedYet, SearchFailed
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OSError,),
-    retry_backoff=True,
-    max_retries=5,
-)
-def embedding_jobs_run_task(job_ids: list[int]) -> list[int]:
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def embedding_jobs_run_task(job_ids: list[int]) -> None:
     from identification.services.embedding import embedding_jobs_run
 
-    return embedding_jobs_run(job_ids=job_ids)
+    embedding_jobs_run(job_ids=job_ids)
 
 
 @shared_task(
     acks_late=True,
     reject_on_worker_lost=True,
-    autoretry_for=(NotEmbeddedYet,),
+    autoretry_for=(NotEmbeddedYet, SearchFailed),
     retry_backoff=2,
     max_retries=8,
 )

@@ -1,4 +1,4 @@
-"""Celery tasks of training (queue ``gpu``): thin wrappers around services."""
+"""Celery tasks of training: runs on queue ``training``, the rest on ``default``."""
 
 from __future__ import annotations
 
@@ -31,4 +31,6 @@ def training_recover_task() -> None:
 @worker_ready.connect
 def _recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
     """A worker (re)starting picks up runs whose worker died and unfinished promotions."""
-    training_recover_task.delay()
+    from wildweb.jobs import task_send
+
+    task_send(training_recover_task)

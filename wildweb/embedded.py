@@ -9,6 +9,8 @@ data and lets a second process find the first one's server.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -88,23 +90,49 @@ def _start_embedded_redis() -> None:
     raise RuntimeError(f"embedded redis did not start; see {REDIS_DIR / 'redis.log'}")
 
 
-def stop() -> None:
-    """Stop the embedded servers that this checkout started (the machine's own are left alone)."""
-    if (PG_DATA_DIR / "postmaster.pid").exists():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pgserver
-        server = pgserver.get_server(PG_DATA_DIR, cleanup_mode="stop")
-        server.cleanup()
-    pid_file = REDIS_DIR / "redis.pid"
-    if pid_file.exists():
-        import os
-        import signal
+def stop(*, pg_data_dir: Path = PG_DATA_DIR, redis_dir: Path = REDIS_DIR) -> None:
+    """Stop the embedded servers that this checkout started (the machine's own are left alone).
 
+    Postgres is told to shut down through its own pid file, not through pgserver's list of
+    client processes: a client killed by ``kill -9`` never leaves that list, and pgserver
+    then keeps the server running for good.
+    """
+    postmaster = _pid_from(pg_data_dir / "postmaster.pid")
+    if postmaster is not None:
+        _terminate(postmaster, signal.SIGINT)  # "fast" shutdown: disconnect clients, stop
+        (pg_data_dir / ".handle_pids.json").unlink(missing_ok=True)  # stale client list
+    redis = _pid_from(redis_dir / "redis.pid")
+    if redis is not None:
+        _terminate(redis, signal.SIGTERM)
+
+
+def _pid_from(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _terminate(pid: int, sig: signal.Signals, timeout: float = 30) -> None:
+    """Signal ``pid`` and wait for it to exit; kill it if it will not."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    import psutil  # comes with pgserver
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
-            pass
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return  # exited; only its parent has not reaped it yet
+        except psutil.NoSuchProcess:
+            return
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
-if not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_URL_FILE"):
+# Whether this process started (or found) the embedded Postgres; `make demo` stops it on exit.
+EMBEDDED_DATABASE = not os.environ.get("DATABASE_URL") and not os.environ.get("DATABASE_URL_FILE")
+if EMBEDDED_DATABASE:
     from wildweb.embedded import postgres_url
 
     os.environ["DATABASE_URL"] = postgres_url()
@@ -150,7 +152,8 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # they hold server paths, private individuals and exact places.
 PRIVATE_ROOT = Path(env_str("PRIVATE_ROOT", str(BASE_DIR / "var" / "private")))
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Written under a temporary name, then renamed: a crash never leaves a partial photo.
+    "default": {"BACKEND": "wildweb.storage.AtomicFileSystemStorage"},
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG
@@ -201,12 +204,63 @@ SPECTACULAR_SETTINGS = {
 }
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_RESULT_BACKEND = REDIS_URL
+# No result backend: no caller reads task results (job state lives in the database), and a
+# result backend made the web block ~19 s on a Redis outage.
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Publishing gives up within about 2 s when Redis is down (the job waits for the sweep);
+# workers keep reconnecting for as long as the outage lasts.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# Hard time limits (seconds) of every task, of an embedding batch, and of a training run;
+# the soft limit comes 30 s (training: 5 min) earlier so the task can record why it stopped.
+TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 300)
+EMBED_TIME_LIMIT = env_int("EMBED_TIME_LIMIT", 600)  # a batch of 16 photos on a slow CPU
+TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 12 * 3600)
+CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
+CELERY_TASK_SOFT_TIME_LIMIT = TASK_TIME_LIMIT - 30
+CELERY_TASK_ANNOTATIONS = {
+    "identification.tasks.embedding_jobs_run_task": {
+        "time_limit": EMBED_TIME_LIMIT,
+        "soft_time_limit": EMBED_TIME_LIMIT - 30,
+    },
+    "training.tasks.training_run_task": {
+        "time_limit": TRAINING_TIME_LIMIT,
+        "soft_time_limit": TRAINING_TIME_LIMIT - 300,
+    },
+}
+# Redis hands an unacknowledged message to another worker after this long; it must outlast
+# the longest task or a run still going would be started twice. A killed worker's jobs do
+# not wait for it: the sweep finds them in the database within JOBS_SWEEP_SECONDS.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", TRAINING_TIME_LIMIT + 600),
+    "socket_connect_timeout": 2,
+}
+# The sweep (``wildweb.tasks.jobs_sweep_task``): re-sends jobs never sent (broker down) or
+# held by a dead worker every JOBS_SWEEP_SECONDS, and any job still queued JOBS_RESEND_SECONDS
+# after it was sent (a message lost inside Redis). Beat runs it; so does every worker start.
+JOBS_SWEEP_SECONDS = env_int("JOBS_SWEEP_SECONDS", 30)
+JOBS_RESEND_SECONDS = env_int("JOBS_RESEND_SECONDS", 900)
+# A photo whose job was started this many times (its worker died each time) fails for good.
+JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
+CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
+CELERY_BEAT_SCHEDULE = {
+    "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},
+}
+# An uploader with more sightings than this still processing gets the next ones identified
+# on the bulk queue, so one volunteer's flood never delays everyone else's first answer.
+INTERACTIVE_PENDING_SIGHTINGS = env_int("INTERACTIVE_PENDING_SIGHTINGS", 3)
 if env_str("CELERY_KEY_PREFIX"):
     # Keeps several app instances (e.g. concurrent test sessions) apart on one Redis.
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("CELERY_KEY_PREFIX")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -55,10 +55,18 @@ class SightingResult:
     encounter: Encounter | None
     images: list[Image] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    # The job queue (broker) was unreachable: saved, and processing resumes once it is back.
+    processing_deferred: bool = False
 
     @property
     def messages(self) -> list[str]:
-        return [duplicate.message for duplicate in self.duplicates]
+        notes = [duplicate.message for duplicate in self.duplicates]
+        if self.processing_deferred:
+            notes.append(
+                "Your sighting is saved. The identification service is unreachable just "
+                "now; processing will resume as soon as it is back."
+            )
+        return notes
 
 
 def sighting_create(
@@ -143,6 +151,7 @@ def sighting_create(
         latitude, longitude = first.latitude, first.longitude  # photo_read checked the range
 
     annotation_ids: list[int] = []
+    queue = _identify_queue(submitted_by=submitted_by)
     try:
         with atomic_with_files() as stored_files:
             encounter = Encounter(
@@ -174,7 +183,8 @@ def sighting_create(
                 transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
             from identification.services.embedding import annotations_embed_enqueue
 
-            annotations_embed_enqueue(annotation_ids=annotation_ids)
+            job_ids = annotations_embed_enqueue(annotation_ids=annotation_ids, queue=queue)
+            transaction.on_commit(lambda: _note_if_unsent(result=result, job_ids=job_ids))
     except IntegrityError:
         raise ServiceError(
             "One of these photos was uploaded by someone else a moment ago; "
@@ -255,22 +265,70 @@ def _aware(moment: datetime | None) -> datetime | None:
 def atomic_with_files() -> Iterator[list[str]]:
     """A transaction that also takes back the photo files stored in it if it rolls back.
 
-    Yields the list to which ``store_image`` appends the names of the files it writes.
+    Yields the list to which ``store_image`` appends the names of the files it writes. Once
+    the transaction has committed the files belong to its rows and are never deleted, even if
+    something after the commit (an on-commit callback) raises.
     """
     stored: list[str] = []
+    committed: list[bool] = []
     try:
         with transaction.atomic():
+            transaction.on_commit(lambda: committed.append(True))
             yield stored
     except BaseException:
-        for name in stored:
-            default_storage.delete(name)
+        if not committed:
+            for name in stored:
+                default_storage.delete(name)
         raise
+
+
+def _identify_queue(*, submitted_by: AbstractBaseUser | None) -> str:
+    """``identify`` for an uploader's first sightings, ``bulk`` beyond
+    ``INTERACTIVE_PENDING_SIGHTINGS`` still processing, so one flood never delays the others."""
+    pending = Encounter.objects.filter(
+        submitted_by=submitted_by if submitted_by is not None and submitted_by.pk else None,
+        status=Encounter.Status.PROCESSING,
+    ).count()
+    return "identify" if pending < settings.INTERACTIVE_PENDING_SIGHTINGS else "bulk"
+
+
+def _note_if_unsent(*, result: SightingResult, job_ids: list[int]) -> None:
+    from identification.models import EmbeddingJob
+
+    result.processing_deferred = EmbeddingJob.objects.filter(
+        pk__in=job_ids, state=EmbeddingJob.State.QUEUED, sent_at__isnull=True
+    ).exists()
 
 
 def _enqueue_thumbnail(image_id: int) -> None:
     from catalogue.tasks import image_thumbnail_task
+    from wildweb.jobs import task_send
 
-    image_thumbnail_task.delay(image_id)
+    task_send(image_thumbnail_task, image_id)  # broker down: the sweep sends it later
+
+
+def thumbnails_missing_send() -> int:
+    """Send the thumbnail chore for photos stored over a minute ago that still have none.
+
+    Returns:
+        How many were sent.
+    """
+    from catalogue.tasks import image_thumbnail_task
+    from wildweb.jobs import task_send
+
+    now = timezone.now()
+    # Uploads only (imports make no thumbnails), and only for a day: a chore, not a job.
+    missing = Image.objects.filter(
+        thumbnail="",
+        encounter__submitted_by__isnull=False,
+        created_at__range=(now - timedelta(days=1), now - timedelta(minutes=1)),
+    )
+    sent = 0
+    for image_id in missing.values_list("pk", flat=True)[:500]:
+        if not task_send(image_thumbnail_task, image_id):
+            break
+        sent += 1
+    return sent
 
 
 def uploaded_photo_from_file(*, file: object, bbox: BBox | None = None) -> UploadedPhoto:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
 
-from catalogue.models import Annotation, Encounter
+from catalogue.models import Annotation
 from identification.models import (
     Embedding,
+    EmbeddingJob,
     Identification,
     LocalFeatures,
     MatchCandidate,
@@ -19,7 +25,7 @@ from identification.models import (
 from identification.selectors import SearchScope, nearest_identified_annotations, viewpoint_scope
 from identification.services.embedding import local_features_ensure
 from identification.services.models import species_model_setting
-from notifications.services import notify_candidates_ready
+from identification.services.progress import encounter_status_refresh, identifications_fail
 from reid.ranking import (
     NEEDS_LOCAL,
     NEIGHBOURS,
@@ -29,7 +35,7 @@ from reid.ranking import (
     rank,
     shortlist,
 )
-from wildweb.errors import ServiceError
+from wildweb.jobs import task_send, worker_gone, worker_name
 
 if TYPE_CHECKING:
     from reid.fusion import FusionCalibrator
@@ -40,14 +46,24 @@ class NotEmbeddedYet(Exception):
     """The annotation has no vector under the species' model yet; retry later."""
 
 
+class SearchFailed(Exception):
+    """The search itself failed (e.g. a database timeout); the task tries it again."""
+
+
 def annotation_identify(*, annotation_id: int) -> Identification:
     """Rank candidates for one annotation and store them (replacing earlier ones).
 
     Each stored candidate keeps its calibrated probability of being the same individual
     (``fused_score``), whatever the ranking method, so callers can combine photos.
 
+    The search is claimed as ``running``; it ends ``ready``, or ``failed`` with the reason
+    (also when its photo could not be embedded). Once no photo of the sighting is pending,
+    the sighting shows "Candidates ready".
+
     Raises:
         NotEmbeddedYet: No vector yet under the species' active model.
+        SearchFailed: The search failed; the reason is stored, and a retry that succeeds
+            clears it.
     """
     annotation = Annotation.objects.select_related("species", "image__encounter").get(
         pk=annotation_id
@@ -57,7 +73,29 @@ def annotation_identify(*, annotation_id: int) -> Identification:
     version = setting.model_version
     embedding = Embedding.objects.filter(annotation=annotation, model_version=version).first()
     if embedding is None:
+        job = EmbeddingJob.objects.filter(annotation=annotation, model_version=version).first()
+        if job is not None and job.state == EmbeddingJob.State.FAILED:
+            identifications_fail(annotation_ids=[annotation.pk], reason=job.error)
+            identification.refresh_from_db()
+            return identification
         raise NotEmbeddedYet(f"annotation {annotation_id} has no {version.name} vector yet")
+    if identification.attempts >= settings.JOBS_MAX_ATTEMPTS and identification.state in (
+        Identification.PENDING_STATES
+    ):
+        identifications_fail(
+            annotation_ids=[annotation.pk],
+            reason=f"Gave up after {identification.attempts} tries. {identification.error}",
+        )
+        identification.refresh_from_db()
+        return identification
+    Identification.objects.filter(pk=identification.pk).exclude(
+        state=Identification.State.DECIDED
+    ).update(
+        state=Identification.State.RUNNING,
+        worker=worker_name(),
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
     try:
         scored = candidates_score(
             species_id=annotation.species_id,
@@ -69,12 +107,17 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             exclude_annotation_ids={annotation.pk},
             scope=viewpoint_scope(annotation=annotation),
         )
-    except DatabaseError as error:
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:
         # A timeout is an error the user sees, never an empty candidate list.
-        Identification.objects.filter(pk=identification.pk).update(
-            state=Identification.State.FAILED, error=f"Search failed: {error}".strip()[:500]
+        identifications_fail(
+            annotation_ids=[annotation.pk],
+            reason=f"The search for candidates failed ({type(error).__name__}: {error}).",
         )
-        raise ServiceError("The search for candidates failed; it will be retried.") from error
+        if isinstance(error, DatabaseError):
+            raise SearchFailed(str(error)) from error
+        raise
     with transaction.atomic():
         identification = Identification.objects.select_for_update().get(pk=identification.pk)
         identification.candidates.all().delete()
@@ -98,14 +141,74 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             not scored or scored[0].probability < setting.probably_new_threshold
         )
         identification.error = ""
+        identification.worker = ""
         if identification.state != Identification.State.DECIDED:
             identification.state = Identification.State.READY
         identification.save()
-        if Encounter.objects.filter(
-            pk=annotation.image.encounter_id, status=Encounter.Status.PROCESSING
-        ).update(status=Encounter.Status.AWAITING_REVIEW):
-            notify_candidates_ready(encounter_id=annotation.image.encounter_id)
+        encounter_status_refresh(encounter_id=annotation.image.encounter_id)
     return identification
+
+
+def identifications_dispatch(*, identification_ids: list[int]) -> int:
+    """Send searches to their queues; what the broker took is marked sent (see the sweep).
+
+    Returns:
+        How many were handed to the broker.
+    """
+    from identification.tasks import annotation_identify_task
+
+    sent = 0
+    for pk, annotation_id, queue in (
+        Identification.objects.filter(pk__in=identification_ids)
+        .order_by("created_at", "pk")
+        .values_list("pk", "annotation_id", "queue")
+    ):
+        if not task_send(annotation_identify_task, annotation_id, queue=queue):
+            break  # the broker is down; the sweep sends the rest
+        Identification.objects.filter(pk=pk).update(sent_at=timezone.now())
+        sent += 1
+    return sent
+
+
+def identifications_recover() -> int:
+    """The sweep's part for searches: free dead workers' searches, send what is not on its way.
+
+    A queued search is sent when its photo is embedded but the search was never handed to the
+    broker, or was sent longer than ``JOBS_RESEND_SECONDS`` ago. A queued search whose photo
+    failed to embed fails with the same reason.
+
+    Returns:
+        How many were sent.
+    """
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.TASK_TIME_LIMIT + 60)
+    for pk, worker, started_at in Identification.objects.filter(
+        state=Identification.State.RUNNING
+    ).values_list("pk", "worker", "started_at"):
+        if worker_gone(worker) or started_at is None or started_at < stale_before:
+            Identification.objects.filter(
+                pk=pk, state=Identification.State.RUNNING, worker=worker
+            ).update(
+                state=Identification.State.QUEUED,
+                sent_at=None,
+                worker="",
+                error=f"The worker {worker} stopped during the search.",
+            )
+    queued = Identification.objects.filter(state=Identification.State.QUEUED)
+    for annotation_id, reason in EmbeddingJob.objects.filter(
+        state=EmbeddingJob.State.FAILED, annotation_id__in=queued.values("annotation_id")
+    ).values_list("annotation_id", "error"):
+        identifications_fail(annotation_ids=[annotation_id], reason=reason)
+    embedded = EmbeddingJob.objects.filter(state=EmbeddingJob.State.DONE).values("annotation_id")
+    due = queued.filter(
+        Q(
+            sent_at__isnull=True,
+            updated_at__lt=now - timedelta(seconds=10),
+            annotation_id__in=embedded,
+        )
+        | Q(sent_at__lt=now - timedelta(seconds=settings.JOBS_RESEND_SECONDS))
+    )
+    return identifications_dispatch(identification_ids=list(due.values_list("pk", flat=True)))
 
 
 def candidates_score(
@@ -213,20 +316,11 @@ def gallery_keypoints(*, annotation_id: int, method: str) -> Keypoints:
 
 
 def species_identifications_refresh(*, species_id: int) -> int:
-    """Re-rank every undecided animal of a species (after its model changed)."""
-    from django.db import transaction
-
-    annotation_ids = list(
-        Identification.objects.filter(annotation__species_id=species_id)
-        .exclude(state=Identification.State.DECIDED)
-        .values_list("annotation_id", flat=True)
+    """Re-rank every undecided animal of a species (after its model changed), on ``bulk``."""
+    identifications = Identification.objects.filter(annotation__species_id=species_id).exclude(
+        state=Identification.State.DECIDED
     )
-
-    def dispatch() -> None:
-        from identification.tasks import annotation_identify_task
-
-        for annotation_id in annotation_ids:
-            annotation_identify_task.delay(annotation_id)
-
-    transaction.on_commit(dispatch)
-    return len(annotation_ids)
+    identification_ids = list(identifications.values_list("pk", flat=True))
+    identifications.update(queue="bulk", sent_at=None)
+    transaction.on_commit(lambda: identifications_dispatch(identification_ids=identification_ids))
+    return len(identification_ids)

@@ -37,7 +37,9 @@ def species_model_switch_if_ready(*, species: Species) -> bool:
         return False
     pending = setting.pending_version
     progress = reembedding_progress(setting=setting)
-    if progress["done"] < progress["total"]:
+    # Failed jobs count as finished: a photo that cannot be embedded must not hold the switch
+    # back for ever (its job keeps the reason).
+    if progress["done"] + progress["failed"] < progress["total"]:
         _missing_jobs_enqueue(species=species, setting=setting)
         return False
     embedding_index_ensure(species_id=species.pk, version=pending)
@@ -63,7 +65,7 @@ def _missing_jobs_enqueue(*, species: Species, setting: SpeciesModel) -> None:
     jobs = EmbeddingJob.objects.filter(
         model_version_id=setting.pending_version_id, annotation__species=species
     )
-    if jobs.filter(state=EmbeddingJob.State.QUEUED).exists():
+    if jobs.filter(state__in=[EmbeddingJob.State.QUEUED, EmbeddingJob.State.RUNNING]).exists():
         return  # still re-embedding; the last batch asks again
     missing = (
         Annotation.objects.filter(species=species)

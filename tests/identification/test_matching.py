@@ -9,10 +9,9 @@ from django.db import connection
 from catalogue.services.species import species_create
 from identification import selectors
 from identification.models import Embedding, Identification
-from identification.services.matching import annotation_identify
+from identification.services.matching import SearchFailed, annotation_identify
 from identification.services.models import zero_shot_version
 from tests.factories import AnnotationFactory, IndividualFactory
-from wildweb.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 
@@ -47,12 +46,20 @@ def test_search_timeout_marks_identification_failed_with_message(monkeypatch) ->
     with connection.cursor() as cursor:
         cursor.execute("SET statement_timeout = 50")
     try:
-        with pytest.raises(ServiceError, match="search for candidates failed"):
+        with pytest.raises(SearchFailed):  # the task retries exactly this error
             annotation_identify(annotation_id=annotations[0].pk)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("SET statement_timeout = 0")
     identification = Identification.objects.get(annotation=annotations[0])
     assert identification.state == Identification.State.FAILED
+    assert "search for candidates failed" in identification.error
     assert "statement timeout" in identification.error
     assert not identification.candidates.exists()
+
+    # The retry the task makes succeeds once the database answers, and clears the reason.
+    monkeypatch.setattr(selectors, "nearest_sql", slow_sql)
+    annotation_identify(annotation_id=annotations[0].pk)
+    identification.refresh_from_db()
+    assert identification.state == Identification.State.READY and not identification.error
+    assert identification.candidates.count() == 4

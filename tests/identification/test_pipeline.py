@@ -16,7 +16,7 @@ from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
 from conftest import CeleryWorker
 from identification.models import Embedding, EmbeddingJob, Identification, IdentityDecision
-from identification.services.embedding import embedding_jobs_requeue_pending
+from identification.services.embedding import embedding_jobs_recover
 from tests.factories import UserFactory
 from tests.helpers import wait_until
 
@@ -101,20 +101,54 @@ def test_killed_worker_embedding_is_retried_without_a_duplicate_vector(shared_da
     try:
         species, plan = import_species(shared_datasets, "chimp_faces_demo", "Chimpanzee", 4, 4)
         worker.wait_for("embedding_jobs_run_task", timeout=30)  # received
-        time.sleep(1.0)  # the first batch is loading the model or embedding
+        wait_until(lambda: EmbeddingJob.objects.filter(state="running").exists(), timeout=60)
         children = psutil.Process(worker.process.pid).children(recursive=True)
         for child in children:
             child.send_signal(signal.SIGKILL)
         assert children, "the worker had no pool process to kill"
-        killed_mid_job = EmbeddingJob.objects.filter(state="queued").exists()
+        killed_mid_job = EmbeddingJob.objects.exclude(state="done").exists()
         assert killed_mid_job, "the job finished before the kill; the test proves nothing"
 
-        wait_until(lambda: not EmbeddingJob.objects.filter(state="queued").exists(), timeout=180)
+        # The redelivered batch finds its jobs held by a dead process and takes them back.
+        wait_until(lambda: not EmbeddingJob.objects.exclude(state="done").exists(), timeout=180)
         assert "WorkerLostError" in worker.log() or "SIGKILL" in worker.log()
         # A lost broker message is recovered from the database; claiming keeps it idempotent.
-        embedding_jobs_requeue_pending()
+        embedding_jobs_recover()
         time.sleep(2)
         assert Embedding.objects.filter(species=species).count() == len(plan.rows) == 16
         assert EmbeddingJob.objects.filter(state="done").count() == 16
     finally:
         worker.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batch_of_a_worker_killed_with_its_child_is_recovered_by_the_sweep(
+    shared_datasets,
+) -> None:  # noqa: ANN001
+    """kill -9 of the worker and its pool child: no one redelivers the unacked message (Redis
+    would after the visibility timeout, hours); the sweep finds the jobs in the database."""
+    from wildweb.celery import app
+
+    app.control.purge()
+    worker = CeleryWorker(pool="prefork", queues="bulk")
+    replacement = None
+    try:
+        species, plan = import_species(shared_datasets, "chimp_faces_demo", "Chimpanzee", 4, 4)
+        wait_until(lambda: EmbeddingJob.objects.filter(state="running").exists(), timeout=60)
+        main = psutil.Process(worker.process.pid)
+        for process in [*main.children(recursive=True), main]:
+            process.send_signal(signal.SIGKILL)
+        worker.process.wait(timeout=10)
+        assert EmbeddingJob.objects.exclude(state="done").exists(), "finished before the kill"
+
+        # A worker on the other queues, with the periodic sweep, picks the batch up.
+        replacement = CeleryWorker(
+            queues="default,identify,bulk", beat=True, env={"JOBS_SWEEP_SECONDS": "3"}
+        )
+        wait_until(lambda: not EmbeddingJob.objects.exclude(state="done").exists(), timeout=240)
+        assert Embedding.objects.filter(species=species).count() == len(plan.rows) == 16
+        assert "jobs_sweep_task[" in replacement.log()  # received, not just listed
+    finally:
+        worker.stop()
+        if replacement is not None:
+            replacement.stop()

@@ -25,6 +25,7 @@ from training.models import TrainingRun
 from training.selectors import promotion_warnings
 from training.services.runs import run_log
 from wildweb.errors import ConflictError, ServiceError
+from wildweb.jobs import task_send
 
 
 def candidate_version_ensure(*, run: TrainingRun) -> ModelVersion:
@@ -77,7 +78,7 @@ def model_promote(*, run: TrainingRun, confirmed: bool = False) -> SpeciesModel:
         run_log(run_id=run.pk, line=f"Promoted as {version.name}; re-embedding {run.species}.")
         # One check now: when every vector already exists no batch runs to ask for it.
         species_id = run.species_id
-        transaction.on_commit(lambda: species_model_switch_task.delay(species_id))
+        transaction.on_commit(lambda: task_send(species_model_switch_task, species_id))
     return setting
 
 
@@ -124,3 +125,18 @@ def promotions_resume() -> list[int]:
             # Sends every unfinished job again; claiming makes duplicates harmless.
             species_reembed_enqueue(species=setting.species, version=setting.pending_version)
     return switched
+
+
+def promotions_switch_check() -> list[int]:
+    """Switch every species whose re-embedding has finished (the periodic sweep's part).
+
+    Returns:
+        Ids of the species that switched.
+    """
+    return [
+        setting.species_id
+        for setting in SpeciesModel.objects.filter(pending_version__isnull=False).select_related(
+            "species")
+        if species_model_switch_if_ready(species=setting.species)
+    ]
+

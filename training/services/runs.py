@@ -8,8 +8,6 @@ The web process never imports torch: the training itself lives in
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -26,6 +24,7 @@ from identification.services.models import species_model_setting
 from training.models import TrainingRun
 from training.selectors import training_budget_estimate
 from wildweb.errors import ServiceError
+from wildweb.jobs import task_send, worker_gone, worker_name
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ def training_run_start(
             hardware).
         hyperparameters: Overrides of the defaults (see ``COMMON_DEFAULTS``).
         created_by: Who started it.
-        dispatch: Send it to the ``gpu`` queue after commit (``False`` when the caller runs
+        dispatch: Send it to the ``training`` queue after commit (``False`` when the caller runs
             it in-process).
 
     Raises:
@@ -149,11 +148,7 @@ def training_run_start(
 def _task_send(run_id: int) -> None:
     from training.tasks import training_run_task
 
-    training_run_task.delay(run_id)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    task_send(training_run_task, run_id)  # broker down: the sweep sends the queued run again
 
 
 def training_run_claim(*, run_id: int) -> TrainingRun | None:
@@ -247,32 +242,19 @@ def run_log(*, run_id: int, line: str) -> None:
         log=Concat(F("log"), Value(f"[{stamp}] {line}\n")))
 
 
-def _worker_gone(worker: str) -> bool:
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def training_runs_recover() -> list[int]:
     """Queue again the runs whose worker died, and send every queued run.
 
     A run counts as lost when its worker process is gone (same host) or its heartbeat is
     older than ``TRAINING_STALE_SECONDS``. Claiming is conditional, so sending a run twice is
-    harmless. Called when a worker starts.
+    harmless. Called when a worker starts and by the periodic sweep.
 
     Returns:
         Ids of the runs sent.
     """
     stale_before = timezone.now() - STALE_HEARTBEAT
     for run in TrainingRun.objects.filter(status=Status.RUNNING):
-        if _worker_gone(run.worker) or (run.heartbeat_at and run.heartbeat_at < stale_before):
+        if worker_gone(run.worker) or (run.heartbeat_at and run.heartbeat_at < stale_before):
             if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING,
                                           heartbeat_at=run.heartbeat_at).update(
                     status=Status.QUEUED, worker=""):

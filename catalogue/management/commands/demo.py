@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +16,8 @@ from catalogue.models import Species
 from catalogue.roles import ADMIN, EXPERT, VOLUNTEER, user_role_set
 from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
-from wildweb.celery import worker_command
+from wildweb.celery import WORKER_GROUPS, WORKER_NICENESS, beat_command, worker_command
+from wildweb.processes import processes_supervise
 
 # (folder under the datasets directory, species name, sensitive location?)
 DEMO_SPECIES = [("chimp_faces_demo", "Chimpanzee", True), ("fs48_fish", "Goldfish", False)]
@@ -27,7 +26,7 @@ DEMO_IMAGES_PER_INDIVIDUAL = 4
 
 
 class Command(BaseCommand):
-    help = "Migrate, create demo accounts and data, then run a Celery worker and the web server."
+    help = "Migrate, create demo accounts and data, then run the workers, beat and the web server."
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--addr", default="127.0.0.1:8000")
@@ -101,25 +100,32 @@ class Command(BaseCommand):
         return None
 
     def _serve(self, addr: str) -> None:
-        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        worker = subprocess.Popen(worker_command())
-        server = subprocess.Popen([*manage, "runserver", addr, "--noreload"])
+        var = Path(settings.BASE_DIR) / "var"
+        commands = {
+            "web": [
+                sys.executable,
+                str(Path(settings.BASE_DIR) / "manage.py"),
+                "runserver",
+                addr,
+                "--noreload",
+            ],
+            **{
+                f"worker-{group}": worker_command(
+                    queues=queues, name=group, niceness=WORKER_NICENESS[group]
+                )
+                for group, queues in WORKER_GROUPS.items()
+            },
+            "beat": beat_command(schedule=var / "celerybeat-schedule"),
+        }
         self.stdout.write(self.style.SUCCESS(f"\nWildweb is at http://{addr}/  (Ctrl-C stops it)"))
-        signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
-        try:
-            server.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            for process in (server, worker):
-                if process.poll() is None:
-                    process.send_signal(signal.SIGINT if process is server else signal.SIGTERM)
-            for process in (server, worker):
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+        self.stdout.write(
+            "Workers: "
+            + "; ".join(f"{group} ({queues})" for group, queues in WORKER_GROUPS.items())
+            + "; beat runs the job sweep."
+        )
+        processes_supervise(commands, out=self.stdout)
+        if settings.EMBEDDED_DATABASE:
             from wildweb.embedded import stop
 
             stop()  # only the servers this checkout started; data stays under var/
-            self.stdout.write("Stopped.")
+        self.stdout.write("Stopped.")

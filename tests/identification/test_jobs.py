@@ -1,0 +1,137 @@
+"""Every job ends done or failed with a reason; one bad photo fails alone."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from catalogue.models import Annotation, Encounter
+from catalogue.services.sightings import UploadedPhoto, sighting_create
+from catalogue.services.species import species_create
+from identification.models import Embedding, EmbeddingJob, Identification
+from identification.services.embedding import embedding_jobs_recover, embedding_jobs_run
+from identification.services.matching import annotation_identify, identifications_recover
+from tests.factories import AnnotationFactory, UserFactory
+from tests.helpers import jpeg_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def _report(user, species, colours, django_capture_on_commit_callbacks):  # noqa: ANN001, ANN202
+    """A sighting whose jobs are recorded but not sent (the test runs them in-process)."""
+    photos = [
+        UploadedPhoto(filename=f"p{i}.jpg", data=jpeg_bytes(size=(80, 60), color=colour))
+        for i, colour in enumerate(colours)
+    ]
+    with django_capture_on_commit_callbacks(execute=False):
+        result = sighting_create(
+            submitted_by=user, species=species, photos=photos, observed_at=timezone.now()
+        )
+    annotations = list(Annotation.objects.filter(image__encounter=result.encounter))
+    jobs = list(EmbeddingJob.objects.filter(annotation__in=annotations).order_by("pk"))
+    return result.encounter, annotations, jobs
+
+
+def test_nan_box_fails_only_its_photo_and_the_sighting_says_why(
+    client, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001
+    user = UserFactory(role="volunteer")
+    species = species_create(name="Dog")
+    encounter, (bad, good, other), jobs = _report(
+        user,
+        species,
+        [(10, 10, 10), (200, 20, 20), (20, 200, 20)],
+        django_capture_on_commit_callbacks,
+    )
+    # A row written before the strict validator existed, or by a buggy import.
+    Annotation.objects.filter(pk=bad.pk).update(bbox_x=float("nan"))
+
+    embedded = embedding_jobs_run(job_ids=[job.pk for job in jobs])
+
+    assert sorted(embedded) == sorted([good.pk, other.pk])
+    states = dict(EmbeddingJob.objects.values_list("annotation_id", "state"))
+    assert states == {bad.pk: "failed", good.pk: "done", other.pk: "done"}
+    bad_job = EmbeddingJob.objects.get(annotation=bad)
+    assert "NaN" in bad_job.error and "could not be" in bad_job.error
+    assert Embedding.objects.filter(annotation__in=[good, other]).count() == 2
+    failed = Identification.objects.get(annotation=bad)
+    assert failed.state == "failed" and failed.error == bad_job.error
+
+    # "Candidates ready" only once every photo is finished.
+    annotation_identify(annotation_id=good.pk)
+    encounter.refresh_from_db()
+    assert encounter.status == Encounter.Status.PROCESSING
+    annotation_identify(annotation_id=other.pk)
+    encounter.refresh_from_db()
+    assert encounter.status == Encounter.Status.AWAITING_REVIEW
+
+    client.force_login(user)
+    page = client.get(reverse("sighting-detail", args=[encounter.pk])).content.decode()
+    assert "This photo could not be identified" in page and "NaN" in page
+    mine = client.get(reverse("my-sightings")).content.decode()
+    assert "1 photo(s) failed" in mine
+
+
+def test_a_sighting_whose_every_photo_fails_says_so(django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
+    species = species_create(name="Dog")
+    encounter, annotations, jobs = _report(
+        UserFactory(role="volunteer"),
+        species,
+        [(1, 2, 3), (4, 5, 6)],
+        django_capture_on_commit_callbacks,
+    )
+    Annotation.objects.filter(pk__in=[a.pk for a in annotations]).update(bbox_w=float("inf"))
+    assert embedding_jobs_run(job_ids=[job.pk for job in jobs]) == []
+    encounter.refresh_from_db()
+    assert encounter.status == Encounter.Status.FAILED
+    assert not Identification.objects.exclude(state="failed").exists()
+
+
+def test_a_job_whose_worker_died_is_sent_again_then_fails_after_its_attempts(
+    settings, django_capture_on_commit_callbacks
+) -> None:  # noqa: ANN001
+    species = species_create(name="Dog")
+    encounter, (annotation,), (job,) = _report(
+        UserFactory(role="volunteer"), species, [(9, 9, 9)], django_capture_on_commit_callbacks
+    )
+    dead = f"{socket.gethostname()}:{2**22 + 12345}"  # above pid_max: never a live process
+    for attempt in range(1, settings.JOBS_MAX_ATTEMPTS + 1):
+        EmbeddingJob.objects.filter(pk=job.pk).update(
+            state="running", worker=dead, started_at=timezone.now(), attempts=attempt
+        )
+        embedding_jobs_recover()  # frees it and sends it again
+        job.refresh_from_db()
+        assert job.state == "queued" and "stopped" in job.error
+    embedding_jobs_run(job_ids=[job.pk])  # the claim refuses a job started too often
+    job.refresh_from_db()
+    assert job.state == "failed" and f"after {settings.JOBS_MAX_ATTEMPTS} tries" in job.error
+    identifications_recover()
+    assert Identification.objects.get(annotation=annotation).state == "failed"
+    encounter.refresh_from_db()
+    assert encounter.status == Encounter.Status.FAILED
+
+
+def test_a_batch_not_full_takes_other_queued_jobs_of_its_queue(
+    django_capture_on_commit_callbacks,
+) -> None:  # noqa: ANN001
+    """A backlog of one-photo sightings is embedded many at a time, oldest first."""
+    species = species_create(name="Dog")
+    user = UserFactory(role="volunteer")
+    reported = [
+        _report(user, species, [colour], django_capture_on_commit_callbacks)
+        for colour in [(1, 1, 1), (2, 2, 2)]
+    ]
+    EmbeddingJob.objects.filter(annotation__image__encounter=reported[1][0]).update(queue="bulk")
+    first_job = reported[0][2][0]
+    other = AnnotationFactory(image__encounter__species=species)  # a third, on the same queue
+    late = EmbeddingJob.objects.create(
+        annotation=other, model_version=first_job.model_version, queue=first_job.queue
+    )
+
+    embedded = embedding_jobs_run(job_ids=[first_job.pk])  # one message, two jobs of its queue
+
+    assert sorted(embedded) == sorted([first_job.annotation_id, late.annotation_id])
+    assert EmbeddingJob.objects.get(annotation=reported[1][1][0]).state == "queued"  # bulk's
