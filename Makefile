@@ -20,12 +20,14 @@ install: $(STAMP)
 demo: install
 	$(PY) manage.py demo
 
-test: install
+test: install lint
 	./scripts/ensure-chromium
 	$(PY) -m pytest
 
+# ruff lint and format over the whole tree; `make test` runs it first.
 lint: install
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # Stop the embedded Postgres and Redis that this checkout started.
 stop:

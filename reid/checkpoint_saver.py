@@ -31,8 +31,9 @@ def held_out_top1(
     """Leave-one-out top-1 of ``model`` on ``records`` (a copy is embedded: the training
     model's mode and memory format stay as they are)."""
     # torch, not ONNX: the weights change every epoch, so an export would never be reused.
-    embedder = Embedder(copy.deepcopy(model), image_size=image_size, device=str(device),
-                        backend="torch")
+    embedder = Embedder(
+        copy.deepcopy(model), image_size=image_size, device=str(device), backend="torch"
+    )
     vectors = embedder.embed_records(list(records))
     result = leave_one_out(vectors, [r.class_key for r in records], [r.species for r in records])
     return float(result["top1"])

@@ -39,8 +39,12 @@ def _records(args: argparse.Namespace) -> list:
 
     records = load_records(args.data)
     if args.identities is not None or args.max_per_identity is not None:
-        records = subset_records(records, identities=args.identities,
-                                 max_per_identity=args.max_per_identity, seed=args.seed)
+        records = subset_records(
+            records,
+            identities=args.identities,
+            max_per_identity=args.max_per_identity,
+            seed=args.seed,
+        )
     return records
 
 
@@ -51,42 +55,77 @@ def command_train(args: argparse.Namespace) -> int:
     from reid.train import TrainConfig, train
 
     config = TrainConfig(
-        data_dirs=args.data, out_dir=args.out, mode=args.mode, backbone=args.backbone,
-        image_size=args.image_size, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, backbone_lr=args.backbone_lr, embedding_dim=args.embedding_dim,
-        init=args.init, resume=args.resume, seed=args.seed, num_workers=args.workers,
-        identities=args.identities, max_per_identity=args.max_per_identity,
-        trainable_stages=args.trainable_stages, cached_views=args.views,
-        cache_dir=args.cache_dir, hflip=args.hflip, device=args.device,
-        validation_dirs=args.validation, patience=args.patience,
+        data_dirs=args.data,
+        out_dir=args.out,
+        mode=args.mode,
+        backbone=args.backbone,
+        image_size=args.image_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        backbone_lr=args.backbone_lr,
+        embedding_dim=args.embedding_dim,
+        init=args.init,
+        resume=args.resume,
+        seed=args.seed,
+        num_workers=args.workers,
+        identities=args.identities,
+        max_per_identity=args.max_per_identity,
+        trainable_stages=args.trainable_stages,
+        cached_views=args.views,
+        cache_dir=args.cache_dir,
+        hflip=args.hflip,
+        device=args.device,
+        validation_dirs=args.validation,
+        patience=args.patience,
     )
     bars: dict[str, tqdm] = {}
 
     def progress(info: dict[str, Any]) -> None:
         phase = info.get("phase", "train")
         if phase == "cache":
-            bar = bars.setdefault("cache", tqdm(total=info["total"], desc="caching features",
-                                                disable=args.json, file=sys.stderr))
+            bar = bars.setdefault(
+                "cache",
+                tqdm(
+                    total=info["total"], desc="caching features", disable=args.json, file=sys.stderr
+                ),
+            )
             bar.n = info["done"]
             bar.refresh()
             return
         if phase == "validate":
             if not args.json:
-                tqdm.write(f"epoch {info['epoch'] + 1}: validation top-1 "
-                           f"{info['validation_top1']:.3f} (best {info['best_top1']:.3f})",
-                           file=sys.stderr)
+                tqdm.write(
+                    f"epoch {info['epoch'] + 1}: validation top-1 "
+                    f"{info['validation_top1']:.3f} (best {info['best_top1']:.3f})",
+                    file=sys.stderr,
+                )
             return
-        bar = bars.setdefault("train", tqdm(total=info["total_steps"], desc="training",
-                                            disable=args.json, file=sys.stderr,
-                                            initial=info["step"] - 1))
+        bar = bars.setdefault(
+            "train",
+            tqdm(
+                total=info["total_steps"],
+                desc="training",
+                disable=args.json,
+                file=sys.stderr,
+                initial=info["step"] - 1,
+            ),
+        )
         bar.update(1)
         bar.set_postfix(epoch=info["epoch"], loss=f"{info['loss']:.3f}")
 
     result = train(config, progress_callback=progress)
     for bar in bars.values():
         bar.close()
-    _print({"model_path": str(result.model_path), "out_dir": str(result.out_dir),
-            "stopped": result.stopped, **result.metrics}, args.json)
+    _print(
+        {
+            "model_path": str(result.model_path),
+            "out_dir": str(result.out_dir),
+            "stopped": result.stopped,
+            **result.metrics,
+        },
+        args.json,
+    )
     return 0
 
 
@@ -105,14 +144,25 @@ def command_eval(args: argparse.Namespace) -> int:
         calibrator = FusionCalibrator.from_dict(json.loads(Path(args.calibration).read_text()))
     matcher = PairMatcher(records, args.local_method) if args.method in NEEDS_LOCAL else None
     evaluated = evaluate_records(
-        records, embedder.embed_records(records), methods=(args.method,), matcher=matcher,
-        calibrator=calibrator, max_queries=args.max_queries, seed=args.seed,
-        open_set=args.protocol == "open-set", threshold=args.threshold)
+        records,
+        embedder.embed_records(records),
+        methods=(args.method,),
+        matcher=matcher,
+        calibrator=calibrator,
+        max_queries=args.max_queries,
+        seed=args.seed,
+        open_set=args.protocol == "open-set",
+        threshold=args.threshold,
+    )
     result = dict(evaluated["methods"].get(args.method, {}))
-    result.update(per_species={name: stats[args.method]
-                               for name, stats in evaluated["per_species"].items()},
-                  protocol=args.protocol, method=args.method, local_method=args.local_method,
-                  model=args.model, n_images=len(records))
+    result.update(
+        per_species={name: stats[args.method] for name, stats in evaluated["per_species"].items()},
+        protocol=args.protocol,
+        method=args.method,
+        local_method=args.local_method,
+        model=args.model,
+        n_images=len(records),
+    )
     _print(result, args.json)
     return 0
 
@@ -128,11 +178,17 @@ def command_embed(args: argparse.Namespace) -> int:
     vectors = embedder.embed_records(records)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, embeddings=vectors, image_ids=np.array([r.image_id for r in records]),
-             identities=np.array([r.identity for r in records]),
-             species=np.array([r.species for r in records]))
-    _print({"out": str(out), "n_images": len(records), "embedding_dim": embedder.embedding_dim},
-           args.json)
+    np.savez(
+        out,
+        embeddings=vectors,
+        image_ids=np.array([r.image_id for r in records]),
+        identities=np.array([r.identity for r in records]),
+        species=np.array([r.species for r in records]),
+    )
+    _print(
+        {"out": str(out), "n_images": len(records), "embedding_dim": embedder.embedding_dim},
+        args.json,
+    )
     return 0
 
 
@@ -162,26 +218,36 @@ def command_match(args: argparse.Namespace) -> int:
     query_vector = embedder.embed_images([query_image])[0]
     cosine = embedder.embed_paths(paths) @ query_vector
 
-    neighbours = [Neighbour(i, identity, float(score))
-                  for i, (identity, score) in enumerate(zip(identities, cosine, strict=True))]
+    neighbours = [
+        Neighbour(i, identity, float(score))
+        for i, (identity, score) in enumerate(zip(identities, cosine, strict=True))
+    ]
     local = None
     if args.method in NEEDS_LOCAL:
         query_keypoints = extract(query_image, method=args.local_method)
 
         def local(index: int) -> Any:
-            return match(query_keypoints,
-                         extract(load_image(paths[index]), method=args.local_method))
+            return match(
+                query_keypoints, extract(load_image(paths[index]), method=args.local_method)
+            )
 
     ranked = rank(shortlist(neighbours, local, size=args.top), args.method)
-    rows = [{"identity": c.individual_id, "cosine": c.cosine, "best_image": paths[c.annotation_id],
-             **({"inliers": c.inliers, "probability": c.probability} if local else {})}
-            for c in ranked]
+    rows = [
+        {
+            "identity": c.individual_id,
+            "cosine": c.cosine,
+            "best_image": paths[c.annotation_id],
+            **({"inliers": c.inliers, "probability": c.probability} if local else {}),
+        }
+        for c in ranked
+    ]
     if args.json:
         print(json.dumps({"query": args.query, "candidates": rows}, indent=2))
     else:
         for position, row in enumerate(rows, 1):
-            extra = (f" inliers={row['inliers']} p={row['probability']:.3f}"
-                     if "inliers" in row else "")
+            extra = (
+                f" inliers={row['inliers']} p={row['probability']:.3f}" if "inliers" in row else ""
+            )
             print(f"{position:>3}. {row['identity']}  cosine={row['cosine']:.3f}{extra}")
     return int(any(c != c for c in cosine.tolist()))  # NaN != NaN
 
@@ -195,8 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
         if data:
-            sub.add_argument("--data", action="append", required=True,
-                             help="dataset folder with metadata.csv (repeatable)")
+            sub.add_argument(
+                "--data",
+                action="append",
+                required=True,
+                help="dataset folder with metadata.csv (repeatable)",
+            )
             sub.add_argument("--identities", type=int, help="at most N identities per species")
             sub.add_argument("--max-per-identity", type=int, help="at most N images per identity")
         sub.add_argument("--seed", type=int, default=0)
@@ -217,33 +287,43 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", help="model.pt or run folder to fine-tune from")
     train.add_argument("--resume", action="store_true", help="continue RUN_DIR/checkpoint.pt")
     train.add_argument("--trainable-stages", type=int, default=TrainConfig.trainable_stages)
-    train.add_argument("--views", type=int, default=TrainConfig.cached_views,
-                       help="cached views per image")
+    train.add_argument(
+        "--views", type=int, default=TrainConfig.cached_views, help="cached views per image"
+    )
     train.add_argument("--cache-dir")
     train.add_argument("--hflip", action="store_true")
     train.add_argument("--workers", type=int, default=0)
-    train.add_argument("--validation", action="append",
-                       help="dataset folder of held-out individuals: top-1 after every epoch, "
-                            "the best epoch is kept (repeatable)")
-    train.add_argument("--patience", type=int,
-                       help="stop after N epochs without a better validation top-1")
+    train.add_argument(
+        "--validation",
+        action="append",
+        help="dataset folder of held-out individuals: top-1 after every epoch, "
+        "the best epoch is kept (repeatable)",
+    )
+    train.add_argument(
+        "--patience", type=int, help="stop after N epochs without a better validation top-1"
+    )
     train.set_defaults(handler=command_train)
 
     evaluate = commands.add_parser("eval", help="evaluate on a dataset")
     common(evaluate)
     evaluate.add_argument("--model", default="imagenet")
-    evaluate.add_argument("--protocol", choices=("leave-one-out", "open-set"),
-                          default="leave-one-out",
-                          help="open-set: also rank each query with its individual removed, "
-                               "and report BAKS/BAUS")
+    evaluate.add_argument(
+        "--protocol",
+        choices=("leave-one-out", "open-set"),
+        default="leave-one-out",
+        help="open-set: also rank each query with its individual removed, and report BAKS/BAUS",
+    )
     evaluate.add_argument("--method", choices=METHODS, default="embedding")
     evaluate.add_argument("--local-method", choices=LOCAL_METHODS, default="sift")
     evaluate.add_argument("--max-queries", type=int, help="per species, a seeded sample")
     evaluate.add_argument("--image-size", type=int)
     evaluate.add_argument("--calibration", help="JSON file of FusionCalibrator.to_dict()")
-    evaluate.add_argument("--threshold", type=float,
-                          help="open-set threshold (default: the one maximising the geometric "
-                               "mean of BAKS and BAUS on these queries, reported as such)")
+    evaluate.add_argument(
+        "--threshold",
+        type=float,
+        help="open-set threshold (default: the one maximising the geometric "
+        "mean of BAKS and BAUS on these queries, reported as such)",
+    )
     evaluate.set_defaults(handler=command_eval)
 
     embed = commands.add_parser("embed", help="write embeddings to .npz")

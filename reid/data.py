@@ -138,8 +138,18 @@ def write_metadata(records: Sequence[Record], directory: str | Path) -> Path:
         writer.writerow(columns)
         for r in records:
             bbox = json.dumps(list(r.bbox)) if r.bbox else ""
-            writer.writerow([r.image_id, r.identity, r.path, r.species, bbox, r.date,
-                             r.viewpoint, r.encounter or f"image:{r.image_id}"])
+            writer.writerow(
+                [
+                    r.image_id,
+                    r.identity,
+                    r.path,
+                    r.species,
+                    bbox,
+                    r.date,
+                    r.viewpoint,
+                    r.encounter or f"image:{r.image_id}",
+                ]
+            )
     return path
 
 
@@ -202,12 +212,14 @@ def eval_transform(image_size: int) -> Callable[[Image.Image], Any]:
     """
     from torchvision import transforms as T
 
-    return T.Compose([
-        T.Lambda(_to_rgb),
-        T.Resize((image_size, image_size), antialias=True),
-        T.ToTensor(),
-        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return T.Compose(
+        [
+            T.Lambda(_to_rgb),
+            T.Resize((image_size, image_size), antialias=True),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def train_transform(

@@ -143,8 +143,7 @@ class Embedder:
         return np.concatenate(chunks)
 
 
-def _onnx_network(model: ReIdModel, image_size: int, onnx_file: str | Path | None,
-                  required: bool):
+def _onnx_network(model: ReIdModel, image_size: int, onnx_file: str | Path | None, required: bool):
     """ONNX Runtime for ``model``; with ``required`` False, None where export fails."""
     from reid.onnx import OnnxNetwork, onnx_model_ensure
 
@@ -153,8 +152,9 @@ def _onnx_network(model: ReIdModel, image_size: int, onnx_file: str | Path | Non
     except Exception as error:  # the exporter's errors have no common type
         if required:
             raise
-        logger.warning("ONNX export of %s failed (%s); embedding with torch",
-                       model.config.backbone, error)
+        logger.warning(
+            "ONNX export of %s failed (%s); embedding with torch", model.config.backbone, error
+        )
         return None
 
 

@@ -129,21 +129,24 @@ def extract(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "xfeat":
-        return _xfeat_extract(image, max_keypoints or XFEAT_KEYPOINTS,
-                              XFEAT_MAX_SIDE if max_side is None else max_side)
+        return _xfeat_extract(
+            image,
+            max_keypoints or XFEAT_KEYPOINTS,
+            XFEAT_MAX_SIDE if max_side is None else max_side,
+        )
     max_keypoints = max_keypoints or 1000
     gray, scale = _gray_array(image, 512 if max_side is None else max_side)
     if method == "sift":
-        detector = cv2.SIFT_create(nfeatures=max_keypoints,
-                                   contrastThreshold=contrast_threshold)
+        detector = cv2.SIFT_create(nfeatures=max_keypoints, contrastThreshold=contrast_threshold)
     else:
         detector = cv2.ORB_create(nfeatures=max_keypoints)
     keypoints, descriptors = detector.detectAndCompute(gray, None)
     if descriptors is None or not keypoints:
         width = 128 if method == "sift" else 32
         dtype = np.float32 if method == "sift" else np.uint8
-        return Keypoints(np.zeros((0, 2), np.float32), np.zeros((0, width), dtype), method,
-                         image.size)
+        return Keypoints(
+            np.zeros((0, 2), np.float32), np.zeros((0, width), dtype), method, image.size
+        )
     points = np.array([kp.pt for kp in keypoints], dtype=np.float32) / scale
     if method == "sift":
         descriptors = descriptors.astype(np.float32)
@@ -183,16 +186,22 @@ def match(
     else:
         norm = cv2.NORM_L2 if a.method == "sift" else cv2.NORM_HAMMING
         knn = cv2.BFMatcher(norm).knnMatch(a.descriptors, b.descriptors, k=2)
-        good = [pair[0] for pair in knn
-                if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance]
+        good = [
+            pair[0]
+            for pair in knn
+            if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance
+        ]
         source = a.points[[m.queryIdx for m in good]].reshape(-1, 2)
         target = b.points[[m.trainIdx for m in good]].reshape(-1, 2)
     return _verified(source, target, b.image_size, reprojection_threshold, min_tentative)
 
 
 def _verified(
-    source: np.ndarray, target: np.ndarray, target_size: tuple[int, int],
-    reprojection_threshold: float | None, min_tentative: int,
+    source: np.ndarray,
+    target: np.ndarray,
+    target_size: tuple[int, int],
+    reprojection_threshold: float | None,
+    min_tentative: int,
 ) -> Match:
     """The tentative correspondences that a MAGSAC++ homography keeps."""
     tentative = len(source)
@@ -201,8 +210,9 @@ def _verified(
     if reprojection_threshold is None:
         reprojection_threshold = max(3.0, 0.02 * float(np.hypot(*target_size)))
     method = getattr(cv2, "USAC_MAGSAC", cv2.RANSAC)
-    _, mask = cv2.findHomography(source, target, method, reprojection_threshold,
-                                 maxIters=2000, confidence=0.999)
+    _, mask = cv2.findHomography(
+        source, target, method, reprojection_threshold, maxIters=2000, confidence=0.999
+    )
     if mask is None:
         return Match(0, np.zeros((0, 4), np.float32), tentative)
     keep = mask.ravel().astype(bool)
@@ -257,8 +267,10 @@ def _xfeat_extract(image: Image.Image, max_keypoints: int, max_side: int) -> Key
     # XFeat works on multiples of 32 px: a thinner crop (a far-away fish) is enlarged.
     scale = max(scale, XFEAT_MIN_SIDE / min(rgb.size))
     if scale != 1.0:
-        rgb = rgb.resize((max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
-                         Image.Resampling.BILINEAR)
+        rgb = rgb.resize(
+            (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale))),
+            Image.Resampling.BILINEAR,
+        )
     tensor = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     with _OneThread(), torch.inference_mode():
         found = _xfeat().detectAndCompute(tensor[None], top_k=max_keypoints)[0]
@@ -320,8 +332,16 @@ def draw_matches(
     canvas.paste(a, (0, 0))
     canvas.paste(b, (a.width, 0))
     draw = ImageDraw.Draw(canvas)
-    palette = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-               (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+    palette = [
+        (230, 25, 75),
+        (60, 180, 75),
+        (255, 225, 25),
+        (0, 130, 200),
+        (245, 130, 48),
+        (145, 30, 180),
+        (70, 240, 240),
+        (240, 50, 230),
+    ]
     for index, (x1, y1, x2, y2) in enumerate(match_result.pairs.tolist()):
         colour = palette[index % len(palette)]
         start = (x1 * scale_a, y1 * scale_a)

@@ -32,7 +32,7 @@ def dynamic_margins(
     counts = np.asarray(class_counts, dtype=np.float64)
     if counts.size == 0 or np.any(counts < 1):
         raise ValueError("class_counts must be non-empty and ≥ 1")
-    t = counts ** -0.25
+    t = counts**-0.25
     spread = t.max() - t.min()
     if spread <= 0:
         return np.full(counts.shape, margin_max, dtype=np.float32)

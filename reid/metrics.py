@@ -48,8 +48,9 @@ def _rank_stats(
 
 def _summarise(first_ranks: list[int], aps: list[float]) -> dict[str, float]:
     ranks = np.asarray(first_ranks)
-    result: dict[str, float] = {f"top{k}": float(np.mean(ranks < k)) if ranks.size else 0.0
-                                for k in TOP_KS}
+    result: dict[str, float] = {
+        f"top{k}": float(np.mean(ranks < k)) if ranks.size else 0.0 for k in TOP_KS
+    }
     result["mAP"] = float(np.mean(aps)) if aps else 0.0
     result["n_queries"] = int(ranks.size)
     return result
@@ -224,8 +225,11 @@ def balanced_accuracy(predicted: np.ndarray, actual: np.ndarray) -> float:
     """Mean of true-positive and true-negative rates for boolean predictions."""
     predicted = np.asarray(predicted, dtype=bool)
     actual = np.asarray(actual, dtype=bool)
-    rates = [np.mean(predicted[actual == value] == value) for value in (True, False)
-             if np.any(actual == value)]
+    rates = [
+        np.mean(predicted[actual == value] == value)
+        for value in (True, False)
+        if np.any(actual == value)
+    ]
     return float(np.mean(rates)) if rates else float("nan")
 
 

@@ -94,8 +94,10 @@ class ReIdModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.backbone = backbone if backbone is not None else create_backbone(
-            config.backbone, pretrained=pretrained
+        self.backbone = (
+            backbone
+            if backbone is not None
+            else create_backbone(config.backbone, pretrained=pretrained)
         )
         width = int(self.backbone.num_features)
         self.feature_dim = width

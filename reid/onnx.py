@@ -35,9 +35,14 @@ def export_onnx(model: nn.Module, image_size: int, path: str | Path | None = Non
     model = model.eval().float().to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(2, 3, image_size, image_size)
     program = torch.onnx.export(
-        model, (dummy,), input_names=["images"], output_names=["embeddings"],
+        model,
+        (dummy,),
+        input_names=["images"],
+        output_names=["embeddings"],
         dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-        opset_version=18, dynamo=True, verbose=False,
+        opset_version=18,
+        dynamo=True,
+        verbose=False,
     )
     data = program.model_proto.SerializeToString()
     if path is not None:
@@ -59,8 +64,9 @@ def onnx_model_ensure(model: nn.Module, image_size: int, path: str | Path | None
     try:
         _write_atomically(Path(path), data)
     except OSError as error:
-        logger.warning("could not keep the ONNX export at %s (%s); using it from memory",
-                       path, error)
+        logger.warning(
+            "could not keep the ONNX export at %s (%s); using it from memory", path, error
+        )
         return data
     return Path(path)
 

@@ -60,27 +60,33 @@ class DatasetImportApi(APIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
 
-    @extend_schema(request=DatasetImportSerializer,
-                   responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=DatasetImportSerializer,
+        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, species_id: int) -> Response:
         species = get_object_or_404(Species, pk=species_id)
         serializer = DatasetImportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        options = {"file_format": data.get("file_format"),
-                   "max_individuals": data.get("max_individuals"),
-                   "images_per_individual": data.get("images_per_individual")}
+        options = {
+            "file_format": data.get("file_format"),
+            "max_individuals": data.get("max_individuals"),
+            "images_per_individual": data.get("images_per_individual"),
+        }
         try:
             if data.get("file"):
-                token = uploads.dataset_upload_store(uploaded_file=data["file"],
-                                                     photos_zip=data.get("photos"))
+                token = uploads.dataset_upload_store(
+                    uploaded_file=data["file"], photos_zip=data.get("photos")
+                )
                 plan = uploads.dataset_upload_plan(token=token, species=species, **options)
                 return Response({"token": token, "dry_run": plan.report()})
             if not data["confirm"]:
                 plan = uploads.dataset_upload_plan(token=data["token"], species=species, **options)
                 return Response({"token": data["token"], "dry_run": plan.report()})
-            result = uploads.dataset_upload_import(token=data["token"], species=species,
-                                                   imported_by=request.user, **options)
+            result = uploads.dataset_upload_import(
+                token=data["token"], species=species, imported_by=request.user, **options
+            )
         except ServiceError as error:
             return _error(error)
         return Response(result.report(), status=status.HTTP_201_CREATED)
@@ -92,8 +98,9 @@ class TrainingRunListCreateApi(APIView):
     @extend_schema(responses=TrainingRunSerializer(many=True))
     def get(self, request: Request, species_id: int) -> Response:
         species = get_object_or_404(Species, pk=species_id)
-        return Response(TrainingRunSerializer(selectors.training_run_list(species=species),
-                                              many=True).data)
+        return Response(
+            TrainingRunSerializer(selectors.training_run_list(species=species), many=True).data
+        )
 
     @extend_schema(request=TrainingRunStartSerializer, responses={201: TrainingRunSerializer})
     def post(self, request: Request, species_id: int) -> Response:
@@ -101,8 +108,9 @@ class TrainingRunListCreateApi(APIView):
         serializer = TrainingRunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            run = runs.training_run_start(species=species, created_by=request.user,
-                                          **serializer.validated_data)
+            run = runs.training_run_start(
+                species=species, created_by=request.user, **serializer.validated_data
+            )
         except ServiceError as error:
             return _error(error)
         return Response(TrainingRunSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -113,8 +121,9 @@ class TrainingRunApi(APIView):
 
     @extend_schema(responses=TrainingRunSerializer)
     def get(self, request: Request, run_id: int) -> Response:
-        return Response(TrainingRunSerializer(
-            get_object_or_404(selectors.training_run_list(), pk=run_id)).data)
+        return Response(
+            TrainingRunSerializer(get_object_or_404(selectors.training_run_list(), pk=run_id)).data
+        )
 
 
 class TrainingRunActionApi(APIView):

@@ -39,17 +39,26 @@ class TrainingRun(models.Model):
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING)
 
-    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False,
-                            help_text="Names the run's folder (checkpoints, exported data).")
+    uuid = models.UUIDField(
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text="Names the run's folder (checkpoints, exported data).",
+    )
     species = models.ForeignKey(Species, on_delete=models.CASCADE, related_name="training_runs")
     base_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     candidate_version = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        ModelVersion,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The version made from this run's model when it was promoted.",
     )
     mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.WITH_ORIGINAL_DATA)
-    engine_mode = models.CharField(max_length=10, choices=EngineMode.choices, blank=True,
-                                   default=EngineMode.AUTO)
+    engine_mode = models.CharField(
+        max_length=10, choices=EngineMode.choices, blank=True, default=EngineMode.AUTO
+    )
     hyperparameters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     progress = models.FloatField(default=0, help_text="Percent, 0..100.")
@@ -57,16 +66,18 @@ class TrainingRun(models.Model):
     epoch = models.PositiveIntegerField(default=0)
     current_loss = models.FloatField(null=True, blank=True)
     validation_top1 = models.FloatField(null=True, blank=True)
-    history = models.JSONField(default=list, blank=True,
-                               help_text="[{step, epoch, loss, validation_top1}] for the chart.")
+    history = models.JSONField(
+        default=list, blank=True, help_text="[{step, epoch, loss, validation_top1}] for the chart."
+    )
     log = models.TextField(blank=True)
     report = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
     resumed_count = models.PositiveIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -28,13 +28,17 @@ def species_overview_list() -> list[dict[str, Any]]:
 
     species = Species.objects.annotate(
         # A merged-away individual lives on in its survivor; counting both counts one twice.
-        n_individuals=Count("individuals", filter=Q(individuals__merged_into__isnull=True),
-                            distinct=True),
-        n_identified=Count("annotations", filter=Q(annotations__individual__isnull=False),
-                           distinct=True),
+        n_individuals=Count(
+            "individuals", filter=Q(individuals__merged_into__isnull=True), distinct=True
+        ),
+        n_identified=Count(
+            "annotations", filter=Q(annotations__individual__isnull=False), distinct=True
+        ),
     ).order_by("name")
-    settings = {s.species_id: s for s in SpeciesModel.objects.select_related(
-        "model_version", "pending_version")}
+    settings = {
+        s.species_id: s
+        for s in SpeciesModel.objects.select_related("model_version", "pending_version")
+    }
     return [{"species": s, "setting": settings.get(s.pk)} for s in species]
 
 
@@ -50,12 +54,20 @@ def loss_chart(*, run: TrainingRun, width: int = 600, height: int = 160) -> dict
     def x(step: int) -> float:
         return round(width * step / last_step, 1)
 
-    loss = " ".join(f"{x(p['step'])},{round(height * (1 - p['loss'] / max_loss), 1)}"
-                    for p in points)
-    accuracy = " ".join(f"{x(p['step'])},{round(height * (1 - p['validation_top1']), 1)}"
-                        for p in top1)
-    return {"width": width, "height": height, "loss": loss, "top1": accuracy,
-            "max_loss": round(max_loss, 3), "last_step": last_step}
+    loss = " ".join(
+        f"{x(p['step'])},{round(height * (1 - p['loss'] / max_loss), 1)}" for p in points
+    )
+    accuracy = " ".join(
+        f"{x(p['step'])},{round(height * (1 - p['validation_top1']), 1)}" for p in top1
+    )
+    return {
+        "width": width,
+        "height": height,
+        "loss": loss,
+        "top1": accuracy,
+        "max_loss": round(max_loss, 3),
+        "last_step": last_step,
+    }
 
 
 def top1_lost(*, before: float | None, after: float | None) -> bool:
@@ -75,26 +87,30 @@ def promotion_warnings(*, report: dict[str, Any]) -> list[str]:
     warnings = []
     target = (report.get("per_species") or {}).get(report.get("species"), {})
     individuals, images = target.get("held_out_individuals"), target.get("held_out_images")
-    if individuals is not None and (individuals < SMALL_HELD_OUT_INDIVIDUALS
-                                    or images < SMALL_HELD_OUT_IMAGES):
+    if individuals is not None and (
+        individuals < SMALL_HELD_OUT_INDIVIDUALS or images < SMALL_HELD_OUT_IMAGES
+    ):
         candidate = target.get("candidate", {})
         se = rate_standard_error(candidate.get("top1", 0.0), candidate.get("n_queries", 0))
         uncertainty = f" ± {se:.3f} (one standard error)" if se == se else ""
         warnings.append(
             f"The held-out set is small ({individuals} individuals, {images} photos): "
             f"candidate top-1 {candidate.get('top1', 0):.3f}{uncertainty}. A difference "
-            "smaller than about twice that may be chance.")
+            "smaller than about twice that may be chance."
+        )
     for name, change in sorted((report.get("forgetting") or {}).items()):
         if top1_lost(before=change.get("before"), after=change.get("after")):
             warnings.append(
                 f"{name} would lose top-1 with this model ({change['before']:.3f} → "
                 f"{change['after']:.3f}). Promotion switches only {report.get('species')}; "
-                f"{name} keeps its own model version.")
+                f"{name} keeps its own model version."
+            )
     return warnings
 
 
-def training_budget_estimate(*, species: Species, mode: str, engine_mode: str,
-                             hyperparameters: dict[str, Any]) -> BudgetPlan:
+def training_budget_estimate(
+    *, species: Species, mode: str, engine_mode: str, hyperparameters: dict[str, Any]
+) -> BudgetPlan:
     """Steps and "about N minutes on this worker" for a run of the species, as it stands now.
 
     The training side is estimated from the identified photos (individuals with 2+ photos,
@@ -107,9 +123,13 @@ def training_budget_estimate(*, species: Species, mode: str, engine_mode: str,
     engine = engine_mode or "cached"  # a CPU worker unless one says otherwise
     keep = 1 - hp["validation_fraction"]
     photos = individuals = 0.0
-    rows = (Annotation.objects.filter(individual__isnull=False)
-            .filter(Q(species=species) if mode == TrainingRun.Mode.NEW_DATA_ONLY else Q())
-            .values("species_id", "individual_id").annotate(n=Count("pk")).filter(n__gte=2))
+    rows = (
+        Annotation.objects.filter(individual__isnull=False)
+        .filter(Q(species=species) if mode == TrainingRun.Mode.NEW_DATA_ONLY else Q())
+        .values("species_id", "individual_id")
+        .annotate(n=Count("pk"))
+        .filter(n__gte=2)
+    )
     per_species: dict[int, list[int]] = {}
     for row in rows:  # photos per usable individual, per species
         per_species.setdefault(row["species_id"], []).append(row["n"])
@@ -120,9 +140,16 @@ def training_budget_estimate(*, species: Species, mode: str, engine_mode: str,
         kept = sorted(counts, reverse=True)[:cap_individuals] if cap_individuals else counts
         individuals += len(kept) * keep
         photos += sum(min(n, cap_images) if cap_images else n for n in kept) * keep
-    trainings = [run.report["training"] for run in TrainingRun.objects.filter(
-        status=TrainingRun.Status.SUCCEEDED, engine_mode=engine,
-        report__has_key="training").order_by("-finished_at")[:5]]
-    return budget_plan(photos=round(photos), individuals=round(individuals),
-                       hyperparameters=hp, rate=rate_from_runs(trainings),
-                       cached=engine == "cached")
+    trainings = [
+        run.report["training"]
+        for run in TrainingRun.objects.filter(
+            status=TrainingRun.Status.SUCCEEDED, engine_mode=engine, report__has_key="training"
+        ).order_by("-finished_at")[:5]
+    ]
+    return budget_plan(
+        photos=round(photos),
+        individuals=round(individuals),
+        hyperparameters=hp,
+        rate=rate_from_runs(trainings),
+        cached=engine == "cached",
+    )

@@ -32,10 +32,14 @@ def species_index(request: HttpRequest) -> HttpResponse:
     overview = selectors.species_overview_list()
     # While a promoted model re-embeds, the table asks for news until the switch shows.
     switching = any(row["setting"] and row["setting"].pending_version_id for row in overview)
-    template = ("training/_species_table.html" if request.headers.get("HX-Request")
-                else "training/index.html")
-    return render(request, template,
-                  {"overview": overview, "switching": switching, "form": SpeciesForm()})
+    template = (
+        "training/_species_table.html"
+        if request.headers.get("HX-Request")
+        else "training/index.html"
+    )
+    return render(
+        request, template, {"overview": overview, "switching": switching, "form": SpeciesForm()}
+    )
 
 
 @_admin_only
@@ -44,9 +48,11 @@ def species_new(request: HttpRequest) -> HttpResponse:
     form = SpeciesForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            species = species_create(name=form.cleaned_data["name"],
-                                     sensitive=form.cleaned_data["sensitive"],
-                                     viewpoints=form.cleaned_data["viewpoints"])
+            species = species_create(
+                name=form.cleaned_data["name"],
+                sensitive=form.cleaned_data["sensitive"],
+                viewpoints=form.cleaned_data["viewpoints"],
+            )
         except ServiceError as error:
             form.add_error(None, error.message)
         else:
@@ -60,9 +66,13 @@ def _species_context(species: Species) -> dict:
     """Read-only: the switch after re-embedding is the workers' job, never a page's."""
     setting = species_model_get(species_id=species.pk)
     run_list = list(selectors.training_run_list(species=species)[:20])
-    return {"species": species, "setting": setting,
-            "reembedding": reembedding_progress(setting=setting),
-            "runs": run_list, "runs_active": any(r.is_active for r in run_list)}
+    return {
+        "species": species,
+        "setting": setting,
+        "reembedding": reembedding_progress(setting=setting),
+        "runs": run_list,
+        "runs_active": any(r.is_active for r in run_list),
+    }
 
 
 @_admin_only
@@ -70,11 +80,21 @@ def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
     species = get_object_or_404(Species, pk=species_id)
     if request.headers.get("HX-Request"):  # the runs table asks for news while a run is active
         return render(request, "training/_run_table.html", _species_context(species))
-    return render(request, "training/species_detail.html", {
-        **_species_context(species), "upload_form": DatasetUploadForm(),
-        "run_form": TrainingRunForm(), "budget": selectors.training_budget_estimate(
-            species=species, mode=TrainingRun.Mode.WITH_ORIGINAL_DATA, engine_mode="",
-            hyperparameters=runs.hyperparameters_resolve(engine_mode="", given=None))})
+    return render(
+        request,
+        "training/species_detail.html",
+        {
+            **_species_context(species),
+            "upload_form": DatasetUploadForm(),
+            "run_form": TrainingRunForm(),
+            "budget": selectors.training_budget_estimate(
+                species=species,
+                mode=TrainingRun.Mode.WITH_ORIGINAL_DATA,
+                engine_mode="",
+                hyperparameters=runs.hyperparameters_resolve(engine_mode="", given=None),
+            ),
+        },
+    )
 
 
 @_admin_only
@@ -89,20 +109,27 @@ def dataset_upload(request: HttpRequest, species_id: int) -> HttpResponse:
     species = get_object_or_404(Species, pk=species_id)
     form = DatasetUploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        return render(request, "training/species_detail.html", {
-            **_species_context(species), "upload_form": form, "run_form": TrainingRunForm()},
-            status=400)
+        return render(
+            request,
+            "training/species_detail.html",
+            {**_species_context(species), "upload_form": form, "run_form": TrainingRunForm()},
+            status=400,
+        )
     options = {k: form.cleaned_data[k] for k in ("max_individuals", "images_per_individual")}
     options["file_format"] = form.cleaned_data["file_format"] or None
     try:
-        token = uploads.dataset_upload_store(uploaded_file=form.cleaned_data["file"],
-                                             photos_zip=form.cleaned_data["photos"])
+        token = uploads.dataset_upload_store(
+            uploaded_file=form.cleaned_data["file"], photos_zip=form.cleaned_data["photos"]
+        )
         plan = uploads.dataset_upload_plan(token=token, species=species, **options)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("training-species", species_id=species.pk)
-    return render(request, "training/import_report.html", {
-        "species": species, "report": plan.report(), "token": token, "options": options})
+    return render(
+        request,
+        "training/import_report.html",
+        {"species": species, "report": plan.report(), "token": token, "options": options},
+    )
 
 
 @_admin_only
@@ -116,20 +143,26 @@ def dataset_confirm(request: HttpRequest, species_id: int, token: str) -> HttpRe
             pass
         messages.info(request, "The upload was discarded.")
         return redirect("training-species", species_id=species.pk)
-    options = {"file_format": request.POST.get("file_format") or None,
-               "max_individuals": _positive(request.POST.get("max_individuals")),
-               "images_per_individual": _positive(request.POST.get("images_per_individual"))}
+    options = {
+        "file_format": request.POST.get("file_format") or None,
+        "max_individuals": _positive(request.POST.get("max_individuals")),
+        "images_per_individual": _positive(request.POST.get("images_per_individual")),
+    }
     try:
-        result = uploads.dataset_upload_import(token=token, species=species,
-                                               imported_by=request.user, **options)
+        result = uploads.dataset_upload_import(
+            token=token, species=species, imported_by=request.user, **options
+        )
     except ServiceError as error:
         messages.error(request, error.message)
     else:
         report = result.report()
-        messages.success(request, f"Imported {report['annotations_created']} animals "
-                                  f"({report['individuals_created']} new individuals, "
-                                  f"{report['duplicates_skipped']} duplicate photos skipped); "
-                                  "embedding is queued.")
+        messages.success(
+            request,
+            f"Imported {report['annotations_created']} animals "
+            f"({report['individuals_created']} new individuals, "
+            f"{report['duplicates_skipped']} duplicate photos skipped); "
+            "embedding is queued.",
+        )
     return redirect("training-species", species_id=species.pk)
 
 
@@ -147,10 +180,14 @@ def run_start(request: HttpRequest, species_id: int) -> HttpResponse:
         busy = runs.training_run_active_exists(species=species)
         try:
             run = runs.training_run_start(
-                species=species, mode=data["mode"], engine_mode=data["engine_mode"] or "",
-                hyperparameters={k: data[k] for k in ("epochs", "image_size",
-                                                      "time_budget_minutes") if data[k]},
-                created_by=request.user)
+                species=species,
+                mode=data["mode"],
+                engine_mode=data["engine_mode"] or "",
+                hyperparameters={
+                    k: data[k] for k in ("epochs", "image_size", "time_budget_minutes") if data[k]
+                },
+                created_by=request.user,
+            )
         except ServiceError as error:
             messages.error(request, error.message)
         else:
@@ -178,10 +215,13 @@ def run_progress(request: HttpRequest, run_id: int) -> HttpResponse:
 
 
 def _run_context(run: TrainingRun) -> dict:
-    return {"run": run, "chart": selectors.loss_chart(run=run),
-            "report": run.report or None,
-            "warnings": selectors.promotion_warnings(report=run.report or {}),
-            "setting": species_model_get(species_id=run.species_id)}
+    return {
+        "run": run,
+        "chart": selectors.loss_chart(run=run),
+        "report": run.report or None,
+        "warnings": selectors.promotion_warnings(report=run.report or {}),
+        "setting": species_model_get(species_id=run.species_id),
+    }
 
 
 @_admin_only
@@ -213,8 +253,11 @@ def run_promote(request: HttpRequest, run_id: int) -> HttpResponse:
         messages.error(request, error.message)
         return redirect("training-run", run_id=run.pk)
     else:
-        messages.success(request, f"Promoted. {run.species} is being re-embedded; ranking "
-                                  "switches to the new model when every photo is done.")
+        messages.success(
+            request,
+            f"Promoted. {run.species} is being re-embedded; ranking "
+            "switches to the new model when every photo is done.",
+        )
     return redirect("training-species", species_id=run.species_id)
 
 

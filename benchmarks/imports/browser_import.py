@@ -101,13 +101,20 @@ def main() -> None:
     for key in connection.scan_iter(f"{prefix}*"):
         connection.delete(key)
     shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({
-        "dataset": args.dataset, "photos": count,
-        "zip_mb": zip_mb,
-        "upload_and_dry_run_s": round(dry_s, 1), "confirm_import_s": round(confirm_s, 1),
-        "total_s": round(dry_s + confirm_s, 1),
-        "photos_per_s": round(count / (dry_s + confirm_s), 1),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "dataset": args.dataset,
+                "photos": count,
+                "zip_mb": zip_mb,
+                "upload_and_dry_run_s": round(dry_s, 1),
+                "confirm_import_s": round(confirm_s, 1),
+                "total_s": round(dry_s + confirm_s, 1),
+                "photos_per_s": round(count / (dry_s + confirm_s), 1),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def _tensors(embedder, records) -> np.ndarray:
 
     chunks = []
     for start in range(0, len(records), 32):
-        images = [load_image(r) for r in records[start:start + 32]]
+        images = [load_image(r) for r in records[start : start + 32]]
         chunks.append(embedder.preprocess(images).numpy())
     return np.concatenate(chunks).astype(np.float32)
 
@@ -87,22 +87,27 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     model, _, _ = load_network(args.model)
-    embedder = Embedder(model, image_size=args.image_size, device="cpu",
-                        batch_size=args.batch_size)
+    embedder = Embedder(model, image_size=args.image_size, device="cpu", batch_size=args.batch_size)
     net = embedder.model
 
     # Evaluation subsets and disjoint calibration images.
     eval_sets = {}
     for name in args.species:
-        eval_sets[name] = subset_records(load_records(SHARED / name), identities=args.identities,
-                                         max_per_identity=args.max_per_identity,
-                                         min_per_identity=2, seed=args.seed)
+        eval_sets[name] = subset_records(
+            load_records(SHARED / name),
+            identities=args.identities,
+            max_per_identity=args.max_per_identity,
+            min_per_identity=2,
+            seed=args.seed,
+        )
     evaluated = {r.class_key for records in eval_sets.values() for r in records}
-    pool = [r for r in load_records([SHARED / d for d in ALL_DATASETS])
-            if r.class_key not in evaluated]
+    pool = [
+        r for r in load_records([SHARED / d for d in ALL_DATASETS]) if r.class_key not in evaluated
+    ]
     rng = np.random.default_rng(args.seed)
-    calibration = [pool[i] for i in sorted(rng.choice(len(pool), args.calibration_images,
-                                                      replace=False))]
+    calibration = [
+        pool[i] for i in sorted(rng.choice(len(pool), args.calibration_images, replace=False))
+    ]
     calib_tensors = _tensors(embedder, calibration)
 
     work = Path(tempfile.mkdtemp(prefix="reid-onnx-"))
@@ -120,27 +125,37 @@ def main() -> None:
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([calib_tensors[i:i + 8] for i in range(0, len(calib_tensors), 8)])
+            self.batches = iter([calib_tensors[i : i + 8] for i in range(0, len(calib_tensors), 8)])
 
         def get_next(self):
             batch = next(self.batches, None)
             return None if batch is None else {"images": batch}
 
     static_path = work / "model_int8_static.onnx"
-    quantize_static(str(prep_path), str(static_path), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8)
+    quantize_static(
+        str(prep_path),
+        str(static_path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+    )
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     sessions = {}
-    for label, path in (("onnx_fp32", fp32_path), ("onnx_int8_dynamic", dynamic_path),
-                        ("onnx_int8_static", static_path)):
+    for label, path in (
+        ("onnx_fp32", fp32_path),
+        ("onnx_int8_dynamic", dynamic_path),
+        ("onnx_int8_static", static_path),
+    ):
         try:
-            sessions[label] = ort.InferenceSession(str(path), options,
-                                                   providers=["CPUExecutionProvider"])
+            sessions[label] = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # noqa: BLE001 - report, keep benchmarking the rest
             print(json.dumps({"session_error": label, "error": str(error)[:300]}), flush=True)
 
@@ -153,6 +168,7 @@ def main() -> None:
         def fn(batch: np.ndarray) -> np.ndarray:
             out = session.run(None, {"images": batch})[0]
             return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
         return fn
 
     runners = {"torch_eager": run_torch}
@@ -175,52 +191,86 @@ def main() -> None:
 
     speed_records = pool[: args.speed_images]
     speed_tensors = _tensors(embedder, speed_records)
-    batches = [speed_tensors[i:i + args.batch_size]
-               for i in range(0, len(speed_tensors), args.batch_size)]
-    result: dict = {"threads": args.threads, "image_size": args.image_size,
-                    "batch_size": args.batch_size, "speed_images": len(speed_tensors),
-                    "onnxruntime": ort.__version__, "torch": torch.__version__,
-                    "export_seconds": round(export_seconds, 1),
-                    "model_mb": {p.stem: round(p.stat().st_size / 2**20, 1)
-                                 for p in (fp32_path, dynamic_path, static_path)}}
-    speed = {k: round(v, 1) for k, v in _interleaved_rates(
-        {"timm_plain_eager": run_plain, **runners}, batches, args.repeats).items()}
+    batches = [
+        speed_tensors[i : i + args.batch_size]
+        for i in range(0, len(speed_tensors), args.batch_size)
+    ]
+    result: dict = {
+        "threads": args.threads,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "speed_images": len(speed_tensors),
+        "onnxruntime": ort.__version__,
+        "torch": torch.__version__,
+        "export_seconds": round(export_seconds, 1),
+        "model_mb": {
+            p.stem: round(p.stat().st_size / 2**20, 1)
+            for p in (fp32_path, dynamic_path, static_path)
+        },
+    }
+    speed = {
+        k: round(v, 1)
+        for k, v in _interleaved_rates(
+            {"timm_plain_eager": run_plain, **runners}, batches, args.repeats
+        ).items()
+    }
     print(json.dumps({"speed_img_per_s": speed}), flush=True)
     # End to end from decoded PIL images (resize + normalise included): the Embedder with
     # each backend, as the app calls it.
-    onnx_embedder = Embedder(load_network(args.model)[0], image_size=args.image_size,
-                             backend="onnx", batch_size=args.batch_size)
+    onnx_embedder = Embedder(
+        load_network(args.model)[0],
+        image_size=args.image_size,
+        backend="onnx",
+        batch_size=args.batch_size,
+    )
     pil = [load_image(r) for r in speed_records]
-    pil_batches = [pil[i:i + args.batch_size] for i in range(0, len(pil), args.batch_size)]
-    end_to_end = {k: round(v, 1) for k, v in _interleaved_rates(
-        {"embedder_torch": embedder.embed_images, "embedder_onnx": onnx_embedder.embed_images},
-        pil_batches, args.repeats).items()}
+    pil_batches = [pil[i : i + args.batch_size] for i in range(0, len(pil), args.batch_size)]
+    end_to_end = {
+        k: round(v, 1)
+        for k, v in _interleaved_rates(
+            {"embedder_torch": embedder.embed_images, "embedder_onnx": onnx_embedder.embed_images},
+            pil_batches,
+            args.repeats,
+        ).items()
+    }
     print(json.dumps({"end_to_end_img_per_s": end_to_end}), flush=True)
     result["end_to_end_img_per_s"] = end_to_end
     result["end_to_end_ratio_onnx_vs_torch"] = round(
-        end_to_end["embedder_onnx"] / end_to_end["embedder_torch"], 2)
+        end_to_end["embedder_onnx"] / end_to_end["embedder_torch"], 2
+    )
     result["speed_img_per_s"] = speed
-    result["speed_ratio_vs_torch"] = {k: round(v / speed["torch_eager"], 2)
-                                      for k, v in speed.items()}
-    result["speed_ratio_vs_timm_plain"] = {k: round(v / speed["timm_plain_eager"], 2)
-                                           for k, v in speed.items()}
+    result["speed_ratio_vs_torch"] = {
+        k: round(v / speed["torch_eager"], 2) for k, v in speed.items()
+    }
+    result["speed_ratio_vs_timm_plain"] = {
+        k: round(v / speed["timm_plain_eager"], 2) for k, v in speed.items()
+    }
 
     # Accuracy per species.
     accuracy = {}
     for name, records in eval_sets.items():
         tensors = _tensors(embedder, records)
         ids = [r.class_key for r in records]
-        vectors = {label: np.concatenate([fn(tensors[i:i + args.batch_size])
-                                          for i in range(0, len(tensors), args.batch_size)])
-                   for label, fn in runners.items()}
+        vectors = {
+            label: np.concatenate(
+                [
+                    fn(tensors[i : i + args.batch_size])
+                    for i in range(0, len(tensors), args.batch_size)
+                ]
+            )
+            for label, fn in runners.items()
+        }
         reference = vectors["torch_eager"]
         rows = {"n_images": len(records), "n_identities": len(set(ids))}
         for label, vec in vectors.items():
             stats = leave_one_out_from_scores(cosine_matrix(vec, vec).astype(np.float64), ids)
             cos = np.sum(vec * reference, axis=1)
-            rows[label] = {"top1": round(stats["top1"], 4), "mAP": round(stats["mAP"], 4),
-                           "cos_vs_torch_mean": round(float(cos.mean()), 5),
-                           "cos_vs_torch_min": round(float(cos.min()), 5)}
+            rows[label] = {
+                "top1": round(stats["top1"], 4),
+                "mAP": round(stats["mAP"], 4),
+                "cos_vs_torch_mean": round(float(cos.mean()), 5),
+                "cos_vs_torch_min": round(float(cos.min()), 5),
+            }
         accuracy[name] = rows
         print(json.dumps({"accuracy": {name: rows}}), flush=True)
     result["accuracy"] = accuracy

@@ -29,8 +29,10 @@ def bench_embed(args: argparse.Namespace) -> dict:
     from reid.inference import load_model
 
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (256, 200, 3), dtype=np.uint8))
-              for _ in range(args.images)]
+    images = [
+        Image.fromarray(rng.integers(0, 255, (256, 200, 3), dtype=np.uint8))
+        for _ in range(args.images)
+    ]
     embedder = load_model("imagenet", device="cpu", image_size=224)
     plain = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
     load_lite_imagenet_weights(plain, "tf_efficientnet_lite0")
@@ -40,7 +42,7 @@ def bench_embed(args: argparse.Namespace) -> dict:
     def run_plain() -> None:
         with torch.no_grad():
             for start in range(0, len(batch), 32):
-                plain(batch[start:start + 32])
+                plain(batch[start : start + 32])
 
     def run_reid() -> None:
         embedder.embed_images(images)
@@ -62,18 +64,28 @@ def bench_train(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(
-            data_dirs=[str(SHARED / "fs48_fish")], out_dir=out, mode=args.mode,
-            identities=args.identities, max_per_identity=args.max_per_identity,
-            image_size=args.image_size, epochs=args.epochs, batch_size=16, evaluate=False,
-            cached_views=args.views, trainable_stages=args.trainable_stages,
+            data_dirs=[str(SHARED / "fs48_fish")],
+            out_dir=out,
+            mode=args.mode,
+            identities=args.identities,
+            max_per_identity=args.max_per_identity,
+            image_size=args.image_size,
+            epochs=args.epochs,
+            batch_size=16,
+            evaluate=False,
+            cached_views=args.views,
+            trainable_stages=args.trainable_stages,
         )
         started = time.perf_counter()
         result = train(config)
         total = time.perf_counter() - started
     metrics = result.metrics
     return {
-        "mode": args.mode, "images": metrics["n_images"], "epochs": args.epochs,
-        "image_size": args.image_size, "views": args.views if args.mode == "cached" else None,
+        "mode": args.mode,
+        "images": metrics["n_images"],
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "views": args.views if args.mode == "cached" else None,
         "trainable_stages": args.trainable_stages if args.mode == "cached" else "all",
         "train_images_per_second": round(metrics["train_images_per_second"], 1),
         "cache_seconds": round(metrics["cache_seconds"], 1),

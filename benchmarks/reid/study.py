@@ -49,17 +49,17 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 DATASETS = ("fs48_fish", "chimp_faces_demo", "dogfacenet", "holstein2025_cowfaces")
 
 # Caps (stated in BENCHMARKS.md).
-TRAIN_IDENTITIES = 300      # per species, training side
-TRAIN_PER_IDENTITY = 8      # images per training identity
-TEST_IDENTITIES = 40        # per species, leave-one-out test set
-TEST_PER_IDENTITY = 6       # one image per encounter, at most this many
-CURVE_IDENTITIES = 25       # per species, gallery-size curve
+TRAIN_IDENTITIES = 300  # per species, training side
+TRAIN_PER_IDENTITY = 8  # images per training identity
+TEST_IDENTITIES = 40  # per species, leave-one-out test set
+TEST_PER_IDENTITY = 6  # one image per encounter, at most this many
+CURVE_IDENTITIES = 25  # per species, gallery-size curve
 CALIBRATION_IDENTITIES = 30  # per species, training identities the fusion is fitted on
 CURVE_SIZES = (1, 2, 4, 8, 16)  # 16 = "all" (capped)
 IMAGE_SIZE = 160
 EPOCHS = 6
 BATCH = 32
-MULTI_STEPS = 1200          # optimisation steps of the multi-species and each LOSO run
+MULTI_STEPS = 1200  # optimisation steps of the multi-species and each LOSO run
 VIEWS = 3
 TRAINABLE_STAGES = 3
 
@@ -91,8 +91,11 @@ def prepare(work: Path, seed: int) -> dict:
         test_ids = set(ids[: len(ids) // 2])
         test_all = [r for r in records if r.class_key in test_ids]
         test_encounters = {r.encounter_key for r in test_all}
-        train_all = [r for r in records if r.class_key not in test_ids
-                     and r.encounter_key not in test_encounters]
+        train_all = [
+            r
+            for r in records
+            if r.class_key not in test_ids and r.encounter_key not in test_encounters
+        ]
         # Training subset: capped identities and images per identity.
         by_id: dict[str, list[Record]] = defaultdict(list)
         for r in train_all:
@@ -110,8 +113,9 @@ def prepare(work: Path, seed: int) -> dict:
         by_test_id: dict[str, list[Record]] = defaultdict(list)
         for r in test_all:
             by_test_id[r.class_key].append(r)
-        candidates = sorted(k for k, v in by_test_id.items()
-                            if len({r.encounter_key for r in v}) >= 2)
+        candidates = sorted(
+            k for k, v in by_test_id.items() if len({r.encounter_key for r in v}) >= 2
+        )
         loo_keys = sorted(rng.sample(candidates, min(TEST_IDENTITIES, len(candidates))))
         loo = []
         for key in loo_keys:
@@ -123,21 +127,34 @@ def prepare(work: Path, seed: int) -> dict:
             n_query = 2 if len(picks) >= 4 else 1
             curve_queries.extend(picks[:n_query])
             # Gallery order is the nesting order: the first k per identity form size k.
-            curve_gallery.extend(picks[n_query:n_query + CURVE_SIZES[-1]])
+            curve_gallery.extend(picks[n_query : n_query + CURVE_SIZES[-1]])
         assert not ({r.class_key for r in train} & test_ids)
         assert not ({r.encounter_key for r in train} & test_encounters)
         out = work / "data" / name
         write_metadata(train, out / "train")
-        (out / "test.json").write_text(json.dumps({
-            "loo": _dump(loo), "curve_queries": _dump(curve_queries),
-            "curve_gallery": _dump(curve_gallery)}))
+        (out / "test.json").write_text(
+            json.dumps(
+                {
+                    "loo": _dump(loo),
+                    "curve_queries": _dump(curve_queries),
+                    "curve_gallery": _dump(curve_gallery),
+                }
+            )
+        )
         summary[name] = {
-            "train_images": len(train), "train_identities": len(train_keys),
+            "train_images": len(train),
+            "train_identities": len(train_keys),
             "train_images_dropped_for_shared_encounters": sum(
-                1 for r in records if r.class_key not in test_ids) - len(train_all),
-            "test_identities_total": len(test_ids), "loo_images": len(loo),
-            "loo_identities": len(loo_keys), "curve_identities": len(curve_keys),
-            "curve_queries": len(curve_queries), "curve_gallery": len(curve_gallery)}
+                1 for r in records if r.class_key not in test_ids
+            )
+            - len(train_all),
+            "test_identities_total": len(test_ids),
+            "loo_images": len(loo),
+            "loo_identities": len(loo_keys),
+            "curve_identities": len(curve_keys),
+            "curve_queries": len(curve_queries),
+            "curve_gallery": len(curve_gallery),
+        }
         print(json.dumps({name: summary[name]}), flush=True)
     (work / "prepare.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -150,20 +167,34 @@ def _train(work: Path, run: str, datasets: list[str], steps: int, seed: int) -> 
     n_images = sum(len(load_records(d)) for d in data_dirs)
     steps_per_epoch = max(1, steps // EPOCHS)
     config = TrainConfig(
-        data_dirs=data_dirs, out_dir=str(work / "runs" / run.replace(":", "_")),
-        mode="cached", image_size=IMAGE_SIZE, epochs=EPOCHS, batch_size=BATCH,
-        samples_per_epoch=steps_per_epoch * BATCH, cached_views=VIEWS,
-        trainable_stages=TRAINABLE_STAGES, evaluate=False, seed=seed)
+        data_dirs=data_dirs,
+        out_dir=str(work / "runs" / run.replace(":", "_")),
+        mode="cached",
+        image_size=IMAGE_SIZE,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        samples_per_epoch=steps_per_epoch * BATCH,
+        cached_views=VIEWS,
+        trainable_stages=TRAINABLE_STAGES,
+        evaluate=False,
+        seed=seed,
+    )
     started = time.perf_counter()
     result = train(config)
     wall = time.perf_counter() - started
     metrics = result.metrics
-    summary = {"run": run, "datasets": datasets, "train_images": n_images,
-               "classes": metrics["n_classes"], "steps": steps_per_epoch * EPOCHS,
-               "cache_seconds": round(metrics["cache_seconds"], 1),
-               "train_images_per_second": round(metrics["train_images_per_second"], 1),
-               "wall_seconds": round(wall, 1), "peak_rss_mb": round(metrics["peak_memory_mb"]),
-               "final_loss": round(metrics.get("final_loss", float("nan")), 3)}
+    summary = {
+        "run": run,
+        "datasets": datasets,
+        "train_images": n_images,
+        "classes": metrics["n_classes"],
+        "steps": steps_per_epoch * EPOCHS,
+        "cache_seconds": round(metrics["cache_seconds"], 1),
+        "train_images_per_second": round(metrics["train_images_per_second"], 1),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_mb": round(metrics["peak_memory_mb"]),
+        "final_loss": round(metrics.get("final_loss", float("nan")), 3),
+    }
     print(json.dumps(summary), flush=True)
     (Path(config.out_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -215,7 +246,8 @@ def _fitted_fusion(records: list[Record], vectors: np.ndarray):
     queries = honest_queries([r.class_key for r in records], [r.encounter_key for r in records])
     shortlists = record_shortlists(records, vectors, queries, PairMatcher(records, "sift"))
     return method_select(shortlists, {i: r.encounter_key for i, r in enumerate(records)})[
-        "calibrator"]
+        "calibrator"
+    ]
 
 
 METHODS = ("embedding", "local", "fused", "calibrated")
@@ -242,8 +274,11 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
         loo = test["loo"]
         matcher = PairMatcher(loo, "sift")
         calibration = _calibration_records(work, name)
-        rows = {"n_images": len(loo), "n_identities": len({r.class_key for r in loo}),
-                "calibration_images": len(calibration)}
+        rows = {
+            "n_images": len(loo),
+            "n_identities": len({r.class_key for r in loo}),
+            "calibration_images": len(calibration),
+        }
         calibrators = {}
         for label, (spec, size) in models.items():
             if label.startswith("species_") and label != f"species_{name}":
@@ -252,10 +287,12 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
                 continue
             if label not in embedders:
                 embedders[label] = load_model(spec, device="cpu", image_size=size)
-            calibrators[label] = _fitted_fusion(calibration,
-                                                embedders[label].embed_records(calibration))
-            stats = evaluate_records(loo, embedders[label].embed_records(loo), METHODS, matcher,
-                                     calibrators[label])["methods"]
+            calibrators[label] = _fitted_fusion(
+                calibration, embedders[label].embed_records(calibration)
+            )
+            stats = evaluate_records(
+                loo, embedders[label].embed_records(loo), METHODS, matcher, calibrators[label]
+            )["methods"]
             key = label.replace(f"_{name}", "")
             for method in METHODS:
                 rows[f"{method}[{key}]"] = rounded(stats[method])
@@ -272,8 +309,11 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
             rank_in_identity.append(seen[r.class_key])
             seen[r.class_key] += 1
         rank_in_identity = np.asarray(rank_in_identity)
-        curve: dict = {"n_queries": len(queries), "n_identities": len(seen),
-                       "gallery_per_identity_median": int(np.median(list(seen.values())))}
+        curve: dict = {
+            "n_queries": len(queries),
+            "n_identities": len(seen),
+            "gallery_per_identity_median": int(np.median(list(seen.values()))),
+        }
         vectors = {}
         for label in curve_models:
             if label not in models:
@@ -286,10 +326,12 @@ def evaluate(work: Path, curve_models: list[str], datasets: list[str]) -> dict:
             mask = np.concatenate([np.zeros(len(queries), bool), rank_in_identity < k])
             entry = {"gallery_images": int(mask.sum())}
             for label, matrix in vectors.items():
-                shortlists = record_shortlists(records, matrix, range(len(queries)),
-                                               curve_matcher, gallery=lambda q, m=mask: m)
-                for method, stats in methods_compare(shortlists, METHODS,
-                                                     calibrators.get(label)).items():
+                shortlists = record_shortlists(
+                    records, matrix, range(len(queries)), curve_matcher, gallery=lambda q, m=mask: m
+                )
+                for method, stats in methods_compare(
+                    shortlists, METHODS, calibrators.get(label)
+                ).items():
                     entry[f"{method}[{label}]"] = rounded(stats)
             curve[str(k)] = entry
         results["curve"][name] = curve

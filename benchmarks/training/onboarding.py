@@ -52,10 +52,18 @@ def original_import(spec: str) -> dict[str, Any] | None:
     if Species.objects.filter(name__iexact=name).exists():
         return None
     started = time.monotonic()
-    report = _command("import_dataset", folder, species=name, max_individuals=int(individuals),
-                      images_per_individual=int(images))
-    return {"species": name, "annotations": report["result"]["annotations_created"],
-            "seconds": round(time.monotonic() - started, 1)}
+    report = _command(
+        "import_dataset",
+        folder,
+        species=name,
+        max_individuals=int(individuals),
+        images_per_individual=int(images),
+    )
+    return {
+        "species": name,
+        "annotations": report["result"]["annotations_created"],
+        "seconds": round(time.monotonic() - started, 1),
+    }
 
 
 def onboarding_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,17 +75,29 @@ def onboarding_run(args: argparse.Namespace) -> dict[str, Any]:
     originals = [report for spec in args.original if (report := original_import(spec))]
     individuals = args.train_individuals + args.held_out_individuals
     started = time.monotonic()
-    imported = _command("import_dataset", args.dataset, species=args.species,
-                        max_individuals=individuals, images_per_individual=args.images)
+    imported = _command(
+        "import_dataset",
+        args.dataset,
+        species=args.species,
+        max_individuals=individuals,
+        images_per_individual=args.images,
+    )
     import_seconds = round(time.monotonic() - started, 1)
     species = Species.objects.get(name__iexact=args.species)
     results: dict[str, Any] = {}
     for mode in args.modes:
         report = _command(
-            "finetune", species=args.species, mode=mode, engine_mode=args.engine_mode,
-            epochs=args.epochs, image_size=args.image_size, seed=args.seed, wait=True,
+            "finetune",
+            species=args.species,
+            mode=mode,
+            engine_mode=args.engine_mode,
+            epochs=args.epochs,
+            image_size=args.image_size,
+            seed=args.seed,
+            wait=True,
             promote=True,
-            hyperparameter=[f"validation_fraction={args.held_out_individuals / individuals}"])
+            hyperparameter=[f"validation_fraction={args.held_out_individuals / individuals}"],
+        )
         counts = report["training"]["data"][species.name]
         results[mode] = {
             "run": report["run"],
@@ -90,37 +110,56 @@ def onboarding_run(args: argparse.Namespace) -> dict[str, Any]:
             "train_seconds": report["training"]["seconds"],
             "hyperparameters": report["training"]["hyperparameters"],
             "promotion": report["promotion"],
-            "before": report["before"], "after": report["after"],
+            "before": report["before"],
+            "after": report["after"],
             "zero_shot": report["zero_shot"],
             "recommended_ranking_method": report["recommended_ranking_method"],
             "ranking_method_top1": report["ranking_method_top1"],
             "forgetting": report["forgetting"],
-            "other_species_data": {name: data for name, data in report["training"]["data"].items()
-                                   if name != species.name},
+            "other_species_data": {
+                name: data
+                for name, data in report["training"]["data"].items()
+                if name != species.name
+            },
         }
         model_rollback(species=species)  # the next mode starts from the same base model
-    return {"species": species.name, "dataset": str(args.dataset),
-            "imported": {"individuals": imported["plan"]["individuals"],
-                         "annotations": imported["result"]["annotations_created"],
-                         "seconds": import_seconds},
-            "originals_imported": originals, "epochs": args.epochs,
-            "image_size": args.image_size, "engine_mode": args.engine_mode, "seed": args.seed,
-            "modes": results}
+    return {
+        "species": species.name,
+        "dataset": str(args.dataset),
+        "imported": {
+            "individuals": imported["plan"]["individuals"],
+            "annotations": imported["result"]["annotations_created"],
+            "seconds": import_seconds,
+        },
+        "originals_imported": originals,
+        "epochs": args.epochs,
+        "image_size": args.image_size,
+        "engine_mode": args.engine_mode,
+        "seed": args.seed,
+        "modes": results,
+    }
 
 
 def summary_print(result: dict[str, Any]) -> None:
-    print(f"\n{result['species']}: {result['imported']['individuals']} individuals imported "
-          f"({result['imported']['annotations']} photos, {result['imported']['seconds']} s)")
-    print("| mode | train ind./photos | held-out ind./photos | top-1 before | top-1 after | "
-          "s to report | s to promoted | forgetting (before → after) |")
+    print(
+        f"\n{result['species']}: {result['imported']['individuals']} individuals imported "
+        f"({result['imported']['annotations']} photos, {result['imported']['seconds']} s)"
+    )
+    print(
+        "| mode | train ind./photos | held-out ind./photos | top-1 before | top-1 after | "
+        "s to report | s to promoted | forgetting (before → after) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for mode, row in result["modes"].items():
-        forgetting = "; ".join(f"{name} {v['before']:.3f} → {v['after']:.3f}"
-                               for name, v in row["forgetting"].items())
-        print(f"| {mode} | {row['train_individuals']}/{row['train_images']} | "
-              f"{row['held_out_individuals']}/{row['held_out_images']} | "
-              f"{row['before']['top1']:.3f} | {row['after']['top1']:.3f} | "
-              f"{row['seconds_to_report']} | {row['seconds_to_promoted']} | {forgetting} |")
+        forgetting = "; ".join(
+            f"{name} {v['before']:.3f} → {v['after']:.3f}" for name, v in row["forgetting"].items()
+        )
+        print(
+            f"| {mode} | {row['train_individuals']}/{row['train_images']} | "
+            f"{row['held_out_individuals']}/{row['held_out_images']} | "
+            f"{row['before']['top1']:.3f} | {row['after']['top1']:.3f} | "
+            f"{row['seconds_to_report']} | {row['seconds_to_promoted']} | {forgetting} |"
+        )
 
 
 def main() -> None:
@@ -128,12 +167,20 @@ def main() -> None:
     parser.add_argument("--dataset", required=True, help="folder with metadata.csv")
     parser.add_argument("--species", required=True)
     parser.add_argument("--train-individuals", type=int, default=20)
-    parser.add_argument("--held-out-individuals", type=int, default=30,
-                        help="at most the runs' eval_max_individuals (30) are measured")
+    parser.add_argument(
+        "--held-out-individuals",
+        type=int,
+        default=30,
+        help="at most the runs' eval_max_individuals (30) are measured",
+    )
     parser.add_argument("--images", type=int, default=5, help="photos per individual")
-    parser.add_argument("--original", action="append", default=[],
-                        metavar="FOLDER:SPECIES:INDIVIDUALS:IMAGES",
-                        help="other species to import first when missing (repeatable)")
+    parser.add_argument(
+        "--original",
+        action="append",
+        default=[],
+        metavar="FOLDER:SPECIES:INDIVIDUALS:IMAGES",
+        help="other species to import first when missing (repeatable)",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--engine-mode", choices=["cached", "full"], default="cached")
     parser.add_argument("--epochs", type=int, help="default: the app's CPU default")

@@ -199,10 +199,14 @@ def _model_switch_checks_dispatch(*, version_ids: list[int], annotation_ids: lis
     """A batch under a promoted (pending) version may be the species' last one: check."""
     from identification.tasks import species_model_switch_task
 
-    for species_id in SpeciesModel.objects.filter(
-        pending_version_id__in=version_ids,
-        species__annotations__pk__in=annotation_ids,
-    ).values_list("species_id", flat=True).distinct():
+    for species_id in (
+        SpeciesModel.objects.filter(
+            pending_version_id__in=version_ids,
+            species__annotations__pk__in=annotation_ids,
+        )
+        .values_list("species_id", flat=True)
+        .distinct()
+    ):
         task_send(species_model_switch_task, species_id)
 
 

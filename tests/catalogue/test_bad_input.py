@@ -94,12 +94,25 @@ def volunteer(client):  # noqa: ANN001, ANN201
 
 @pytest.mark.parametrize(("case", "photos", "fields", "message"), CASES, ids=CASE_IDS)
 def test_bad_sighting_through_the_form_is_refused_with_a_message(
-    volunteer, settings, case, photos, fields, message  # noqa: ANN001
+    volunteer,
+    settings,
+    case,
+    photos,
+    fields,
+    message,  # noqa: ANN001
 ) -> None:
     settings.MAX_IMAGE_PIXELS = 50_000_000
     species = SpeciesFactory()
-    data = {"species": species.pk, "photos": _files(photos), "observed_at": "2025-05-04T10:00",
-            "latitude": "", "longitude": "", "notes": "", "bboxes": "", **fields}
+    data = {
+        "species": species.pk,
+        "photos": _files(photos),
+        "observed_at": "2025-05-04T10:00",
+        "latitude": "",
+        "longitude": "",
+        "notes": "",
+        "bboxes": "",
+        **fields,
+    }
     response = volunteer.post(reverse("sighting-create"), data)
     assert response.status_code == 400, case
     page = html.unescape(response.content.decode())
@@ -109,12 +122,21 @@ def test_bad_sighting_through_the_form_is_refused_with_a_message(
 
 @pytest.mark.parametrize(("case", "photos", "fields", "message"), CASES, ids=CASE_IDS)
 def test_bad_sighting_through_the_api_is_refused_with_a_message(
-    volunteer, settings, case, photos, fields, message  # noqa: ANN001
+    volunteer,
+    settings,
+    case,
+    photos,
+    fields,
+    message,  # noqa: ANN001
 ) -> None:
     settings.MAX_IMAGE_PIXELS = 50_000_000
     species = SpeciesFactory()
-    data = {"species": species.slug, "photos": _files(photos),
-            "observed_at": "2025-05-04T10:00:00Z", **fields}
+    data = {
+        "species": species.slug,
+        "photos": _files(photos),
+        "observed_at": "2025-05-04T10:00:00Z",
+        **fields,
+    }
     response = volunteer.post(reverse("api-sightings"), data)
     assert response.status_code == 400, case
     assert re.search(message, json.dumps(response.json())), (case, response.json())
@@ -122,31 +144,50 @@ def test_bad_sighting_through_the_api_is_refused_with_a_message(
 
 
 def test_a_duplicate_of_someone_elses_photo_neither_leaks_nor_leads_to_a_404(
-    client, settings  # noqa: ANN001
+    client,
+    settings,  # noqa: ANN001
 ) -> None:
     species = SpeciesFactory()
     client.force_login(UserFactory(role="volunteer"))
-    form = {"species": species.pk, "observed_at": "2025-05-04T10:00", "latitude": "",
-            "longitude": "", "notes": "", "bboxes": ""}
-    client.post(reverse("sighting-create"), {**form, "photos": [
-        SimpleUploadedFile("secret-name.jpg", GOOD, "image/jpeg")]}, follow=True)
+    form = {
+        "species": species.pk,
+        "observed_at": "2025-05-04T10:00",
+        "latitude": "",
+        "longitude": "",
+        "notes": "",
+        "bboxes": "",
+    }
+    client.post(
+        reverse("sighting-create"),
+        {**form, "photos": [SimpleUploadedFile("secret-name.jpg", GOOD, "image/jpeg")]},
+        follow=True,
+    )
     theirs = Encounter.objects.get()
 
     client.force_login(UserFactory(role="volunteer"))
-    response = client.post(reverse("sighting-create"), {**form, "photos": [
-        SimpleUploadedFile("mine.jpg", GOOD, "image/jpeg")]}, follow=True)
+    response = client.post(
+        reverse("sighting-create"),
+        {**form, "photos": [SimpleUploadedFile("mine.jpg", GOOD, "image/jpeg")]},
+        follow=True,
+    )
     assert response.status_code == 200
     page = response.content.decode()
     assert "mine.jpg is already in the catalogue, reported by someone else" in page
     assert "secret-name" not in page and f"sighting #{theirs.pk}" not in page.lower()
 
-    api = client.post(reverse("api-sightings"), {
-        "species": species.slug, "observed_at": "2025-05-04T10:00:00Z",
-        "photos": [SimpleUploadedFile("mine.jpg", GOOD, "image/jpeg")]})
+    api = client.post(
+        reverse("api-sightings"),
+        {
+            "species": species.slug,
+            "observed_at": "2025-05-04T10:00:00Z",
+            "photos": [SimpleUploadedFile("mine.jpg", GOOD, "image/jpeg")],
+        },
+    )
     assert api.status_code == 200
     body = json.dumps(api.json())
     assert "secret-name" not in body and api.json()["duplicates"] == [
-        {"filename": "mine.jpg", "sighting": None}]
+        {"filename": "mine.jpg", "sighting": None}
+    ]
     assert Encounter.objects.count() == 1 and Image.objects.count() == 1
 
 
@@ -154,11 +195,13 @@ def test_nan_rows_stored_before_validation_do_not_break_the_json_apis(client) ->
     volunteer = UserFactory(role="volunteer")
     individual = IndividualFactory(is_public=True)
     annotation = AnnotationFactory(
-        individual=individual, species=individual.species,
-        image__encounter__species=individual.species, image__encounter__submitted_by=volunteer,
-        identity_source=Annotation.IdentitySource.EXPERT)
-    Annotation.objects.filter(pk=annotation.pk).update(bbox_x=float("nan"),
-                                                       bbox_w=float("inf"))
+        individual=individual,
+        species=individual.species,
+        image__encounter__species=individual.species,
+        image__encounter__submitted_by=volunteer,
+        identity_source=Annotation.IdentitySource.EXPERT,
+    )
+    Annotation.objects.filter(pk=annotation.pk).update(bbox_x=float("nan"), bbox_w=float("inf"))
     response = client.get(reverse("api-individual-annotations", args=[individual.pk]))
     assert response.status_code == 200
     assert response.json()["results" if "results" in response.json() else 0]
@@ -171,15 +214,19 @@ def test_nan_rows_stored_before_validation_do_not_break_the_json_apis(client) ->
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"days": "99999999999"}, "at most"), ({"start": "9999-01-01"}, "1900"),
-     ({"start": "0001-01-01"}, "1900")],
+    [
+        ({"days": "99999999999"}, "at most"),
+        ({"start": "9999-01-01"}, "1900"),
+        ({"start": "0001-01-01"}, "1900"),
+    ],
 )
 def test_capture_history_with_absurd_numbers_says_why(client, params, message) -> None:  # noqa: ANN001
     client.force_login(UserFactory(role="expert"))
     species = SpeciesFactory(name="Wolf")
-    response = client.get(reverse("export-capture-history"),
-                          {"species": species.slug, "days": 30, "start": "2020-01-01",
-                           "end": "2020-12-31", **params})
+    response = client.get(
+        reverse("export-capture-history"),
+        {"species": species.slug, "days": 30, "start": "2020-01-01", "end": "2020-12-31", **params},
+    )
     assert response.status_code == 400
     assert message in html.unescape(response.content.decode())
 
@@ -194,8 +241,10 @@ def test_non_numeric_ids_on_review_views_are_no_500(client) -> None:  # noqa: AN
     from identification.models import Identification
 
     Identification.objects.create(annotation=annotation)
-    for fields in ({"action": "confirm", "individual": "abc"},
-                   {"action": "confirm", "individual": "", "expected_individual": "x"}):
+    for fields in (
+        {"action": "confirm", "individual": "abc"},
+        {"action": "confirm", "individual": "", "expected_individual": "x"},
+    ):
         response = client.post(reverse("review-act", args=[annotation.pk]), fields)
         assert response.status_code == 302, fields
 

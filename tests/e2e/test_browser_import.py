@@ -25,8 +25,10 @@ def _shared_dataset_zip(source: Path, target: Path) -> tuple[Path, list[dict]]:
     }
     chosen: list[dict] = []
     for identity in INDIVIDUALS:
-        mine = sorted((r for r in rows if r["identity"] == identity),
-                      key=lambda r: (r["encounter"] not in together, r["path"]))
+        mine = sorted(
+            (r for r in rows if r["identity"] == identity),
+            key=lambda r: (r["encounter"] not in together, r["path"]),
+        )
         chosen += mine[:PER_INDIVIDUAL]
     chosen[0] = {**chosen[0], "date": "2024-03-05", "bbox": "[10, 12, 100, 120]"}
     text = io.StringIO()
@@ -45,8 +47,9 @@ def test_admin_imports_a_shared_dataset_zip_from_the_browser(
 ) -> None:
     species = species_create(name="Chimpanzee")
     admin = UserFactory(role="admin", username="importer")
-    archive, rows = _shared_dataset_zip(shared_datasets / "chimp_faces_demo",
-                                        tmp_path / "chimps.zip")
+    archive, rows = _shared_dataset_zip(
+        shared_datasets / "chimp_faces_demo", tmp_path / "chimps.zip"
+    )
     page = new_page()
     page.goto(f"{live_server.url}/accounts/login/?next=/training/species/{species.pk}/")
     page.fill("#id_username", admin.username)
@@ -82,9 +85,14 @@ def test_admin_imports_a_shared_dataset_zip_from_the_browser(
     assert Encounter.objects.count() == len({r["encounter"] for r in rows})
     by_image = {a.image.original_filename: a for a in annotations}
     shared = [r["encounter"] for r in rows if r["identity"] == "Sagu"][0]
-    atra, sagu = (next(by_image[Path(r["path"]).name] for r in rows
-                       if r["identity"] == who and r["encounter"] == shared)
-                  for who in ("Atra", "Sagu"))
+    atra, sagu = (
+        next(
+            by_image[Path(r["path"]).name]
+            for r in rows
+            if r["identity"] == who and r["encounter"] == shared
+        )
+        for who in ("Atra", "Sagu")
+    )
     assert atra.image.encounter_id == sagu.image.encounter_id
     first = by_image[Path(rows[0]["path"]).name]
     assert (first.bbox_x, first.bbox_y, first.bbox_w, first.bbox_h) == (10, 12, 100, 120)

@@ -34,7 +34,13 @@ def shared_datasets() -> Path:
 def make_records(spec: list[tuple[str, str, str]]) -> list[Record]:
     """Records from ``(species, identity, encounter)`` triples (paths are fake)."""
     return [
-        Record(image_id=f"img{i}", identity=identity, species=species, path=f"/fake/{i}.jpg",
-               encounter=encounter, dataset="synthetic")
+        Record(
+            image_id=f"img{i}",
+            identity=identity,
+            species=species,
+            path=f"/fake/{i}.jpg",
+            encounter=encounter,
+            dataset="synthetic",
+        )
         for i, (species, identity, encounter) in enumerate(spec)
     ]

@@ -62,8 +62,9 @@ def test_timm_hub_snapshot_loads_from_local_folder(tmp_path: Path) -> None:
     save_for_hf(stand_in, tmp_path)
     assert (tmp_path / "config.json").exists()
     backbone = create_backbone("hf-hub:someone/stand-in", local_dir=tmp_path)
-    torch.testing.assert_close(backbone.state_dict()["conv1.weight"],
-                               stand_in.state_dict()["conv1.weight"])
+    torch.testing.assert_close(
+        backbone.state_dict()["conv1.weight"], stand_in.state_dict()["conv1.weight"]
+    )
     embedder = load_model(str(tmp_path), device="cpu", image_size=64)
     vectors = embedder.embed_images([_image(0), _image(1)])
     assert vectors.shape == (2, 512)
@@ -84,8 +85,9 @@ def test_miewid_snapshot_loads_from_local_folder(tmp_path: Path) -> None:
     state["backbone.global_pool.p"] = torch.tensor([2.0])
     state["final.weight"] = torch.randn(7, 512)  # ArcFace head: unused at inference
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
-    (tmp_path / "config.json").write_text(json.dumps(
-        {"architectures": ["MiewIdNet"], "model_name": "resnet18", "image_size": 64}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architectures": ["MiewIdNet"], "model_name": "resnet18", "image_size": 64})
+    )
 
     embedder = load_model(str(tmp_path), device="cpu")
     assert embedder.image_size == 64

@@ -19,8 +19,15 @@ class _Payload:
 
 def test_checkpoint_with_numpy_metrics_and_rng_state_is_read(tmp_path: Path) -> None:
     path = tmp_path / "model.pt"
-    torch.save({"model_state": {"w": torch.ones(2)}, "metrics": {"top1": np.float64(0.5)},
-                "rng": np.random.get_state(), "class_map": ["a/b"]}, path)
+    torch.save(
+        {
+            "model_state": {"w": torch.ones(2)},
+            "metrics": {"top1": np.float64(0.5)},
+            "rng": np.random.get_state(),
+            "class_map": ["a/b"],
+        },
+        path,
+    )
     payload = checkpoint_read(path)
     assert payload["metrics"]["top1"] == 0.5 and payload["class_map"] == ["a/b"]
 

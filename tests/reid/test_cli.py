@@ -17,8 +17,9 @@ from reid.inference import load_model
 
 @pytest.fixture
 def chimp_subset(shared_datasets: Path, tmp_path: Path) -> Path:
-    records = subset_records(load_records(shared_datasets / "chimp_faces_demo"), identities=4,
-                             max_per_identity=5, seed=3)
+    records = subset_records(
+        load_records(shared_datasets / "chimp_faces_demo"), identities=4, max_per_identity=5, seed=3
+    )
     write_metadata(records, tmp_path / "chimps")
     return tmp_path / "chimps"
 
@@ -37,8 +38,23 @@ def _independent_leave_one_out_top1(vectors: np.ndarray, identities: list[str]) 
 def test_eval_imagenet_leave_one_out_agrees_with_independent_computation(
     chimp_subset: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["eval", "--data", str(chimp_subset), "--model", "imagenet",
-                 "--protocol", "leave-one-out", "--image-size", "96", "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--data",
+                str(chimp_subset),
+                "--model",
+                "imagenet",
+                "--protocol",
+                "leave-one-out",
+                "--image-size",
+                "96",
+                "--json",
+            ]
+        )
+        == 0
+    )
     reported = json.loads(capsys.readouterr().out)
     assert {"top1", "top5", "mAP", "n_queries", "per_species"} <= set(reported)
     records = load_records(chimp_subset)
@@ -51,8 +67,18 @@ def test_eval_imagenet_leave_one_out_agrees_with_independent_computation(
 def test_eval_subset_options_and_other_protocols(
     shared_datasets: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["eval", "--data", str(shared_datasets / "fs48_fish"), "--identities", "3",
-            "--max-per-identity", "4", "--image-size", "64", "--json"]
+    args = [
+        "eval",
+        "--data",
+        str(shared_datasets / "fs48_fish"),
+        "--identities",
+        "3",
+        "--max-per-identity",
+        "4",
+        "--image-size",
+        "64",
+        "--json",
+    ]
     assert main([*args, "--method", "fused"]) == 0
     fused = json.loads(capsys.readouterr().out)
     assert fused["n_images"] == 12 and 0.0 <= fused["top1"] <= 1.0
@@ -64,11 +90,25 @@ def test_eval_subset_options_and_other_protocols(
     assert opened["geometric_mean"] == pytest.approx((opened["BAKS"] * opened["BAUS"]) ** 0.5)
 
 
-def test_embed_writes_vectors_and_ids(chimp_subset: Path, tmp_path: Path,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_embed_writes_vectors_and_ids(
+    chimp_subset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "vectors.npz"
-    assert main(["embed", "--data", str(chimp_subset), "--out", str(out), "--image-size", "64",
-                 "--json"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--data",
+                str(chimp_subset),
+                "--out",
+                str(out),
+                "--image-size",
+                "64",
+                "--json",
+            ]
+        )
+        == 0
+    )
     with np.load(out) as archive:
         assert archive["embeddings"].shape == (20, 1280)
         assert len(archive["image_ids"]) == 20
@@ -78,9 +118,23 @@ def test_embed_writes_vectors_and_ids(chimp_subset: Path, tmp_path: Path,
 def test_match_ranks_the_query_identity_first(chimp_subset: Path) -> None:
     records = load_records(chimp_subset)
     completed = subprocess.run(
-        [sys.executable, "-m", "reid", "match", records[0].path, str(chimp_subset),
-         "--image-size", "64", "--top", "3", "--json"],
-        capture_output=True, text=True, check=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "reid",
+            "match",
+            records[0].path,
+            str(chimp_subset),
+            "--image-size",
+            "64",
+            "--top",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     candidates = json.loads(completed.stdout)["candidates"]
     assert candidates[0]["identity"] == records[0].class_key  # the query itself is in the gallery

@@ -14,8 +14,9 @@ from reid.model import ModelConfig, ReIdModel
 def _images(n: int, seed: int = 0) -> list[Image.Image]:
     rng = np.random.default_rng(seed)
     sizes = [(80, 60), (64, 64), (50, 90)]
-    return [Image.fromarray(rng.integers(0, 255, (*sizes[i % 3], 3), dtype=np.uint8))
-            for i in range(n)]
+    return [
+        Image.fromarray(rng.integers(0, 255, (*sizes[i % 3], 3), dtype=np.uint8)) for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,9 @@ def small_model() -> ReIdModel:
 
     torch.manual_seed(0)
     # Random weights keep the test offline and fast; the neck is in eval mode (running stats).
-    return ReIdModel(ModelConfig(backbone="tf_efficientnet_lite0", neck=True, image_size=64),
-                     pretrained=False).eval()
+    return ReIdModel(
+        ModelConfig(backbone="tf_efficientnet_lite0", neck=True, image_size=64), pretrained=False
+    ).eval()
 
 
 def test_torch_embedder_is_unit_norm_and_batch_independent(small_model):
@@ -80,8 +82,12 @@ def test_onnx_matches_torch_for_stored_model_files(kind, tmp_path):
     import torch
 
     torch.manual_seed(1)
-    config = ModelConfig(backbone="tf_efficientnet_lite0", neck=True, image_size=64,
-                         embedding_dim=128 if kind == "projection-head" else None)
+    config = ModelConfig(
+        backbone="tf_efficientnet_lite0",
+        neck=True,
+        image_size=64,
+        embedding_dim=128 if kind == "projection-head" else None,
+    )
     model = ReIdModel(config, pretrained=False).eval()
     path = save_model_file(tmp_path / "model.pt", model, class_map=["a", "b"])
     assert float(_cosines(str(path), 64).min()) > 0.9999

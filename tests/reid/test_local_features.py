@@ -43,8 +43,9 @@ def test_shifted_copy_matches_better_than_other_image(method: str) -> None:
     result = match(query, same)
     assert result.pairs.shape == (result.inliers, 4)
     # Inlier pairs are in image coordinates: the shift is recovered.
-    np.testing.assert_allclose(np.median(result.pairs[:, 2:] - result.pairs[:, :2], axis=0),
-                               [6, 4], atol=1.5)
+    np.testing.assert_allclose(
+        np.median(result.pairs[:, 2:] - result.pairs[:, :2], axis=0), [6, 4], atol=1.5
+    )
 
 
 def test_draw_matches_puts_images_side_by_side() -> None:
@@ -95,6 +96,7 @@ def test_xfeat_with_lighterglue_recognises_a_real_cow_across_photos(shared_datas
     for i, (identity, _) in enumerate(photos):
         if identity != first:
             continue
-        scores = [match(keypoints[i], keypoints[j]).inliers if j != i else -1
-                  for j in range(len(photos))]
+        scores = [
+            match(keypoints[i], keypoints[j]).inliers if j != i else -1 for j in range(len(photos))
+        ]
         assert photos[int(np.argmax(scores))][0] == first

@@ -25,7 +25,7 @@ def test_subcenter_arcface_logits_match_direct_computation() -> None:
         e = embeddings[i].double().numpy()
         e = e / np.linalg.norm(e)
         for c in range(num_classes):
-            cosines = [float(e @ (w / np.linalg.norm(w))) for w in weight[c * k:(c + 1) * k]]
+            cosines = [float(e @ (w / np.linalg.norm(w))) for w in weight[c * k : (c + 1) * k]]
             cosine = max(cosines)
             if c == int(labels[i]):
                 m = margins[c]
@@ -51,7 +51,7 @@ def test_subcenter_arcface_owns_trainable_weight() -> None:
 def test_dynamic_margins_follow_quartic_root_formula() -> None:
     counts = np.array([2, 5, 10, 100])
     margins = dynamic_margins(counts, margin_min=0.2, margin_max=0.5)
-    t = counts ** -0.25
+    t = counts**-0.25
     expected = 0.2 + (t - t.min()) / (t.max() - t.min()) * 0.3
     np.testing.assert_allclose(margins, expected, rtol=1e-6)
     assert margins[0] == np.float32(0.5) and margins[-1] == np.float32(0.2)

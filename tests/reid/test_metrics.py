@@ -47,9 +47,13 @@ def _brute_force_loo(embeddings, identities, species):
             ordered = sorted(best, key=lambda i: -best[i])
             id_ranks.append(ordered.index(identities[q]))
         per_species[name] = dict(
-            top1=np.mean([r < 1 for r in ranks]), top5=np.mean([r < 5 for r in ranks]),
-            mAP=np.mean(aps), n=len(ranks), id_top1=np.mean([r < 1 for r in id_ranks]),
-            id_mrr=np.mean([1 / (r + 1) for r in id_ranks]))
+            top1=np.mean([r < 1 for r in ranks]),
+            top5=np.mean([r < 5 for r in ranks]),
+            mAP=np.mean(aps),
+            n=len(ranks),
+            id_top1=np.mean([r < 1 for r in id_ranks]),
+            id_mrr=np.mean([1 / (r + 1) for r in id_ranks]),
+        )
     return per_species
 
 

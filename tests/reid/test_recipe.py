@@ -26,8 +26,9 @@ def test_imprinting_puts_new_sub_centers_on_class_means_and_keeps_copied_ones() 
     kept = head.weight[2:4].detach().clone()  # class 1 came from an earlier model
     labels = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]
     # Three clusters, far from the fresh neck's mean 0 and variance 1.
-    pooled = (5 + torch.arange(8.0) + 3 * F.one_hot(torch.tensor(labels) * 2, 8)
-              + 0.3 * torch.rand(12, 8))
+    pooled = (
+        5 + torch.arange(8.0) + 3 * F.one_hot(torch.tensor(labels) * 2, 8) + 0.3 * torch.rand(12, 8)
+    )
 
     imprint_head(model, head, pooled, labels, classes=[0, 2], calibrate_neck=True)
 
@@ -36,8 +37,8 @@ def test_imprinting_puts_new_sub_centers_on_class_means_and_keeps_copied_ones() 
     model.eval()
     embeddings = F.normalize(model.neck(pooled), dim=1)
     for c in (0, 2):
-        mean = F.normalize(embeddings[4 * c:4 * c + 4].mean(dim=0), dim=0)
-        centers = F.normalize(head.weight[2 * c:2 * c + 2].detach(), dim=1)
+        mean = F.normalize(embeddings[4 * c : 4 * c + 4].mean(dim=0), dim=0)
+        centers = F.normalize(head.weight[2 * c : 2 * c + 2].detach(), dim=1)
         assert (centers @ mean).min() > 0.99  # near the mean, with a little noise
         assert not torch.allclose(centers[0], centers[1])  # sub-centers can still split
     torch.testing.assert_close(head.weight[2:4].detach(), kept)

@@ -48,7 +48,8 @@ def test_bad_boxes_are_refused_with_a_reason(box: object, message: str) -> None:
 
 def test_a_box_overshooting_by_rounding_is_clipped_and_relative_boxes_stay_in_the_photo() -> None:
     assert validate_bbox([90.4, 0, 10, 80.6], width=100, height=80) == pytest.approx(
-        (90.4, 0, 9.6, 80))
+        (90.4, 0, 9.6, 80)
+    )
     assert validate_bbox([0.5, 0.5, 0.5, 0.5], relative=True) == (0.5, 0.5, 0.5, 0.5)
     with pytest.raises(SchemaError, match="outside"):
         validate_bbox([0.5, 0.5, 0.9, 0.2], relative=True)
@@ -78,8 +79,14 @@ def test_dates_lie_between_1900_and_tomorrow() -> None:
 
 @pytest.mark.parametrize(
     ("latitude", "longitude", "message"),
-    [(10, None, "both"), (None, 10, "both"), (91, 0, "-90 and 90"), (0, -181, "-180 and 180"),
-     (math.nan, 0, "finite"), ("ten", 0, "number")],
+    [
+        (10, None, "both"),
+        (None, 10, "both"),
+        (91, 0, "-90 and 90"),
+        (0, -181, "-180 and 180"),
+        (math.nan, 0, "finite"),
+        ("ten", 0, "number"),
+    ],
 )
 def test_coordinates_come_together_and_in_range(latitude, longitude, message) -> None:  # noqa: ANN001
     with pytest.raises(SchemaError, match=message):
@@ -97,7 +104,8 @@ def test_text_encodings_are_detected_or_refused() -> None:
 
 def test_load_records_reads_latin1_without_species_and_refuses_nan_boxes(tmp_path: Path) -> None:
     (tmp_path / "metadata.csv").write_bytes(
-        "image_id,identity,path,viewpoint\n1,Zoë,a.jpg,Left\n".encode("latin-1"))
+        "image_id,identity,path,viewpoint\n1,Zoë,a.jpg,Left\n".encode("latin-1")
+    )
     [record] = load_records(tmp_path)
     assert (record.identity, record.species, record.viewpoint) == ("Zoë", tmp_path.name, "Left")
     (tmp_path / "metadata.csv").write_text('image_id,identity,path,bbox\n1,A,a.jpg,"nan,0,1,1"\n')

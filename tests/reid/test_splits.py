@@ -60,14 +60,17 @@ def test_open_set_split_has_unknown_queries_and_no_leak() -> None:
 
 def test_splits_are_deterministic_by_seed() -> None:
     records = _records()
+
     def ids(split) -> list[str]:  # noqa: ANN001
         return [r.image_id for r in split.test]
 
     assert ids(disjoint_identity_split(records, seed=5)) == ids(
-        disjoint_identity_split(records, seed=5))
+        disjoint_identity_split(records, seed=5)
+    )
     assert ids(closed_set_split(records, seed=5)) == ids(closed_set_split(records, seed=5))
     assert ids(disjoint_identity_split(records, seed=5)) != ids(
-        disjoint_identity_split(records, seed=6))
+        disjoint_identity_split(records, seed=6)
+    )
 
 
 def test_leave_one_species_out() -> None:

@@ -11,23 +11,38 @@ from catalogue.services.sightings import UploadedPhoto, sighting_create
 from catalogue.services.species import species_create
 
 # Tiny runs: 64 px, one or a few epochs, small batches (2 shared CPU cores).
-TINY = {"image_size": 64, "epochs": 1, "batch_size": 8, "samples_per_epoch": 48, "cached_views": 2,
-        "eval_images_per_individual": 4}
+TINY = {
+    "image_size": 64,
+    "epochs": 1,
+    "batch_size": 8,
+    "samples_per_epoch": 48,
+    "cached_views": 2,
+    "eval_images_per_individual": 4,
+}
 
 
-def species_import(shared_datasets: Path, folder: str, name: str, individuals: int = 4,
-                   images: int = 4) -> Species:
+def species_import(
+    shared_datasets: Path, folder: str, name: str, individuals: int = 4, images: int = 4
+) -> Species:
     species = species_create(name=name)
-    plan = dataset_plan(metadata_csv=shared_datasets / folder / "metadata.csv", species=species,
-                        max_individuals=individuals, images_per_individual=images)
+    plan = dataset_plan(
+        metadata_csv=shared_datasets / folder / "metadata.csv",
+        species=species,
+        max_individuals=individuals,
+        images_per_individual=images,
+    )
     dataset_import(plan=plan)
     return species
 
 
 def sighting_report(photo: Path, species: Species) -> Annotation:
     """An animal reported through the upload service, not identified yet."""
-    result = sighting_create(submitted_by=None, species=species, observed_at=timezone.now(),
-                             photos=[UploadedPhoto(filename=photo.name, data=photo.read_bytes())])
+    result = sighting_create(
+        submitted_by=None,
+        species=species,
+        observed_at=timezone.now(),
+        photos=[UploadedPhoto(filename=photo.name, data=photo.read_bytes())],
+    )
     return Annotation.objects.get(image=result.images[0])
 
 

@@ -42,17 +42,26 @@ def _csv(folder: Path, rows: list[str], header: str = "image_id,identity,path,bb
 
 def _coco(folder: Path, annotation: dict, file_name: str = "images/a.jpg") -> Path:
     _photo(folder / "images" / "a.jpg", 30)
-    document = {"images": [{"id": 1, "file_name": file_name}],
-                "categories": [{"id": 1, "name": "zebra"}],
-                "annotations": [{"id": 5, "image_id": 1, "category_id": 1, **annotation}]}
+    document = {
+        "images": [{"id": 1, "file_name": file_name}],
+        "categories": [{"id": 1, "name": "zebra"}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, **annotation}],
+    }
     (folder / "coco.json").write_text(json.dumps(document))  # NaN is written as NaN
     return folder / "coco.json"
 
 
 def _megadetector(folder: Path, bbox: list, file: str = "a.jpg") -> Path:
     _photo(folder / "a.jpg", 40)
-    (folder / "md.json").write_text(json.dumps({"images": [
-        {"file": file, "detections": [{"category": "1", "conf": 0.9, "bbox": bbox}]}]}))
+    (folder / "md.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"file": file, "detections": [{"category": "1", "conf": 0.9, "bbox": bbox}]}
+                ]
+            }
+        )
+    )
     return folder / "md.json"
 
 
@@ -70,8 +79,11 @@ def _outside(folder: Path) -> Path:
 
 # (case id, builder(tmp folder) -> dataset file, a piece of the expected message)
 CASES: list[tuple[str, Callable[[Path], Path], str]] = [
-    ("csv-parent-path", lambda d: _csv(d, [f"1,A,../{_outside(d).parent.name}/secret.jpg,,"]),
-     "outside the dataset"),
+    (
+        "csv-parent-path",
+        lambda d: _csv(d, [f"1,A,../{_outside(d).parent.name}/secret.jpg,,"]),
+        "outside the dataset",
+    ),
     ("csv-etc-passwd", lambda d: _csv(d, ["1,A,/etc/passwd,,"]), "outside the dataset"),
     ("csv-absolute-photo", lambda d: _csv(d, [f"1,A,{_outside(d)},,"]), "outside the dataset"),
     ("csv-missing-photo", lambda d: _csv(d, ["1,A,images/gone.jpg,,"]), "no file"),
@@ -82,37 +94,67 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
     ("csv-date-year-1", lambda d: _csv(d, ["1,A,images/a.jpg,,0001-01-01"]), "1900"),
     ("csv-date-year-9999", lambda d: _csv(d, ["1,A,images/a.jpg,,9999-01-01"]), "1900"),
     ("csv-date-garbage", lambda d: _csv(d, ["1,A,images/a.jpg,,31/31/2020"]), "ISO date"),
-    ("csv-missing-columns", lambda d: _csv(d, ["A,images/a.jpg"], header="identity,path"),
-     "missing column"),
-    ("csv-binary", lambda d: (d / "metadata.csv").write_bytes(b"\x00\x01PK\x00") and
-     d / "metadata.csv", "not text"),
-    ("csv-oversized-photo", lambda d: (_csv(d, ["1,A,images/big.jpg,,"]),
-                                       (d / "images" / "big.jpg").write_bytes(bytes(3_000_000)))[0],
-     "the limit is"),
-    ("csv-not-an-image", lambda d: (_csv(d, ["1,A,images/c.jpg,,"]),
-                                    (d / "images" / "c.jpg").write_bytes(b"%PDF"))[0],
-     "not a photo"),
+    (
+        "csv-missing-columns",
+        lambda d: _csv(d, ["A,images/a.jpg"], header="identity,path"),
+        "missing column",
+    ),
+    (
+        "csv-binary",
+        lambda d: (d / "metadata.csv").write_bytes(b"\x00\x01PK\x00") and d / "metadata.csv",
+        "not text",
+    ),
+    (
+        "csv-oversized-photo",
+        lambda d: (
+            _csv(d, ["1,A,images/big.jpg,,"]),
+            (d / "images" / "big.jpg").write_bytes(bytes(3_000_000)),
+        )[0],
+        "the limit is",
+    ),
+    (
+        "csv-not-an-image",
+        lambda d: (_csv(d, ["1,A,images/c.jpg,,"]), (d / "images" / "c.jpg").write_bytes(b"%PDF"))[
+            0
+        ],
+        "not a photo",
+    ),
     ("coco-nan-bbox", lambda d: _coco(d, {"bbox": [float("nan"), 0, 10, 10]}), "finite"),
     ("coco-bbox-outside", lambda d: _coco(d, {"bbox": [0, 0, 500, 10]}), "outside"),
-    ("coco-nul-in-path", lambda d: _coco(d, {}, file_name="images/a\u0000.jpg"),
-     "not a usable path"),
-    ("coco-parent-path", lambda d: _coco(d, {}, file_name="../../etc/passwd"),
-     "outside the dataset"),
+    (
+        "coco-nul-in-path",
+        lambda d: _coco(d, {}, file_name="images/a\u0000.jpg"),
+        "not a usable path",
+    ),
+    (
+        "coco-parent-path",
+        lambda d: _coco(d, {}, file_name="../../etc/passwd"),
+        "outside the dataset",
+    ),
     ("megadetector-nan-bbox", lambda d: _megadetector(d, [float("nan"), 0, 0.1, 0.1]), "finite"),
     ("megadetector-bbox-outside", lambda d: _megadetector(d, [0.5, 0.5, 0.9, 0.2]), "outside"),
-    ("megadetector-absolute-path", lambda d: _megadetector(d, [0, 0, 0.5, 0.5],
-                                                           file="/etc/hostname"), "outside"),
+    (
+        "megadetector-absolute-path",
+        lambda d: _megadetector(d, [0, 0, 0.5, 0.5], file="/etc/hostname"),
+        "outside",
+    ),
     ("zip-parent-member", lambda d: _zip(d, {"../evil/1.jpg": jpeg_bytes()}), "unsafe paths"),
     ("zip-absolute-member", lambda d: _zip(d, {"/tmp/evil/1.jpg": jpeg_bytes()}), "unsafe paths"),
     ("zip-bomb", lambda d: _zip(d, {"ann/big.jpg": bytes(3_000_000)}), "limit is"),
     ("zip-corrupt-photo", lambda d: _zip(d, {"ann/1.jpg": jpeg_bytes()[:300]}), "damaged"),
-    ("zip-csv-outside-path", lambda d: _zip(d, {
-        "metadata.csv": b"image_id,identity,path\n1,A,/etc/passwd\n", "a.jpg": jpeg_bytes()}),
-     "outside the dataset"),
-    ("not-a-zip", lambda d: (d / "fake.zip").write_bytes(b"PK no") and d / "fake.zip",
-     "not a ZIP"),
-    ("unknown-format", lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt",
-     "Accepted"),
+    (
+        "zip-csv-outside-path",
+        lambda d: _zip(
+            d, {"metadata.csv": b"image_id,identity,path\n1,A,/etc/passwd\n", "a.jpg": jpeg_bytes()}
+        ),
+        "outside the dataset",
+    ),
+    ("not-a-zip", lambda d: (d / "fake.zip").write_bytes(b"PK no") and d / "fake.zip", "not a ZIP"),
+    (
+        "unknown-format",
+        lambda d: (d / "notes.txt").write_text("hi") and d / "notes.txt",
+        "Accepted",
+    ),
 ]
 CASE_IDS = [case[0] for case in CASES]
 
@@ -131,30 +173,44 @@ def _small_limits(settings) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize(("case", "build", "message"), CASES, ids=CASE_IDS)
 def test_bad_dataset_on_the_command_line_is_refused_and_writes_nothing(
-    tmp_path, settings, case, build, message  # noqa: ANN001
+    tmp_path,
+    settings,
+    case,
+    build,
+    message,  # noqa: ANN001
 ) -> None:
     path = build(tmp_path / "data" if (tmp_path / "data").mkdir() is None else tmp_path)
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError) as refused:
-        call_command("import_dataset", str(path), "--species", "Zebra", "--json",
-                     stdout=out, stderr=err)
+        call_command(
+            "import_dataset", str(path), "--species", "Zebra", "--json", stdout=out, stderr=err
+        )
     said = str(refused.value) + out.getvalue()
     assert message in said, (case, said)
     _nothing_written(settings)
 
 
-@pytest.mark.parametrize(("case", "build", "message"),
-                         [c for c in CASES if c[0].startswith(("zip", "not-a", "unknown"))],
-                         ids=[i for i in CASE_IDS if i.startswith(("zip", "not-a", "unknown"))])
+@pytest.mark.parametrize(
+    ("case", "build", "message"),
+    [c for c in CASES if c[0].startswith(("zip", "not-a", "unknown"))],
+    ids=[i for i in CASE_IDS if i.startswith(("zip", "not-a", "unknown"))],
+)
 def test_bad_dataset_through_the_web_page_is_refused_and_writes_nothing(
-    client, tmp_path, settings, case, build, message  # noqa: ANN001
+    client,
+    tmp_path,
+    settings,
+    case,
+    build,
+    message,  # noqa: ANN001
 ) -> None:
     client.force_login(UserFactory(role="admin"))
     species = species_create(name="Zebra")
     path = build(tmp_path)
-    response = client.post(reverse("training-import", args=[species.pk]),
-                           {"file": SimpleUploadedFile(path.name, path.read_bytes())},
-                           follow=True)
+    response = client.post(
+        reverse("training-import", args=[species.pk]),
+        {"file": SimpleUploadedFile(path.name, path.read_bytes())},
+        follow=True,
+    )
     assert response.status_code == 200, case
     assert message in response.content.decode(), case
     assert not Image.objects.exists() and not Annotation.objects.exists()
@@ -167,7 +223,8 @@ def test_bad_dataset_through_the_web_page_is_refused_and_writes_nothing(
 def test_latin1_csv_is_read_with_its_accents(tmp_path) -> None:  # noqa: ANN001
     _photo(tmp_path / "images" / "a.jpg")
     (tmp_path / "metadata.csv").write_bytes(
-        "image_id,identity,path,viewpoint\n1,Zoë,images/a.jpg,côté\n".encode("latin-1"))
+        "image_id,identity,path,viewpoint\n1,Zoë,images/a.jpg,côté\n".encode("latin-1")
+    )
     out = io.StringIO()
     call_command("import_dataset", str(tmp_path), "--species", "Zebra", "--json", stdout=out)
     assert Individual.objects.get().code == "Zoë"
@@ -178,14 +235,17 @@ def test_a_bare_csv_uploaded_in_the_browser_says_it_brings_no_photos(client, tmp
     client.force_login(UserFactory(role="admin"))
     species = species_create(name="Zebra")
     metadata = _csv(tmp_path, ["1,A,images/a.jpg,,"])
-    response = client.post(reverse("training-import", args=[species.pk]),
-                           {"file": SimpleUploadedFile("metadata.csv", metadata.read_bytes())})
+    response = client.post(
+        reverse("training-import", args=[species.pk]),
+        {"file": SimpleUploadedFile("metadata.csv", metadata.read_bytes())},
+    )
     assert response.status_code == 200
     assert "a CSV or JSON file alone brings no images" in response.content.decode()
 
 
 def test_a_photo_already_stored_under_another_species_is_reported_not_a_500(
-    tmp_path, client  # noqa: ANN001
+    tmp_path,
+    client,  # noqa: ANN001
 ) -> None:
     metadata = _csv(tmp_path, ["1,A,images/a.jpg,,", "2,B,images/b.jpg,,"])
     call_command("import_dataset", str(metadata), "--species", "Horse", stdout=io.StringIO())
@@ -197,20 +257,32 @@ def test_a_photo_already_stored_under_another_species_is_reported_not_a_500(
     report = json.loads(out.getvalue())
     assert report["plan"]["duplicate_photos"] == 1
     assert "already in the catalogue (Horse" in report["plan"]["duplicates"][0]
-    assert report["result"] == {"annotations_created": 1, "individuals_created": 1,
-                                "duplicates_skipped": 1}
+    assert report["result"] == {
+        "annotations_created": 1,
+        "individuals_created": 1,
+        "duplicates_skipped": 1,
+    }
 
     client.force_login(UserFactory(role="admin"))
     zebra = Individual.objects.get(code="C").species
-    upload = _zip(tmp_path, {"metadata.csv": metadata.read_bytes(),
-                             "images/a.jpg": (tmp_path / "images/a.jpg").read_bytes(),
-                             "images/c.jpg": (tmp_path / "images/c.jpg").read_bytes()})
-    response = client.post(reverse("api-training-import", args=[zebra.pk]),
-                           {"file": SimpleUploadedFile("u.zip", upload.read_bytes())})
+    upload = _zip(
+        tmp_path,
+        {
+            "metadata.csv": metadata.read_bytes(),
+            "images/a.jpg": (tmp_path / "images/a.jpg").read_bytes(),
+            "images/c.jpg": (tmp_path / "images/c.jpg").read_bytes(),
+        },
+    )
+    response = client.post(
+        reverse("api-training-import", args=[zebra.pk]),
+        {"file": SimpleUploadedFile("u.zip", upload.read_bytes())},
+    )
     assert response.status_code == 200 and response.json()["dry_run"]["duplicate_photos"] == 2
-    confirm = client.post(reverse("api-training-import", args=[zebra.pk]),
-                          {"token": response.json()["token"], "confirm": True},
-                          content_type="application/json")
+    confirm = client.post(
+        reverse("api-training-import", args=[zebra.pk]),
+        {"token": response.json()["token"], "confirm": True},
+        content_type="application/json",
+    )
     assert confirm.status_code == 201 and confirm.json()["annotations_created"] == 0
 
 
@@ -236,13 +308,16 @@ def test_photos_in_an_import_root_may_be_named_by_absolute_path(tmp_path, settin
     (tmp_path / "data").mkdir(exist_ok=True)
     (tmp_path / "data" / "metadata.csv").write_text(f"image_id,identity,path\n1,A,{photo}\n")
     settings.IMPORT_ROOTS = [str(photo.parent)]
-    call_command("import_dataset", str(tmp_path / "data"), "--species", "Zebra",
-                 stdout=io.StringIO())
+    call_command(
+        "import_dataset", str(tmp_path / "data"), "--species", "Zebra", stdout=io.StringIO()
+    )
     assert Annotation.objects.get().individual.code == "A"
 
 
 def test_a_failed_command_line_import_leaves_no_new_species_behind(
-    tmp_path, settings, monkeypatch  # noqa: ANN001
+    tmp_path,
+    settings,
+    monkeypatch,  # noqa: ANN001
 ) -> None:
     from catalogue.models import Species
     from training.management.commands import import_dataset

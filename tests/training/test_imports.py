@@ -39,7 +39,8 @@ def _run(*args: str) -> dict:
 def test_csv_import_creates_species_individuals_and_queues_embeddings(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "images", 4)
     lines = ["image_id,identity,path,species"] + [
-        f"i{n},{'A' if n < 2 else 'B'},images/{p.name},zebra" for n, p in enumerate(paths)]
+        f"i{n},{'A' if n < 2 else 'B'},images/{p.name},zebra" for n, p in enumerate(paths)
+    ]
     (tmp_path / "metadata.csv").write_text("\n".join(lines) + "\n")
 
     dry = _run(str(tmp_path / "metadata.csv"), "--species", "Zebra", "--dry-run")
@@ -57,14 +58,14 @@ def test_csv_import_creates_species_individuals_and_queues_embeddings(tmp_path: 
     assert again["plan"]["existing_individuals"] == 2 and again["plan"]["new_individuals"] == 0
 
 
-def test_csv_rows_without_identity_become_animals_awaiting_identification(
-        tmp_path: Path) -> None:
+def test_csv_rows_without_identity_become_animals_awaiting_identification(tmp_path: Path) -> None:
     paths = _photos(tmp_path / "images", 3)
     (tmp_path / "metadata.csv").write_text(
         "image_id,identity,path,species\n"
         f"a,A,images/{paths[0].name},zebra\n"
         f"b,A,images/{paths[1].name},zebra\n"
-        f"c,,images/{paths[2].name},zebra\n")
+        f"c,,images/{paths[2].name},zebra\n"
+    )
     dry = _run(str(tmp_path / "metadata.csv"), "--species", "Zebra", "--dry-run")
     assert dry["plan"]["awaiting_identification"] == 1 and dry["plan"]["images"] == 3
 
@@ -83,7 +84,8 @@ def test_malformed_csv_is_rejected_with_line_numbers_and_nothing_imported(tmp_pa
         f"a,A,images/{paths[0].name},zebra,,\n"
         "b,A,images/missing.jpg,zebra,,\n"
         f"c,A,images/{paths[1].name},zebra,,not-a-date\n"
-        f"d,B,images/{paths[1].name},zebra,\"[1, 2, 0, 5]\",\n")
+        f'd,B,images/{paths[1].name},zebra,"[1, 2, 0, 5]",\n'
+    )
     with pytest.raises(CommandError, match="3 invalid"):
         _run(str(tmp_path / "metadata.csv"), "--species", "Zebra")
     assert not Species.objects.exists() and not Image.objects.exists()
@@ -98,16 +100,38 @@ def test_malformed_csv_is_rejected_with_line_numbers_and_nothing_imported(tmp_pa
 def _coco(tmp_path: Path) -> dict:
     paths = _photos(tmp_path / "imgs", 3, size=(100, 80))
     return {
-        "images": [{"id": n, "file_name": f"imgs/{p.name}", "seq_id": f"s{n // 2}",
-                    "datetime": "2024-05-01 10:00:00"} for n, p in enumerate(paths)],
+        "images": [
+            {
+                "id": n,
+                "file_name": f"imgs/{p.name}",
+                "seq_id": f"s{n // 2}",
+                "datetime": "2024-05-01 10:00:00",
+            }
+            for n, p in enumerate(paths)
+        ],
         "categories": [{"id": 0, "name": "empty"}, {"id": 1, "name": "zebra"}],
         "annotations": [
-            {"id": 10, "image_id": 0, "category_id": 1, "bbox": [5, 5, 40, 30],
-             "individual_id": "Z1"},
-            {"id": 11, "image_id": 0, "category_id": 1, "bbox": [50, 40, 40, 30],
-             "individual_id": "Z2"},
-            {"id": 12, "image_id": 1, "category_id": 1, "bbox": [0, 0, 60, 60],
-             "individual_id": "Z1"},
+            {
+                "id": 10,
+                "image_id": 0,
+                "category_id": 1,
+                "bbox": [5, 5, 40, 30],
+                "individual_id": "Z1",
+            },
+            {
+                "id": 11,
+                "image_id": 0,
+                "category_id": 1,
+                "bbox": [50, 40, 40, 30],
+                "individual_id": "Z2",
+            },
+            {
+                "id": 12,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [0, 0, 60, 60],
+                "individual_id": "Z1",
+            },
             {"id": 13, "image_id": 2, "category_id": 1, "bbox": [10, 10, 20, 20]},
             {"id": 14, "image_id": 2, "category_id": 0},
         ],
@@ -118,8 +142,12 @@ def test_coco_camera_traps_import_keeps_boxes_individuals_and_unknowns(tmp_path:
     (tmp_path / "cct.json").write_text(json.dumps(_coco(tmp_path)))
     report = _run(str(tmp_path / "cct.json"), "--species", "Zebra")
     plan = report["plan"]
-    assert (plan["images"], plan["annotations"], plan["new_individuals"],
-            plan["awaiting_identification"]) == (3, 4, 2, 1)
+    assert (
+        plan["images"],
+        plan["annotations"],
+        plan["new_individuals"],
+        plan["awaiting_identification"],
+    ) == (3, 4, 2, 1)
     assert report["result"]["annotations_created"] == 4
     assert Image.objects.count() == 3  # two boxes on the first photo share it
     box = Annotation.objects.get(individual__code="Z2")
@@ -135,8 +163,9 @@ def test_malformed_coco_reports_each_entry_and_imports_nothing(tmp_path: Path) -
     (tmp_path / "bad.json").write_text(json.dumps(document))
     out = io.StringIO()
     with pytest.raises(CommandError, match="2 invalid"):
-        call_command("import_dataset", str(tmp_path / "bad.json"), "--species", "Zebra",
-                     "--json", stdout=out)
+        call_command(
+            "import_dataset", str(tmp_path / "bad.json"), "--species", "Zebra", "--json", stdout=out
+        )
     errors = json.loads(out.getvalue())["plan"]["errors"]
     assert any(e.startswith("annotations[0] (id 10): the box") and "outside" in e for e in errors)
     assert any(e.startswith("annotations[2] (id 12): image_id 99") for e in errors)
@@ -149,37 +178,72 @@ def test_malformed_coco_reports_each_entry_and_imports_nothing(tmp_path: Path) -
 
 def test_megadetector_boxes_become_animals_awaiting_identification(tmp_path: Path) -> None:
     paths = _photos(tmp_path, 2, size=(200, 100))
-    (tmp_path / "md.json").write_text(json.dumps({
-        "detection_categories": {"1": "animal", "2": "person"},
-        "images": [
-            {"file": paths[0].name, "detections": [
-                {"category": "1", "conf": 0.9, "bbox": [0.1, 0.2, 0.5, 0.5]},
-                {"category": "2", "conf": 0.9, "bbox": [0.0, 0.0, 0.1, 0.1]},
-                {"category": "1", "conf": 0.05, "bbox": [0.6, 0.2, 0.2, 0.2]}]},
-            {"file": paths[1].name, "detections": []},
-        ]}))
+    (tmp_path / "md.json").write_text(
+        json.dumps(
+            {
+                "detection_categories": {"1": "animal", "2": "person"},
+                "images": [
+                    {
+                        "file": paths[0].name,
+                        "detections": [
+                            {"category": "1", "conf": 0.9, "bbox": [0.1, 0.2, 0.5, 0.5]},
+                            {"category": "2", "conf": 0.9, "bbox": [0.0, 0.0, 0.1, 0.1]},
+                            {"category": "1", "conf": 0.05, "bbox": [0.6, 0.2, 0.2, 0.2]},
+                        ],
+                    },
+                    {"file": paths[1].name, "detections": []},
+                ],
+            }
+        )
+    )
     report = _run(str(tmp_path / "md.json"), "--species", "Zebra")
     assert report["plan"]["awaiting_identification"] == 1
     annotation = Annotation.objects.get()
     assert annotation.individual is None
     assert (annotation.bbox_x, annotation.bbox_y, annotation.bbox_w, annotation.bbox_h) == (
-        20, 20, 100, 50)
+        20,
+        20,
+        100,
+        50,
+    )
     assert Identification.objects.filter(annotation=annotation).exists()
     assert EmbeddingJob.objects.filter(annotation=annotation).exists()
 
 
 def test_malformed_megadetector_output_is_rejected(tmp_path: Path) -> None:
     _photos(tmp_path, 1)
-    (tmp_path / "md.json").write_text(json.dumps({"images": [
-        {"file": "photo0.jpg",
-         "detections": [{"category": "1", "conf": 0.9, "bbox": [0.5, 0.5, 0.9, 0.2]}]},
-        {"file": "gone.jpg",
-         "detections": [{"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]}]},
-    ]}))
+    (tmp_path / "md.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "file": "photo0.jpg",
+                        "detections": [
+                            {"category": "1", "conf": 0.9, "bbox": [0.5, 0.5, 0.9, 0.2]}
+                        ],
+                    },
+                    {
+                        "file": "gone.jpg",
+                        "detections": [
+                            {"category": "1", "conf": 0.9, "bbox": [0.1, 0.1, 0.2, 0.2]}
+                        ],
+                    },
+                ]
+            }
+        )
+    )
     out = io.StringIO()
     with pytest.raises(CommandError):
-        call_command("import_dataset", str(tmp_path / "md.json"), "--species", "Zebra",
-                     "--format", "megadetector", "--json", stdout=out)
+        call_command(
+            "import_dataset",
+            str(tmp_path / "md.json"),
+            "--species",
+            "Zebra",
+            "--format",
+            "megadetector",
+            "--json",
+            stdout=out,
+        )
     errors = json.loads(out.getvalue())["plan"]["errors"]
     assert errors[0].startswith("images[0].detections[0]")
     assert errors[1].startswith("images[1]") and "no file" in errors[1]
@@ -194,18 +258,29 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def test_zip_of_folders_per_individual_imports_with_limits(tmp_path: Path) -> None:
-    members = {f"dataset/{who}/{n}.jpg": jpeg_bytes(color=(n * 40, ord(who[0]), 90))
-               for who in ("ann", "bob", "cat") for n in range(3)}
+    members = {
+        f"dataset/{who}/{n}.jpg": jpeg_bytes(color=(n * 40, ord(who[0]), 90))
+        for who in ("ann", "bob", "cat")
+        for n in range(3)
+    }
     archive = _zip(tmp_path / "animals.zip", members)
-    report = _run(str(archive), "--species", "Zebra", "--max-individuals", "2",
-                  "--images-per-individual", "2")
+    report = _run(
+        str(archive), "--species", "Zebra", "--max-individuals", "2", "--images-per-individual", "2"
+    )
     assert report["plan"]["new_individuals"] == 2 and report["result"]["annotations_created"] == 4
     assert set(Individual.objects.values_list("code", flat=True)) == {"ann", "bob"}
 
 
 def test_malformed_zip_is_rejected_with_entry_names(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "bad.zip", {"ann/1.jpg": jpeg_bytes(), "loose.jpg": jpeg_bytes(),
-                                          "bob/notes.txt": b"hello", "bob/2.jpg": b"not a jpeg"})
+    archive = _zip(
+        tmp_path / "bad.zip",
+        {
+            "ann/1.jpg": jpeg_bytes(),
+            "loose.jpg": jpeg_bytes(),
+            "bob/notes.txt": b"hello",
+            "bob/2.jpg": b"not a jpeg",
+        },
+    )
     out = io.StringIO()
     with pytest.raises(CommandError, match="3 invalid"):
         call_command("import_dataset", str(archive), "--species", "Zebra", "--json", stdout=out)
@@ -244,35 +319,78 @@ def _upload(name: str, members: dict[str, bytes] | bytes):  # noqa: ANN202
 
 def _layouts() -> dict[str, tuple[dict, int]]:
     """Every layout the command line accepts, as the browser sends it: fields, animals."""
-    photos = {f"images/{who}/{n}.jpg": jpeg_bytes(size=(90, 70), color=(n * 60, ord(who[0]), 9))
-              for who in ("ann", "bob") for n in range(2)}
+    photos = {
+        f"images/{who}/{n}.jpg": jpeg_bytes(size=(90, 70), color=(n * 60, ord(who[0]), 9))
+        for who in ("ann", "bob")
+        for n in range(2)
+    }
     names = sorted(photos)
-    csv_text = ("image_id,identity,path,viewpoint,encounter,date,bbox\n" + "".join(
-        f"{n},{p.split('/')[1]},{p},left,e{n // 2},2024-0{n + 1}-01,\"[1, 2, 50, 40]\"\n"
-        for n, p in enumerate(names))).encode()
-    coco = json.dumps({
-        "images": [{"id": n, "file_name": p} for n, p in enumerate(names)],
-        "categories": [{"id": 1, "name": "zebra"}],
-        "annotations": [{"id": n, "image_id": n, "category_id": 1, "bbox": [0, 0, 30, 30],
-                         "individual_id": p.split("/")[1]} for n, p in enumerate(names)]}).encode()
-    megadetector = json.dumps({"images": [
-        {"file": p, "detections": [{"category": "1", "conf": 0.9, "bbox": [0, 0, 0.5, 0.5]}]}
-        for p in names]}).encode()
+    csv_text = (
+        "image_id,identity,path,viewpoint,encounter,date,bbox\n"
+        + "".join(
+            f'{n},{p.split("/")[1]},{p},left,e{n // 2},2024-0{n + 1}-01,"[1, 2, 50, 40]"\n'
+            for n, p in enumerate(names)
+        )
+    ).encode()
+    coco = json.dumps(
+        {
+            "images": [{"id": n, "file_name": p} for n, p in enumerate(names)],
+            "categories": [{"id": 1, "name": "zebra"}],
+            "annotations": [
+                {
+                    "id": n,
+                    "image_id": n,
+                    "category_id": 1,
+                    "bbox": [0, 0, 30, 30],
+                    "individual_id": p.split("/")[1],
+                }
+                for n, p in enumerate(names)
+            ],
+        }
+    ).encode()
+    megadetector = json.dumps(
+        {
+            "images": [
+                {
+                    "file": p,
+                    "detections": [{"category": "1", "conf": 0.9, "bbox": [0, 0, 0.5, 0.5]}],
+                }
+                for p in names
+            ]
+        }
+    ).encode()
     only_photos = {p: d for p, d in photos.items()}
     return {
-        "zip-with-metadata-csv": ({"file": _upload("a.zip", {"metadata.csv": csv_text,
-                                                              **photos})}, 4),
-        "zip-in-a-wrapping-folder": ({"file": _upload("a.zip", {
-            "set/metadata.csv": csv_text, **{f"set/{p}": d for p, d in photos.items()}})}, 4),
+        "zip-with-metadata-csv": (
+            {"file": _upload("a.zip", {"metadata.csv": csv_text, **photos})},
+            4,
+        ),
+        "zip-in-a-wrapping-folder": (
+            {
+                "file": _upload(
+                    "a.zip",
+                    {"set/metadata.csv": csv_text, **{f"set/{p}": d for p, d in photos.items()}},
+                )
+            },
+            4,
+        ),
         "zip-with-coco-json": ({"file": _upload("a.zip", {"coco.json": coco, **photos})}, 4),
-        "zip-of-folders": ({"file": _upload("a.zip", {p.removeprefix("images/"): d
-                                                       for p, d in photos.items()})}, 4),
-        "csv-with-photos-zip": ({"file": _upload("metadata.csv", csv_text),
-                                 "photos": _upload("p.zip", only_photos)}, 4),
-        "coco-with-photos-zip": ({"file": _upload("cct.json", coco),
-                                  "photos": _upload("p.zip", only_photos)}, 4),
-        "megadetector-with-photos-zip": ({"file": _upload("md.json", megadetector),
-                                          "photos": _upload("p.zip", only_photos)}, 4),
+        "zip-of-folders": (
+            {"file": _upload("a.zip", {p.removeprefix("images/"): d for p, d in photos.items()})},
+            4,
+        ),
+        "csv-with-photos-zip": (
+            {"file": _upload("metadata.csv", csv_text), "photos": _upload("p.zip", only_photos)},
+            4,
+        ),
+        "coco-with-photos-zip": (
+            {"file": _upload("cct.json", coco), "photos": _upload("p.zip", only_photos)},
+            4,
+        ),
+        "megadetector-with-photos-zip": (
+            {"file": _upload("md.json", megadetector), "photos": _upload("p.zip", only_photos)},
+            4,
+        ),
     }
 
 
@@ -288,13 +406,13 @@ def test_every_layout_of_the_command_line_imports_from_the_browser(client, layou
     dry = client.post(reverse("training-import", args=[species.pk]), fields)
     assert dry.status_code == 200 and dry.context["report"]["errors"] == [], layout
     assert dry.context["report"]["annotations"] == animals
-    confirm = client.post(reverse("training-import-confirm",
-                                  args=[species.pk, dry.context["token"]]), {}, follow=True)
+    confirm = client.post(
+        reverse("training-import-confirm", args=[species.pk, dry.context["token"]]), {}, follow=True
+    )
     assert f"Imported {animals} animals" in confirm.content.decode()
     assert Annotation.objects.filter(species=species).count() == animals
     if layout.endswith("metadata-csv") or layout.startswith(("csv", "zip-in")):
-        box = Annotation.objects.get(image__original_filename="0.jpg",
-                                     individual__code="ann")
+        box = Annotation.objects.get(image__original_filename="0.jpg", individual__code="ann")
         assert (box.viewpoint, box.bbox_w, box.bbox_h) == ("left", 50, 40)
         assert box.image.encounter.observed_at.month == 1
         assert Image.objects.filter(encounter=box.image.encounter).count() == 2  # e0

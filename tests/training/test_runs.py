@@ -28,15 +28,19 @@ def _status(run: TrainingRun) -> str:
 
 @pytest.mark.django_db(transaction=True)
 def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembedding(
-        celery_worker, two_species, shared_datasets: Path) -> None:  # noqa: ANN001
+    celery_worker, two_species, shared_datasets: Path
+) -> None:  # noqa: ANN001
     chimp, fish = two_species
     # An animal nobody has identified yet: ranked by each model the species switches to.
     zyon = sorted((shared_datasets / "chimp_faces_demo" / "images" / "Zyon").glob("*.jpg"))[-1]
     undecided = sighting_report(zyon, chimp)
     first = training_run_start(species=chimp, engine_mode="cached", hyperparameters=TINY)
     # The second run is long enough to be cancelled while it trains.
-    second = training_run_start(species=chimp, engine_mode="cached",
-                                hyperparameters={**TINY, "epochs": 40, "samples_per_epoch": 64})
+    second = training_run_start(
+        species=chimp,
+        engine_mode="cached",
+        hyperparameters={**TINY, "epochs": 40, "samples_per_epoch": 64},
+    )
     wait_until(lambda: _status(first) == Status.RUNNING, timeout=90)
     assert training_run_claim(run_id=second.pk) is None  # its species already has a run going
     assert _status(second) == Status.QUEUED
@@ -73,8 +77,9 @@ def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembe
     assert old.name == ZERO_SHOT_NAME
 
     def ranked_with(version_id: int) -> bool:
-        return Identification.objects.filter(annotation=undecided, model_version_id=version_id,
-                                             state=Identification.State.READY).exists()
+        return Identification.objects.filter(
+            annotation=undecided, model_version_id=version_id, state=Identification.State.READY
+        ).exists()
 
     wait_until(lambda: ranked_with(old.pk), timeout=60)
     model_promote(run=first, confirmed=True)  # tiny held-out set: it has warnings
@@ -91,9 +96,11 @@ def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembe
     wait_until(switched, timeout=120)
     assert setting.model_version == candidate and setting.previous_version == old
     assert setting.pending_version is None
-    assert not EmbeddingJob.objects.filter(model_version=candidate,
-                                           annotation__species=chimp).exclude(
-        state=EmbeddingJob.State.DONE).exists()
+    assert (
+        not EmbeddingJob.objects.filter(model_version=candidate, annotation__species=chimp)
+        .exclude(state=EmbeddingJob.State.DONE)
+        .exists()
+    )
     assert setting.ranking_method == first.report["recommended_ranking_method"]
     wait_until(lambda: ranked_with(candidate.pk), timeout=60)  # re-ranked after the switch
 
@@ -109,11 +116,18 @@ def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> No
     # Many short epochs: the worker is killed once an epoch's checkpoint exists, which on a
     # fast machine may be several epochs in, so the resumed run still has training left to do.
     epochs = 12
-    run = training_run_start(species=small_chimp, engine_mode="cached", mode="new-data-only",
-                             hyperparameters={**TINY, "epochs": epochs, "samples_per_epoch": 80})
+    run = training_run_start(
+        species=small_chimp,
+        engine_mode="cached",
+        mode="new-data-only",
+        hyperparameters={**TINY, "epochs": epochs, "samples_per_epoch": 80},
+    )
     checkpoint = run_directory(run=run) / "model" / "checkpoint.pt"
-    wait_until(lambda: checkpoint.exists() and TrainingRun.objects.get(pk=run.pk).epoch >= 2,
-               timeout=120, interval=0.1)
+    wait_until(
+        lambda: checkpoint.exists() and TrainingRun.objects.get(pk=run.pk).epoch >= 2,
+        timeout=120,
+        interval=0.1,
+    )
     os.kill(celery_worker.process.pid, signal.SIGKILL)
     celery_worker.process.wait(timeout=10)
     assert _status(run) == Status.RUNNING  # nobody told the database
@@ -131,7 +145,7 @@ def test_killed_worker_resumes_from_checkpoint(celery_worker, small_chimp) -> No
     done = int(resumed.group(1))
     assert 1 <= done < epochs, run.log
     # Training went on from the checkpoint instead of starting over or skipping to the end.
-    after_resume = run.log[resumed.end():]
+    after_resume = run.log[resumed.end() :]
     assert f"Epoch {done + 1} done" in after_resume, run.log
     assert "Epoch 1 done" not in after_resume, run.log
     assert "was lost; queued again" in run.log

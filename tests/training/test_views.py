@@ -35,8 +35,10 @@ def _zip_upload(members: dict[str, bytes]) -> SimpleUploadedFile:
 
 
 def test_admin_adds_a_species_from_the_page(admin_client) -> None:  # noqa: ANN001
-    response = admin_client.post(reverse("training-species-new"), {
-        "name": "Reef manta", "sensitive": "on", "viewpoints": "ventral, dorsal"})
+    response = admin_client.post(
+        reverse("training-species-new"),
+        {"name": "Reef manta", "sensitive": "on", "viewpoints": "ventral, dorsal"},
+    )
     species = Species.objects.get(name="Reef manta")
     assert response.status_code == 302 and species.sensitive
     assert species.viewpoints == ["ventral", "dorsal"]
@@ -51,21 +53,30 @@ def test_volunteer_cannot_open_training_pages(client) -> None:  # noqa: ANN001
 
 
 def test_api_creates_species(admin_client) -> None:  # noqa: ANN001
-    response = admin_client.post(reverse("api-training-species"),
-                                 {"name": "Dog", "viewpoints": ["face"]},
-                                 content_type="application/json")
+    response = admin_client.post(
+        reverse("api-training-species"),
+        {"name": "Dog", "viewpoints": ["face"]},
+        content_type="application/json",
+    )
     assert response.status_code == 201 and response.json()["name"] == "Dog"
-    again = admin_client.post(reverse("api-training-species"), {"name": "Dog"},
-                              content_type="application/json")
+    again = admin_client.post(
+        reverse("api-training-species"), {"name": "Dog"}, content_type="application/json"
+    )
     assert again.status_code == 400 and "already exists" in again.json()["detail"]
 
 
 def test_zip_import_shows_dry_run_then_imports_on_confirm(admin_client) -> None:  # noqa: ANN001
     species = species_create(name="Zebra")
-    upload = _zip_upload({f"{who}/{n}.jpg": jpeg_bytes(color=(n * 50, ord(who[0]), 7))
-                          for who in ("ann", "bob") for n in range(2)})
-    report = admin_client.post(reverse("training-import", args=[species.pk]),
-                               {"file": upload, "file_format": ""})
+    upload = _zip_upload(
+        {
+            f"{who}/{n}.jpg": jpeg_bytes(color=(n * 50, ord(who[0]), 7))
+            for who in ("ann", "bob")
+            for n in range(2)
+        }
+    )
+    report = admin_client.post(
+        reverse("training-import", args=[species.pk]), {"file": upload, "file_format": ""}
+    )
     assert report.status_code == 200 and b"dry run" in report.content
     assert not Annotation.objects.exists()
     token = report.context["token"]
@@ -80,27 +91,46 @@ def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) 
     bad = admin_client.post(url, {"file": _zip_upload({"loose.jpg": jpeg_bytes()})})
     assert bad.status_code == 200
     assert bad.json()["dry_run"]["errors"][0].startswith("loose.jpg")
-    refused = admin_client.post(url, {"token": bad.json()["token"], "confirm": True},
-                                content_type="application/json")
+    refused = admin_client.post(
+        url, {"token": bad.json()["token"], "confirm": True}, content_type="application/json"
+    )
     assert refused.status_code == 400 and "nothing was imported" in refused.json()["detail"]
-    good = admin_client.post(url, {"file": _zip_upload({"ann/1.jpg": jpeg_bytes(),
-                                                        "ann/2.jpg": jpeg_bytes(color=(1, 2, 3))})})
-    confirmed = admin_client.post(url, {"token": good.json()["token"], "confirm": True},
-                                  content_type="application/json")
+    good = admin_client.post(
+        url,
+        {
+            "file": _zip_upload(
+                {"ann/1.jpg": jpeg_bytes(), "ann/2.jpg": jpeg_bytes(color=(1, 2, 3))}
+            )
+        },
+    )
+    confirmed = admin_client.post(
+        url, {"token": good.json()["token"], "confirm": True}, content_type="application/json"
+    )
     assert confirmed.status_code == 201 and confirmed.json()["annotations_created"] == 2
 
 
 def test_run_page_shows_progress_chart_report_and_json_download(admin_client) -> None:  # noqa: ANN001
     species = species_create(name="Zebra")
-    report = {"species": "Zebra", "before": {"top1": 0.5, "top5": 1, "mAP": 0.6},
-              "after": {"top1": 0.75, "top5": 1, "mAP": 0.8},
-              "zero_shot": {"top1": 0.5, "top5": 1, "mAP": 0.6},
-              "recommended_ranking_method": "embedding", "per_species": {}}
+    report = {
+        "species": "Zebra",
+        "before": {"top1": 0.5, "top5": 1, "mAP": 0.6},
+        "after": {"top1": 0.75, "top5": 1, "mAP": 0.8},
+        "zero_shot": {"top1": 0.5, "top5": 1, "mAP": 0.6},
+        "recommended_ranking_method": "embedding",
+        "per_species": {},
+    }
     run = TrainingRun.objects.create(
-        species=species, base_version=zero_shot_version(), status=TrainingRun.Status.RUNNING,
-        progress=42, epoch=2, hyperparameters={"epochs": 4, "image_size": 96},
-        history=[{"step": 1, "epoch": 1, "loss": 9.0},
-                 {"step": 4, "epoch": 2, "loss": 6.0, "validation_top1": 0.6}])
+        species=species,
+        base_version=zero_shot_version(),
+        status=TrainingRun.Status.RUNNING,
+        progress=42,
+        epoch=2,
+        hyperparameters={"epochs": 4, "image_size": 96},
+        history=[
+            {"step": 1, "epoch": 1, "loss": 9.0},
+            {"step": 4, "epoch": 2, "loss": 6.0, "validation_top1": 0.6},
+        ],
+    )
     page = admin_client.get(reverse("training-run", args=[run.pk]))
     assert b'hx-trigger="every 2s"' in page.content and b"<polyline" in page.content
     assert b'value="42"' in page.content
@@ -115,16 +145,22 @@ def test_run_page_shows_progress_chart_report_and_json_download(admin_client) ->
 
 def test_starting_a_run_without_enough_individuals_says_why(admin_client) -> None:  # noqa: ANN001
     species = species_create(name="Zebra")
-    response = admin_client.post(reverse("training-run-start", args=[species.pk]),
-                                 {"mode": "new-data-only", "engine_mode": "cached"}, follow=True)
+    response = admin_client.post(
+        reverse("training-run-start", args=[species.pk]),
+        {"mode": "new-data-only", "engine_mode": "cached"},
+        follow=True,
+    )
     assert b"training needs" in response.content
     assert not TrainingRun.objects.exists()
 
 
 def test_a_diverged_run_answers_strict_json_on_the_api(admin_client) -> None:  # noqa: ANN001
     run = TrainingRun.objects.create(
-        species=species_create(name="Zebra"), base_version=zero_shot_version(),
-        status=TrainingRun.Status.FAILED, current_loss=float("nan"))
+        species=species_create(name="Zebra"),
+        base_version=zero_shot_version(),
+        status=TrainingRun.Status.FAILED,
+        current_loss=float("nan"),
+    )
     api = admin_client.get(reverse("api-training-run", args=[run.pk]))
     assert api.status_code == 200
     body = json.loads(api.content, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
@@ -140,24 +176,38 @@ def test_training_pages_only_read_the_database(admin_client) -> None:  # noqa: A
 
     unset = SpeciesFactory()  # no model setting row yet: pages show version 0, create nothing
     promoted = SpeciesFactory()
-    candidate = ModelVersion.objects.create(name="run1-candidate", backbone="tf_efficientnet_lite0",
-                                            weights="imagenet", embedding_dim=1280)
+    candidate = ModelVersion.objects.create(
+        name="run1-candidate",
+        backbone="tf_efficientnet_lite0",
+        weights="imagenet",
+        embedding_dim=1280,
+    )
     # Every (zero) annotation has a vector under the pending version: it is ready to switch,
     # but switching is a worker's job, not a page view's.
-    SpeciesModel.objects.create(species=promoted, model_version=zero_shot_version(),
-                                pending_version=candidate)
-    run = TrainingRun.objects.create(species=unset, base_version=zero_shot_version(),
-                                     status=TrainingRun.Status.RUNNING)
-    urls = [reverse("training-index"), reverse("training-run", args=[run.pk]),
-            reverse("training-run-progress", args=[run.pk])]
+    SpeciesModel.objects.create(
+        species=promoted, model_version=zero_shot_version(), pending_version=candidate
+    )
+    run = TrainingRun.objects.create(
+        species=unset, base_version=zero_shot_version(), status=TrainingRun.Status.RUNNING
+    )
+    urls = [
+        reverse("training-index"),
+        reverse("training-run", args=[run.pk]),
+        reverse("training-run-progress", args=[run.pk]),
+    ]
     for species in (unset, promoted):
-        urls += [reverse("training-species", args=[species.pk]),
-                 reverse("training-species-model", args=[species.pk])]
+        urls += [
+            reverse("training-species", args=[species.pk]),
+            reverse("training-species-model", args=[species.pk]),
+        ]
     with CaptureQueriesContext(connection) as queries:
         for url in urls:
             assert admin_client.get(url).status_code == 200, url
-    writes = [q["sql"] for q in queries.captured_queries
-              if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "CREATE")]
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().split()[0].upper() in ("INSERT", "UPDATE", "DELETE", "CREATE")
+    ]
     assert writes == []
     assert not SpeciesModel.objects.filter(species=unset).exists()
     assert SpeciesModel.objects.get(species=promoted).pending_version == candidate

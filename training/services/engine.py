@@ -75,28 +75,43 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
     if manifest_path.exists():
         return TrainingData(**json.loads(manifest_path.read_text()))
     hp = run.hyperparameters
-    others = (Species.objects.exclude(pk=run.species_id)
-              .filter(annotations__individual__isnull=False).distinct().order_by("pk"))
+    others = (
+        Species.objects.exclude(pk=run.species_id)
+        .filter(annotations__individual__isnull=False)
+        .distinct()
+        .order_by("pk")
+    )
     data = TrainingData(train_dirs=[], held_out_dirs={}, names={})
     for species in [run.species, *others]:
         is_target = species.pk == run.species_id
-        annotations = list(Annotation.objects.filter(species=species, individual__isnull=False)
-                           .select_related("image", "individual").order_by("pk"))
+        annotations = list(
+            Annotation.objects.filter(species=species, individual__isnull=False)
+            .select_related("image", "individual")
+            .order_by("pk")
+        )
         by_record: dict[str, Annotation] = {}
         records = []
         for annotation in annotations:
             record = Record(
-                image_id=f"a{annotation.pk}", identity=annotation.individual.code,
-                species=species.slug, viewpoint=annotation.viewpoint,
+                image_id=f"a{annotation.pk}",
+                identity=annotation.individual.code,
+                species=species.slug,
+                viewpoint=annotation.viewpoint,
                 path=str(directory / species.slug / "images" / f"{annotation.pk}.jpg"),
-                encounter=f"e{annotation.image.encounter_id}", dataset=species.slug)
+                encounter=f"e{annotation.image.encounter_id}",
+                dataset=species.slug,
+            )
             by_record[record.image_id] = annotation
             records.append(record)
         records = subset_records(
-            records, min_per_identity=2, seed=hp["seed"],
+            records,
+            min_per_identity=2,
+            seed=hp["seed"],
             identities=hp["max_individuals"] if is_target else hp["original_max_individuals"],
-            max_per_identity=(hp["images_per_individual"] if is_target
-                              else hp["original_images_per_individual"]))
+            max_per_identity=(
+                hp["images_per_individual"] if is_target else hp["original_images_per_individual"]
+            ),
+        )
         identities = len({r.identity for r in records})
         if identities < 3:
             if is_target:
@@ -104,17 +119,22 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
             continue
         fraction = max(hp["validation_fraction"], 2 / identities)
         split = disjoint_identity_split(records, test_fraction=fraction, seed=hp["seed"])
-        held = subset_records(split.test, identities=hp["eval_max_individuals"],
-                              max_per_identity=hp["eval_images_per_individual"],
-                              min_per_identity=2, seed=hp["seed"])
+        held = subset_records(
+            split.test,
+            identities=hp["eval_max_individuals"],
+            max_per_identity=hp["eval_images_per_individual"],
+            min_per_identity=2,
+            seed=hp["seed"],
+        )
         validation = []
         if is_target:
             validation, held = _validation_split(held, seed=hp["seed"])
         with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
         train = split.train if (is_target or with_original) else []
         if is_target and not train:
-            raise ValueError(f"No {species} individuals are left to train on after holding "
-                             "some out.")
+            raise ValueError(
+                f"No {species} individuals are left to train on after holding some out."
+            )
         for record in [*train, *held, *validation]:
             _crop_write(by_record[record.image_id], Path(record.path))
         if validation:
@@ -128,12 +148,18 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
             data.held_out_dirs[species.slug] = str(directory / f"held-{species.slug}")
         data.names[species.slug] = species.name
         data.counts[species.name] = {
-            "train_images": len(train), "train_individuals": len({r.identity for r in train}),
+            "train_images": len(train),
+            "train_individuals": len({r.identity for r in train}),
             "held_out_images": len(held),
             "held_out_individuals": len({r.identity for r in held}),
-            **({"validation_images": len(validation),
-                "validation_individuals": len({r.identity for r in validation})}
-               if validation else {}),
+            **(
+                {
+                    "validation_images": len(validation),
+                    "validation_individuals": len({r.identity for r in validation}),
+                }
+                if validation
+                else {}
+            ),
         }
     manifest_path.write_text(json.dumps(data.__dict__, indent=2))
     return data
@@ -146,8 +172,10 @@ def _validation_split(held: list, *, seed: int) -> tuple[list, list]:
         return [], held
     count = max(VALIDATION_MIN_INDIVIDUALS, len(identities) // 3)
     chosen = set(random.Random(seed).sample(identities, count))
-    return ([r for r in held if r.identity in chosen],
-            [r for r in held if r.identity not in chosen])
+    return (
+        [r for r in held if r.identity in chosen],
+        [r for r in held if r.identity not in chosen],
+    )
 
 
 def _crop_write(annotation: Annotation, path: Path) -> None:
@@ -197,9 +225,12 @@ class _Progress:
             self.loss = float(info["loss"]) if math.isfinite(info["loss"]) else None
             low, high = PHASES["train"]
             per_step = (now - self.train_started) / max(1, step - self.first_step)
-            fields.update(progress=low + (high - low) * step / total, epoch=epoch + 1,
-                          current_loss=self.loss,
-                          eta_seconds=per_step * (total - step) * 1.15 + 5)
+            fields.update(
+                progress=low + (high - low) * step / total,
+                epoch=epoch + 1,
+                current_loss=self.loss,
+                eta_seconds=per_step * (total - step) * 1.15 + 5,
+            )
             if now - self.last_write >= 1.0 or step == total:
                 self.history.append({"step": step, "epoch": epoch + 1, "loss": self.loss})
                 fields["history"] = self.history[-HISTORY_POINTS:]
@@ -221,14 +252,20 @@ class _Progress:
     def validated(self, info: dict[str, Any]) -> None:
         """An epoch's top-1 on the early-stopping individuals, for the chart and the log."""
         epoch, top1 = int(info["epoch"]), float(info["validation_top1"])
-        self.history.append({"step": self.step, "epoch": epoch + 1, "loss": self.loss,
-                             "validation_top1": top1})
-        training_run_progress_save(run_id=self.run_id, validation_top1=top1,
-                                   history=self.history[-HISTORY_POINTS:])
+        self.history.append(
+            {"step": self.step, "epoch": epoch + 1, "loss": self.loss, "validation_top1": top1}
+        )
+        training_run_progress_save(
+            run_id=self.run_id, validation_top1=top1, history=self.history[-HISTORY_POINTS:]
+        )
         loss = f"{self.loss:.3f}" if self.loss is not None else "n/a"
-        run_log(run_id=self.run_id, line=(
-            f"Epoch {epoch + 1} done: loss {loss}, validation top-1 {top1:.3f} (best "
-            f"{info['best_top1']:.3f}, epoch {info['best_epoch'] + 1})."))
+        run_log(
+            run_id=self.run_id,
+            line=(
+                f"Epoch {epoch + 1} done: loss {loss}, validation top-1 {top1:.3f} (best "
+                f"{info['best_top1']:.3f}, epoch {info['best_epoch'] + 1})."
+            ),
+        )
 
 
 def training_run_train(*, run: TrainingRun) -> None:
@@ -259,13 +296,23 @@ def training_run_train(*, run: TrainingRun) -> None:
         run_log(run_id=run.pk, line=f"Resumed from checkpoint after epoch {epoch + 1}.")
     base = run.base_version
     config = TrainConfig(
-        data_dirs=data.train_dirs, out_dir=str(model_dir), mode=engine_mode,
-        backbone=base.backbone, pretrained=True,
+        data_dirs=data.train_dirs,
+        out_dir=str(model_dir),
+        mode=engine_mode,
+        backbone=base.backbone,
+        pretrained=True,
         init=None if base.weights == "imagenet" else base.weights,
-        image_size=hp["image_size"], epochs=hp["epochs"], batch_size=hp["batch_size"],
-        lr=hp["lr"], backbone_lr=hp["backbone_lr"], samples_per_epoch=hp["samples_per_epoch"],
-        cached_views=hp["cached_views"], trainable_stages=hp["trainable_stages"],
-        seed=hp["seed"], resume=resume, evaluate=False,
+        image_size=hp["image_size"],
+        epochs=hp["epochs"],
+        batch_size=hp["batch_size"],
+        lr=hp["lr"],
+        backbone_lr=hp["backbone_lr"],
+        samples_per_epoch=hp["samples_per_epoch"],
+        cached_views=hp["cached_views"],
+        trainable_stages=hp["trainable_stages"],
+        seed=hp["seed"],
+        resume=resume,
+        evaluate=False,
         validation_dirs=[data.validation_dir] if data.validation_dir else None,
         # Runs queued before early stopping existed have no patience of their own.
         patience=hp.get("patience", COMMON_DEFAULTS["patience"]) if data.validation_dir else None,
@@ -275,34 +322,52 @@ def training_run_train(*, run: TrainingRun) -> None:
     result = train(config, progress_callback=progress, should_stop=progress.should_stop)
     if result.stopped:
         TrainingRun.objects.filter(pk=run.pk).update(
-            status=Status.CANCELLED, finished_at=timezone.now(), eta_seconds=None)
+            status=Status.CANCELLED, finished_at=timezone.now(), eta_seconds=None
+        )
         run_log(run_id=run.pk, line="Cancelled.")
         return
     if progress.epoch is not None and not data.validation_dir:
         progress.epoch_end(progress.epoch)
     if "stopped_early_after_epoch" in result.metrics:
         best = result.metrics["early_stopping"]
-        run_log(run_id=run.pk, line=f"Stopped early after epoch "
-                                    f"{result.metrics['stopped_early_after_epoch'] + 1}; keeping "
-                                    f"epoch {best['best_epoch'] + 1}.")
+        run_log(
+            run_id=run.pk,
+            line=f"Stopped early after epoch "
+            f"{result.metrics['stopped_early_after_epoch'] + 1}; keeping "
+            f"epoch {best['best_epoch'] + 1}.",
+        )
     train_seconds = time.monotonic() - started
     training_run_progress_save(run_id=run.pk, progress=PHASES["evaluate"][0], eta_seconds=None)
     run_log(run_id=run.pk, line=f"Training done in {train_seconds:.0f} s; evaluating.")
     report = training_report_build(
-        run=run, data=data, model_path=result.model_path, image_size=hp["image_size"])
-    report["training"] = {"engine_mode": engine_mode, "seconds": round(train_seconds, 1),
-                          "metrics": _json_safe(result.metrics), "hyperparameters": hp,
-                          "data": data.counts}
+        run=run, data=data, model_path=result.model_path, image_size=hp["image_size"]
+    )
+    report["training"] = {
+        "engine_mode": engine_mode,
+        "seconds": round(train_seconds, 1),
+        "metrics": _json_safe(result.metrics),
+        "hyperparameters": hp,
+        "data": data.counts,
+    }
     TrainingRun.objects.filter(pk=run.pk).update(
-        status=Status.SUCCEEDED, progress=100, eta_seconds=None, finished_at=timezone.now(),
-        report=_json_safe(report), validation_top1=report["after"]["top1"],
-        heartbeat_at=timezone.now())
-    run_log(run_id=run.pk, line=f"Succeeded: held-out top-1 {report['before']['top1']:.3f} "
-                                f"→ {report['after']['top1']:.3f}.")
+        status=Status.SUCCEEDED,
+        progress=100,
+        eta_seconds=None,
+        finished_at=timezone.now(),
+        report=_json_safe(report),
+        validation_top1=report["after"]["top1"],
+        heartbeat_at=timezone.now(),
+    )
+    run_log(
+        run_id=run.pk,
+        line=f"Succeeded: held-out top-1 {report['before']['top1']:.3f} "
+        f"→ {report['after']['top1']:.3f}.",
+    )
 
 
-def _honest(records: list, embeddings: np.ndarray, methods: tuple[str, ...],
-            matcher: Any = None) -> dict[str, dict]:
+def _honest(
+    records: list, embeddings: np.ndarray, methods: tuple[str, ...], matcher: Any = None
+) -> dict[str, dict]:
     """The evaluation core's honest leave-one-out (query's encounter excluded), per method."""
     from reid.evaluation import evaluate_records
 
@@ -319,12 +384,14 @@ def _standard_errors(row: dict) -> dict[str, float | None]:
 
     if not row.get("n_queries"):
         return {name: None for name in ("top1", "top5", "mAP")}
-    return {name: rate_standard_error(row[name], row["n_queries"])
-            for name in ("top1", "top5", "mAP")}
+    return {
+        name: rate_standard_error(row[name], row["n_queries"]) for name in ("top1", "top5", "mAP")
+    }
 
 
-def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: Path,
-                          image_size: int) -> dict[str, Any]:
+def training_report_build(
+    *, run: TrainingRun, data: TrainingData, model_path: Path, image_size: int
+) -> dict[str, Any]:
     """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models,
     local features and the fused ranking, plus the ranking method that wins on the run's
     species. Every number is the app's shortlist ranking under the honest protocol of
@@ -335,8 +402,10 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
     from reid.ranking import EMBEDDING, FUSED, LOCAL
 
     base: ModelVersion = run.base_version
-    embedders = {"candidate": load_model(str(model_path), image_size=image_size),
-                 "current": load_model(base.weights, image_size=base.image_size)}
+    embedders = {
+        "candidate": load_model(str(model_path), image_size=image_size),
+        "current": load_model(base.weights, image_size=base.image_size),
+    }
     if base.weights != "imagenet":
         embedders["zero_shot"] = load_model("imagenet")
     local_method = species_model_setting(species=run.species).local_method
@@ -347,10 +416,10 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
         for name, embedder in embedders.items():
             vectors = embedder.embed_records(records)
             if name == "candidate":
-                ranked = _honest(records, vectors, (EMBEDDING, LOCAL, FUSED),
-                                 PairMatcher(records, local_method))
-                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL],
-                            fused=ranked[FUSED])
+                ranked = _honest(
+                    records, vectors, (EMBEDDING, LOCAL, FUSED), PairMatcher(records, local_method)
+                )
+                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL], fused=ranked[FUSED])
             else:
                 rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
         rows.setdefault("zero_shot", rows["current"])
@@ -362,38 +431,61 @@ def training_report_build(*, run: TrainingRun, data: TrainingData, model_path: P
             **rows,
         }
     target = per_species[run.species.name]
-    methods = {"fused": target["fused"]["top1"], "embedding": target["candidate"]["top1"],
-               "local": target["local"]["top1"]}
+    methods = {
+        "fused": target["fused"]["top1"],
+        "embedding": target["candidate"]["top1"],
+        "local": target["local"]["top1"],
+    }
     # A fusion is recommended only when it is at least as good as the best single method.
     recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
     if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
         recommended = "fused"
     candidate = embedders["candidate"]
-    rankings = {"candidate": "candidate", "current": "current", "zero_shot": "zero_shot",
-                "local": "local", "fused": "fused"}
+    rankings = {
+        "candidate": "candidate",
+        "current": "current",
+        "zero_shot": "zero_shot",
+        "local": "local",
+        "fused": "fused",
+    }
     return {
         # The run's species, every ranking, with standard errors and the held-out size.
-        "held_out": {"individuals": target["held_out_individuals"],
-                     "images": target["held_out_images"],
-                     "queries": target["candidate"]["n_queries"]},
-        "rankings": {name: {k: target[key][k] for k in ("top1", "top5", "mAP", "se")}
-                     for name, key in rankings.items()},
-        "run": run.pk, "species": run.species.name, "mode": run.mode,
+        "held_out": {
+            "individuals": target["held_out_individuals"],
+            "images": target["held_out_images"],
+            "queries": target["candidate"]["n_queries"],
+        },
+        "rankings": {
+            name: {k: target[key][k] for k in ("top1", "top5", "mAP", "se")}
+            for name, key in rankings.items()
+        },
+        "run": run.pk,
+        "species": run.species.name,
+        "mode": run.mode,
         "base_version": base.name,
         "before": {k: target["current"][k] for k in ("top1", "top5", "mAP")},
         "after": {k: target["candidate"][k] for k in ("top1", "top5", "mAP")},
         "zero_shot": {k: target["zero_shot"][k] for k in ("top1", "top5", "mAP")},
         "ranking_method_top1": methods,
         "recommended_ranking_method": recommended,
-        "forgetting": {name: {"before": s["current"]["top1"], "after": s["candidate"]["top1"],
-                              "flagged": top1_lost(before=s["current"]["top1"],
-                                                   after=s["candidate"]["top1"])}
-                       for name, s in per_species.items() if not s["new_species"]},
+        "forgetting": {
+            name: {
+                "before": s["current"]["top1"],
+                "after": s["candidate"]["top1"],
+                "flagged": top1_lost(before=s["current"]["top1"], after=s["candidate"]["top1"]),
+            }
+            for name, s in per_species.items()
+            if not s["new_species"]
+        },
         "per_species": per_species,
-        "candidate": {"model_path": str(model_path), "backbone": candidate.model.config.backbone,
-                      "embedding_dim": int(candidate.embedding_dim), "image_size": image_size},
+        "candidate": {
+            "model_path": str(model_path),
+            "backbone": candidate.model.config.backbone,
+            "embedding_dim": int(candidate.embedding_dim),
+            "image_size": image_size,
+        },
         "protocol": "honest leave-one-out on held-out individuals (disjoint from training): "
-                    "the app's shortlist ranking, the query's own encounter never in the gallery",
+        "the app's shortlist ranking, the query's own encounter never in the gallery",
     }
 
 

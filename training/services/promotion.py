@@ -37,11 +37,16 @@ def candidate_version_ensure(*, run: TrainingRun) -> ModelVersion:
     candidate = run.report["candidate"]
     version, _ = ModelVersion.objects.get_or_create(
         name=f"run{run.pk}-{run.species.slug}"[:100],
-        defaults={"backbone": candidate["backbone"], "weights": candidate["model_path"],
-                  "embedding_dim": candidate["embedding_dim"],
-                  "image_size": candidate["image_size"],
-                  "metrics": {k: run.report.get(k) for k in ("before", "after", "zero_shot",
-                                                             "recommended_ranking_method")}},
+        defaults={
+            "backbone": candidate["backbone"],
+            "weights": candidate["model_path"],
+            "embedding_dim": candidate["embedding_dim"],
+            "image_size": candidate["image_size"],
+            "metrics": {
+                k: run.report.get(k)
+                for k in ("before", "after", "zero_shot", "recommended_ranking_method")
+            },
+        },
     )
     TrainingRun.objects.filter(pk=run.pk).update(candidate_version=version)
     run.candidate_version = version
@@ -88,8 +93,7 @@ def species_reembed_enqueue(*, species: Species, version: ModelVersion) -> list[
     Idempotent: safe to call after a lost broker message or a worker restart.
     """
     annotation_ids = list(Annotation.objects.filter(species=species).values_list("pk", flat=True))
-    return annotations_embed_enqueue(annotation_ids=annotation_ids, version=version,
-                                     identify=False)
+    return annotations_embed_enqueue(annotation_ids=annotation_ids, version=version, identify=False)
 
 
 def model_rollback(*, species: Species) -> SpeciesModel:
@@ -101,11 +105,14 @@ def model_rollback(*, species: Species) -> SpeciesModel:
             raise ConflictError(f"{species} has no previous model version to go back to.")
         embedding_index_ensure(species_id=species.pk, version=setting.previous_version)
         setting.model_version_id, setting.previous_version_id = (
-            setting.previous_version_id, setting.model_version_id)
+            setting.previous_version_id,
+            setting.model_version_id,
+        )
         setting.pending_version = None
         setting.switched_at = timezone.now()
-        setting.save(update_fields=["model_version", "previous_version", "pending_version",
-                                    "switched_at"])
+        setting.save(
+            update_fields=["model_version", "previous_version", "pending_version", "switched_at"]
+        )
         species_identifications_refresh(species_id=species.pk)
     return setting
 
@@ -118,7 +125,8 @@ def promotions_resume() -> list[int]:
     """
     switched = []
     for setting in SpeciesModel.objects.filter(pending_version__isnull=False).select_related(
-            "species", "pending_version"):
+        "species", "pending_version"
+    ):
         if species_model_switch_if_ready(species=setting.species):
             switched.append(setting.species_id)
         else:
@@ -136,7 +144,7 @@ def promotions_switch_check() -> list[int]:
     return [
         setting.species_id
         for setting in SpeciesModel.objects.filter(pending_version__isnull=False).select_related(
-            "species")
+            "species"
+        )
         if species_model_switch_if_ready(species=setting.species)
     ]
-

@@ -34,13 +34,27 @@ Status = TrainingRun.Status
 # (samples_per_epoch) grow with the data up to time_budget_minutes (training.budget); 1600
 # draws per epoch (300 steps) is the floor and what an explicit samples_per_epoch overrides.
 # The learning rates are the best of benchmarks/reid/recipe.py on unseen cows (BENCHMARKS.md).
-CPU_DEFAULTS: dict[str, Any] = {"image_size": 192, "epochs": 6, "samples_per_epoch": 1600,
-                                "batch_size": 32, "lr": 3e-3, "backbone_lr": 1e-3,
-                                "cached_views": 3, "trainable_stages": 3}
+CPU_DEFAULTS: dict[str, Any] = {
+    "image_size": 192,
+    "epochs": 6,
+    "samples_per_epoch": 1600,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "backbone_lr": 1e-3,
+    "cached_views": 3,
+    "trainable_stages": 3,
+}
 # Every layer trains on a GPU, so the backbone's rate stays lower (not measured here).
-GPU_DEFAULTS: dict[str, Any] = {"image_size": 224, "epochs": 10, "samples_per_epoch": None,
-                                "batch_size": 32, "lr": 1e-3, "backbone_lr": 2e-4,
-                                "cached_views": 3, "trainable_stages": 3}
+GPU_DEFAULTS: dict[str, Any] = {
+    "image_size": 224,
+    "epochs": 10,
+    "samples_per_epoch": None,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "backbone_lr": 2e-4,
+    "cached_views": 3,
+    "trainable_stages": 3,
+}
 COMMON_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "validation_fraction": 0.3,  # share of individuals held out (at least 2 when possible)
@@ -56,11 +70,23 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "time_budget_minutes": 20.0,
 }
 HYPERPARAMETER_TYPES: dict[str, type] = {
-    "image_size": int, "epochs": int, "batch_size": int, "lr": float, "backbone_lr": float,
-    "cached_views": int, "trainable_stages": int, "seed": int, "samples_per_epoch": int,
-    "validation_fraction": float, "max_individuals": int, "images_per_individual": int,
-    "original_max_individuals": int, "original_images_per_individual": int,
-    "eval_max_individuals": int, "eval_images_per_individual": int, "patience": int,
+    "image_size": int,
+    "epochs": int,
+    "batch_size": int,
+    "lr": float,
+    "backbone_lr": float,
+    "cached_views": int,
+    "trainable_stages": int,
+    "seed": int,
+    "samples_per_epoch": int,
+    "validation_fraction": float,
+    "max_individuals": int,
+    "images_per_individual": int,
+    "original_max_individuals": int,
+    "original_images_per_individual": int,
+    "eval_max_individuals": int,
+    "eval_images_per_individual": int,
+    "patience": int,
     "time_budget_minutes": float,
 }
 MIN_INDIVIDUALS = 3  # some to train on, some held out to measure the result
@@ -120,26 +146,43 @@ def training_run_start(
     if engine_mode not in TrainingRun.EngineMode.values:
         raise ServiceError(f"Unknown engine mode {engine_mode!r}.", field="engine_mode")
     resolved = hyperparameters_resolve(engine_mode=engine_mode, given=hyperparameters)
-    usable = (Annotation.objects.filter(species=species, individual__isnull=False)
-              .values("individual").annotate(n=Count("pk")).filter(n__gte=2).count())
+    usable = (
+        Annotation.objects.filter(species=species, individual__isnull=False)
+        .values("individual")
+        .annotate(n=Count("pk"))
+        .filter(n__gte=2)
+        .count()
+    )
     if usable < MIN_INDIVIDUALS:
-        raise ServiceError(f"{species} has {usable} individual(s) with at least 2 identified "
-                           f"photos; training needs {MIN_INDIVIDUALS} (some are held out to "
-                           "measure the result).")
-    plan = training_budget_estimate(species=species, mode=mode, engine_mode=engine_mode,
-                                    hyperparameters=resolved)
+        raise ServiceError(
+            f"{species} has {usable} individual(s) with at least 2 identified "
+            f"photos; training needs {MIN_INDIVIDUALS} (some are held out to "
+            "measure the result)."
+        )
+    plan = training_budget_estimate(
+        species=species, mode=mode, engine_mode=engine_mode, hyperparameters=resolved
+    )
     if (hyperparameters or {}).get("samples_per_epoch"):  # an explicit value wins
         plan = plan.with_samples_per_epoch(resolved["samples_per_epoch"], hyperparameters=resolved)
     resolved["samples_per_epoch"] = plan.samples_per_epoch
     resolved["budget"] = plan.as_dict()
     base = species_model_setting(species=species).model_version
-    run = TrainingRun(species=species, base_version=base, mode=mode, engine_mode=engine_mode,
-                      hyperparameters=resolved, created_by=created_by)
+    run = TrainingRun(
+        species=species,
+        base_version=base,
+        mode=mode,
+        engine_mode=engine_mode,
+        hyperparameters=resolved,
+        created_by=created_by,
+    )
     run.full_clean()
     run.save()
-    run_log(run_id=run.pk, line=f"Queued: {mode}, base model {base.name}; {plan.steps} steps, "
-                                f"about {plan.estimated_seconds / 60:.0f} min of training "
-                                f"({plan.rate_source}).")
+    run_log(
+        run_id=run.pk,
+        line=f"Queued: {mode}, base model {base.name}; {plan.steps} steps, "
+        f"about {plan.estimated_seconds / 60:.0f} min of training "
+        f"({plan.rate_source}).",
+    )
     if dispatch:
         transaction.on_commit(lambda: _task_send(run.pk))
     return run
@@ -165,14 +208,20 @@ def training_run_claim(*, run_id: int) -> TrainingRun | None:
             return None
         # Serialises claims per species: two workers never both see "nothing running".
         Species.objects.select_for_update().get(pk=run.species_id)
-        if TrainingRun.objects.filter(species_id=run.species_id, status=Status.RUNNING).exclude(
-                pk=run_id).exists():
+        if (
+            TrainingRun.objects.filter(species_id=run.species_id, status=Status.RUNNING)
+            .exclude(pk=run_id)
+            .exists()
+        ):
             return None
         now = timezone.now()
         claimed = TrainingRun.objects.filter(
-            pk=run_id, status=Status.QUEUED, cancel_requested=False,
-        ).update(status=Status.RUNNING, worker=worker_name(), heartbeat_at=now,
-                 started_at=now, error="")
+            pk=run_id,
+            status=Status.QUEUED,
+            cancel_requested=False,
+        ).update(
+            status=Status.RUNNING, worker=worker_name(), heartbeat_at=now, started_at=now, error=""
+        )
         if claimed != 1:
             return None
     return TrainingRun.objects.select_related("species", "base_version").get(pk=run_id)
@@ -193,8 +242,11 @@ def training_run_execute(*, run_id: int) -> TrainingRun | None:
     except Exception as error:  # the run must end as failed whatever went wrong
         logger.exception("training run %s failed", run_id)
         TrainingRun.objects.filter(pk=run_id).update(
-            status=Status.FAILED, finished_at=timezone.now(), eta_seconds=None,
-            error=f"{type(error).__name__}: {error}"[:2000])
+            status=Status.FAILED,
+            finished_at=timezone.now(),
+            eta_seconds=None,
+            error=f"{type(error).__name__}: {error}"[:2000],
+        )
         run_log(run_id=run_id, line="Failed:\n" + traceback.format_exc(limit=5))
     finally:
         training_run_dispatch_next(species_id=run.species_id)
@@ -205,9 +257,14 @@ def training_run_dispatch_next(*, species_id: int) -> int | None:
     """Send the species' oldest queued run to the workers, if no run of it is running."""
     if TrainingRun.objects.filter(species_id=species_id, status=Status.RUNNING).exists():
         return None
-    run_id = (TrainingRun.objects.filter(species_id=species_id, status=Status.QUEUED,
-                                         cancel_requested=False)
-              .order_by("created_at", "pk").values_list("pk", flat=True).first())
+    run_id = (
+        TrainingRun.objects.filter(
+            species_id=species_id, status=Status.QUEUED, cancel_requested=False
+        )
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
     if run_id is not None:
         transaction.on_commit(lambda: _task_send(run_id))
     return run_id
@@ -216,10 +273,10 @@ def training_run_dispatch_next(*, species_id: int) -> int | None:
 def training_run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Cancel a run: a queued one at once; a running one at its next training step."""
     if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-            status=Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()):
+        status=Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+    ):
         run_log(run_id=run.pk, line="Cancelled before it started.")
-    elif TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(
-            cancel_requested=True):
+    elif TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING).update(cancel_requested=True):
         run_log(run_id=run.pk, line="Cancel requested; stopping at the next step.")
     else:
         raise ServiceError("This run has already finished.")
@@ -238,8 +295,7 @@ def training_run_progress_save(*, run_id: int, **fields: Any) -> None:
 
 def run_log(*, run_id: int, line: str) -> None:
     stamp = timezone.now().strftime("%H:%M:%S")
-    TrainingRun.objects.filter(pk=run_id).update(
-        log=Concat(F("log"), Value(f"[{stamp}] {line}\n")))
+    TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(f"[{stamp}] {line}\n")))
 
 
 def training_runs_recover() -> list[int]:
@@ -255,14 +311,20 @@ def training_runs_recover() -> list[int]:
     stale_before = timezone.now() - STALE_HEARTBEAT
     for run in TrainingRun.objects.filter(status=Status.RUNNING):
         if worker_gone(run.worker) or (run.heartbeat_at and run.heartbeat_at < stale_before):
-            if TrainingRun.objects.filter(pk=run.pk, status=Status.RUNNING,
-                                          heartbeat_at=run.heartbeat_at).update(
-                    status=Status.QUEUED, worker=""):
-                run_log(run_id=run.pk, line=f"Worker {run.worker} was lost; queued again to "
-                                            "resume from the last checkpoint.")
+            if TrainingRun.objects.filter(
+                pk=run.pk, status=Status.RUNNING, heartbeat_at=run.heartbeat_at
+            ).update(status=Status.QUEUED, worker=""):
+                run_log(
+                    run_id=run.pk,
+                    line=f"Worker {run.worker} was lost; queued again to "
+                    "resume from the last checkpoint.",
+                )
     sent = []
-    for species_id in (TrainingRun.objects.filter(status=Status.QUEUED, cancel_requested=False)
-                       .values_list("species_id", flat=True).distinct()):
+    for species_id in (
+        TrainingRun.objects.filter(status=Status.QUEUED, cancel_requested=False)
+        .values_list("species_id", flat=True)
+        .distinct()
+    ):
         run_id = training_run_dispatch_next(species_id=species_id)
         if run_id is not None:
             sent.append(run_id)
@@ -270,5 +332,6 @@ def training_runs_recover() -> list[int]:
 
 
 def training_run_active_exists(*, species: Species) -> bool:
-    return TrainingRun.objects.filter(species=species,
-                                      status__in=TrainingRun.ACTIVE_STATUSES).exists()
+    return TrainingRun.objects.filter(
+        species=species, status__in=TrainingRun.ACTIVE_STATUSES
+    ).exists()

@@ -73,9 +73,14 @@ def _file_store(uploaded_file: UploadedFile, folder: Path) -> None:
             sink.write(chunk)
 
 
-def dataset_upload_plan(*, token: str, species: Species, file_format: str | None = None,
-                        max_individuals: int | None = None,
-                        images_per_individual: int | None = None) -> ImportPlan:
+def dataset_upload_plan(
+    *,
+    token: str,
+    species: Species,
+    file_format: str | None = None,
+    max_individuals: int | None = None,
+    images_per_individual: int | None = None,
+) -> ImportPlan:
     """The dry-run report of an uploaded file (nothing is imported)."""
     folder = _folder(token)
     files = [p for p in folder.iterdir() if p.is_file()]
@@ -86,29 +91,47 @@ def dataset_upload_plan(*, token: str, species: Species, file_format: str | None
     if photos and files[0].suffix.lower() != ".zip":
         # Paths in the file are relative to the ZIP's top, as they were beside the file.
         image_root = archive_unpack(path=photos[0], target=folder / "unpacked")
-    plan = dataset_file_plan(path=files[0], species=species, file_format=file_format or None,
-                             max_individuals=max_individuals,
-                             images_per_individual=images_per_individual,
-                             image_root=image_root, extract_dir=folder / "unpacked")
+    plan = dataset_file_plan(
+        path=files[0],
+        species=species,
+        file_format=file_format or None,
+        max_individuals=max_individuals,
+        images_per_individual=images_per_individual,
+        image_root=image_root,
+        extract_dir=folder / "unpacked",
+    )
     if plan.errors and not photos and files[0].suffix.lower() in (".csv", ".json"):
-        plan.errors.insert(0, f"{files[0].name} came without its photos: a CSV or JSON file "
-                              "alone brings no images. Upload a ZIP holding it and its photos, "
-                              "or add a ZIP of the photos.")
+        plan.errors.insert(
+            0,
+            f"{files[0].name} came without its photos: a CSV or JSON file "
+            "alone brings no images. Upload a ZIP holding it and its photos, "
+            "or add a ZIP of the photos.",
+        )
     return plan
 
 
-def dataset_upload_import(*, token: str, species: Species, imported_by: AbstractBaseUser | None,
-                          file_format: str | None = None, max_individuals: int | None = None,
-                          images_per_individual: int | None = None) -> ImportResult:
+def dataset_upload_import(
+    *,
+    token: str,
+    species: Species,
+    imported_by: AbstractBaseUser | None,
+    file_format: str | None = None,
+    max_individuals: int | None = None,
+    images_per_individual: int | None = None,
+) -> ImportResult:
     """Import a confirmed upload (every row or none), then delete the upload.
 
     Raises:
         ServiceError: The file has invalid entries (nothing is imported) or a photo turned
             out unreadable.
     """
-    plan = dataset_upload_plan(token=token, species=species, file_format=file_format,
-                               max_individuals=max_individuals,
-                               images_per_individual=images_per_individual)
+    plan = dataset_upload_plan(
+        token=token,
+        species=species,
+        file_format=file_format,
+        max_individuals=max_individuals,
+        images_per_individual=images_per_individual,
+    )
     result = dataset_import(plan=plan, imported_by=imported_by)
     import_folder_remove(path=_folder(token))
     return result

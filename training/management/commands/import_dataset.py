@@ -21,23 +21,33 @@ from wildweb.errors import ServiceError
 
 
 class Command(BaseCommand):
-    help = ("Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
-            "holding one of these with its photos or one folder per individual) into a species, "
-            "creating it if missing. Every row is imported or none; identities become "
-            "individuals; embeddings are queued.")
+    help = (
+        "Import labelled photos (shared CSV, COCO/CCT JSON, MegaDetector JSON, or a ZIP "
+        "holding one of these with its photos or one folder per individual) into a species, "
+        "creating it if missing. Every row is imported or none; identities become "
+        "individuals; embeddings are queued."
+    )
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("path", type=Path)
         parser.add_argument("--species", required=True)
-        parser.add_argument("--format", choices=FORMATS, default=None,
-                            help="Default: guessed from the file.")
+        parser.add_argument(
+            "--format", choices=FORMATS, default=None, help="Default: guessed from the file."
+        )
         parser.add_argument("--dry-run", action="store_true", help="Report only; write nothing.")
         parser.add_argument("--max-individuals", type=int, default=None)
         parser.add_argument("--images-per-individual", type=int, default=None)
-        parser.add_argument("--image-root", type=Path, default=None,
-                            help="Folder relative image paths of a JSON file start from.")
-        parser.add_argument("--sensitive", action="store_true",
-                            help="Mark a newly created species as having sensitive locations.")
+        parser.add_argument(
+            "--image-root",
+            type=Path,
+            default=None,
+            help="Folder relative image paths of a JSON file start from.",
+        )
+        parser.add_argument(
+            "--sensitive",
+            action="store_true",
+            help="Mark a newly created species as having sensitive locations.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: object, **options: object) -> None:
@@ -56,17 +66,31 @@ class Command(BaseCommand):
             raise CommandError(error.message) from None
         self._print(report, options["json"])
 
-    def _import(self, path: Path, species: Species | None, name: str, extract_dir: Path | None,
-                options: dict) -> dict:
+    def _import(
+        self,
+        path: Path,
+        species: Species | None,
+        name: str,
+        extract_dir: Path | None,
+        options: dict,
+    ) -> dict:
         # A missing species is created only once the plan is clean: a rejected file leaves
         # nothing behind.
         plan = dataset_file_plan(
-            path=path, species=species or Species(name=name), file_format=options["format"],
+            path=path,
+            species=species or Species(name=name),
+            file_format=options["format"],
             max_individuals=options["max_individuals"],
             images_per_individual=options["images_per_individual"],
-            image_root=options["image_root"], extract_dir=extract_dir)
-        report = {"species": name, "species_created": False, "dry_run": options["dry_run"],
-                  "plan": plan.report()}
+            image_root=options["image_root"],
+            extract_dir=extract_dir,
+        )
+        report = {
+            "species": name,
+            "species_created": False,
+            "dry_run": options["dry_run"],
+            "plan": plan.report(),
+        }
         if plan.errors:
             self._print(report, options["json"])
             raise CommandError(f"{len(plan.errors)} invalid entries; nothing was imported.")
@@ -84,10 +108,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, default=str))
             return
         plan = report["plan"]
-        self.stdout.write(f"{plan['species']}: {plan['images']} photos, {plan['annotations']} "
-                          f"animals, {plan['new_individuals']} new and "
-                          f"{plan['existing_individuals']} existing individuals, "
-                          f"{plan['awaiting_identification']} awaiting identification.")
+        self.stdout.write(
+            f"{plan['species']}: {plan['images']} photos, {plan['annotations']} "
+            f"animals, {plan['new_individuals']} new and "
+            f"{plan['existing_individuals']} existing individuals, "
+            f"{plan['awaiting_identification']} awaiting identification."
+        )
         for error in plan["errors"]:
             self.stderr.write(f"  {error}")
         if "result" in report:
