@@ -5,7 +5,7 @@ re-embedded under ``pending_version``. The switch
 (:func:`identification.services.model_switch.species_model_switch_if_ready`) happens only
 when the database says every annotation of the species has a vector under the pending
 version; the embedding service asks for it after each batch under a pending version, and
-every worker start checks again (:func:`promotions_resume`). Pages only read.
+the job sweep checks again (:func:`promotions_switch_check`). Pages only read.
 """
 
 from __future__ import annotations
@@ -115,24 +115,6 @@ def model_rollback(*, species: Species) -> SpeciesModel:
         )
         species_identifications_refresh(species_id=species.pk)
     return setting
-
-
-def promotions_resume() -> list[int]:
-    """For every species with a pending version: queue missing vectors again, check the switch.
-
-    Returns:
-        Ids of the species that switched.
-    """
-    switched = []
-    for setting in SpeciesModel.objects.filter(pending_version__isnull=False).select_related(
-        "species", "pending_version"
-    ):
-        if species_model_switch_if_ready(species=setting.species):
-            switched.append(setting.species_id)
-        else:
-            # Sends every unfinished job again; claiming makes duplicates harmless.
-            species_reembed_enqueue(species=setting.species, version=setting.pending_version)
-    return switched
 
 
 def promotions_switch_check() -> list[int]:
