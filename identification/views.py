@@ -290,7 +290,7 @@ def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpRespon
     """The query and candidate photos side by side with their keypoint matches drawn."""
     import numpy as np
 
-    from identification.services.embedding import annotation_crop
+    from identification.services.crops import annotation_crop
     from reid.local_features import Match, draw_matches
 
     candidate = get_object_or_404(

@@ -29,6 +29,7 @@ from identification.models import (
     ModelVersion,
     SpeciesModel,
 )
+from identification.services.crops import annotation_crop, local_features_unsaved
 from identification.services.models import model_version_embedder, species_model_setting
 from identification.services.progress import identifications_fail
 from wildweb.jobs import task_send, worker_gone, worker_name
@@ -254,7 +255,6 @@ def _version_jobs_embed(*, version_jobs: list[EmbeddingJob]) -> list[int]:
         for job in version_jobs:
             _job_release(job=job, error=error)
         return []
-    local_methods: dict[int, str] = {}  # per species
     crops: dict[int, PILImage.Image] = {}
     for job in version_jobs:
         try:
@@ -271,34 +271,75 @@ def _version_jobs_embed(*, version_jobs: list[EmbeddingJob]) -> list[int]:
     except Exception:
         logger.exception("embedding a batch failed; embedding its photos one by one")
         vectors = [None] * len(ready)
-    embedded: list[int] = []
+    methods: dict[int, str] = {}  # each species' keypoint method
+    computed: list[tuple[EmbeddingJob, np.ndarray, LocalFeatures | None]] = []
     for job, vector in zip(ready, vectors):
         try:
             if vector is None:
                 vector = embedder.embed_images([crops[job.pk]])[0]
             if not np.isfinite(vector).all():
                 raise ValueError("the network returned a vector that is not finite")
-            with transaction.atomic():
-                Embedding.objects.update_or_create(
-                    annotation=job.annotation,
-                    model_version=version,
-                    defaults={"species_id": job.annotation.species_id, "vector": vector.tolist()},
-                )
-                species = job.annotation.species
-                if species.pk not in local_methods:
-                    local_methods[species.pk] = species_model_setting(species=species).local_method
-                local_features_ensure(
-                    annotation=job.annotation, crop=crops[job.pk], method=local_methods[species.pk]
-                )
-                EmbeddingJob.objects.filter(pk=job.pk).update(state=State.DONE, error="", worker="")
-            embedded.append(job.annotation_id)
+            species = job.annotation.species
+            if species.pk not in methods:
+                methods[species.pk] = species_model_setting(species=species).local_method
+            keypoints = local_features_unsaved(
+                annotation_id=job.annotation_id, crop=crops[job.pk], method=methods[species.pk]
+            )
+            computed.append((job, vector, keypoints))
         except SoftTimeLimitExceeded:
             raise
         except TRANSIENT_ERRORS as error:
             _job_release(job=job, error=error)
         except Exception as error:
             _job_fail_error(job=job, error=error, what="The photo could not be embedded")
+    try:
+        with transaction.atomic():  # the whole batch in a few statements
+            _results_store(computed=computed, version=version)
+        return [job.annotation_id for job, _, _ in computed]
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception:
+        logger.exception("storing a batch failed; storing its photos one by one")
+    embedded: list[int] = []
+    for item in computed:
+        try:
+            with transaction.atomic():
+                _results_store(computed=[item], version=version)
+            embedded.append(item[0].annotation_id)
+        except SoftTimeLimitExceeded:
+            raise
+        except TRANSIENT_ERRORS as error:
+            _job_release(job=item[0], error=error)
+        except Exception as error:
+            _job_fail_error(job=item[0], error=error, what="The photo's vector was not stored")
     return embedded
+
+
+def _results_store(
+    *, computed: list[tuple[EmbeddingJob, np.ndarray, LocalFeatures | None]], version: ModelVersion
+) -> None:
+    """Write vectors, keypoints and job states in bulk (one statement per table)."""
+    Embedding.objects.bulk_create(
+        [
+            Embedding(
+                annotation_id=job.annotation_id,
+                model_version=version,
+                species_id=job.annotation.species_id,
+                vector=vector.tolist(),
+            )
+            for job, vector, _ in computed
+        ],
+        update_conflicts=True,
+        unique_fields=["annotation", "model_version"],
+        update_fields=["vector", "species"],
+    )
+    LocalFeatures.objects.bulk_create(
+        [features for _, _, features in computed if features is not None],
+        ignore_conflicts=True,
+    )
+    EmbeddingJob.objects.filter(pk__in=[job.pk for job, _, _ in computed]).update(
+        state=State.DONE, error="", worker=""
+    )
 
 
 def _job_release(*, job: EmbeddingJob, error: BaseException) -> None:
@@ -329,41 +370,6 @@ def _job_fail(*, job_id: int, annotation_id: int, reason: str) -> None:
         == species_model_setting(species=job.annotation.species).model_version_id
     ):
         identifications_fail(annotation_ids=[annotation_id], reason=reason)
-
-
-def annotation_crop(*, annotation: Annotation) -> PILImage.Image:
-    """The annotated animal: its box, rotated upright by ``theta`` (radians), as RGB."""
-    with annotation.image.file.open("rb") as handle:
-        image = PILImage.open(handle)
-        image.load()
-    image = image.convert("RGB")
-    x, y, w, h = annotation.bbox
-    if annotation.theta:
-        centre = (x + w / 2, y + h / 2)
-        image = image.rotate(
-            math.degrees(annotation.theta), center=centre, resample=PILImage.BILINEAR
-        )
-    left, top = max(0, int(round(x))), max(0, int(round(y)))
-    right, bottom = min(image.width, int(round(x + w))), min(image.height, int(round(y + h)))
-    return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
-
-
-def local_features_ensure(
-    *, annotation: Annotation, method: str, crop: PILImage.Image | None = None
-) -> LocalFeatures:
-    """The annotation's cached keypoints of one method, extracted and stored on first use."""
-    cached = LocalFeatures.objects.filter(annotation=annotation, method=method).first()
-    if cached is not None:
-        return cached
-    from reid.local_features import extract
-
-    keypoints = extract(crop or annotation_crop(annotation=annotation), method=method)
-    features, _ = LocalFeatures.objects.get_or_create(
-        annotation=annotation,
-        method=method,
-        defaults={"data": keypoints.to_bytes(), "keypoint_count": len(keypoints)},
-    )
-    return features
 
 
 def _identifications_dispatch(*, annotation_ids: list[int]) -> None:

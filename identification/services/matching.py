@@ -23,7 +23,7 @@ from identification.models import (
     SpeciesModel,
 )
 from identification.selectors import SearchScope, nearest_identified_annotations, viewpoint_scope
-from identification.services.embedding import local_features_ensure
+from identification.services.crops import local_features_ensure
 from identification.services.models import species_model_setting
 from identification.services.progress import encounter_status_refresh, identifications_fail
 from reid.ranking import (
