@@ -18,8 +18,15 @@ class ModelVersion(models.Model):
     weights = models.CharField(
         max_length=500, help_text='"imagenet" or a path to a model.pt from training.'
     )
-    embedding_dim = models.PositiveIntegerField()
+    embedding_dim = models.PositiveIntegerField(help_text="Dimension of the stored vectors.")
     image_size = models.PositiveIntegerField(default=224)
+    compaction = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text='"" stores the network\'s vector; "pca-whiten" stores it PCA-whitened to '
+        "embedding_dim with the map in compaction_file (see reid.compaction).",
+    )
+    compaction_file = models.CharField(max_length=500, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

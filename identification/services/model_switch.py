@@ -12,11 +12,45 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalogue.models import Annotation, Species
-from identification.models import EmbeddingJob, SpeciesModel
+from identification.models import EmbeddingJob, ModelVersion, SpeciesModel
 from identification.selectors import reembedding_progress
 from identification.services.embedding import annotations_embed_enqueue
 from identification.services.matching import species_identifications_refresh
+from identification.services.models import species_model_setting
 from identification.services.search import embedding_index_ensure
+from identification.tasks import species_model_switch_task
+from wildweb.errors import ServiceError
+from wildweb.jobs import task_send
+
+
+def species_version_promote(*, species: Species, version: ModelVersion) -> SpeciesModel:
+    """Make ``version`` the species' pending version and queue every annotation under it.
+
+    The species keeps ranking with its active version until the switch.
+
+    Raises:
+        ServiceError: ``version`` is already the species' active version.
+    """
+    species_model_setting(species=species)
+    with transaction.atomic():
+        setting = SpeciesModel.objects.select_for_update().get(species=species)
+        if setting.model_version_id == version.pk:
+            raise ServiceError(f"{version.name} is already the active model of {species}.")
+        setting.pending_version = version
+        setting.save(update_fields=["pending_version"])
+        species_reembed_enqueue(species=species, version=version)
+        # One check now: when every vector already exists no batch runs to ask for it.
+        transaction.on_commit(lambda: task_send(species_model_switch_task, species.pk))
+    return setting
+
+
+def species_reembed_enqueue(*, species: Species, version: ModelVersion) -> list[int]:
+    """Queue (again) every annotation of the species that has no finished job under ``version``.
+
+    Idempotent: safe to call after a lost broker message or a worker restart.
+    """
+    annotation_ids = list(Annotation.objects.filter(species=species).values_list("pk", flat=True))
+    return annotations_embed_enqueue(annotation_ids=annotation_ids, version=version, identify=False)
 
 
 def species_model_switch_if_ready(*, species: Species) -> bool:

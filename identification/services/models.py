@@ -13,6 +13,7 @@ from identification.models import ModelVersion, SpeciesModel
 from identification.services.search import embedding_index_ensure
 
 if TYPE_CHECKING:  # torch stays out of the web process
+    from reid.compaction import CompactedEmbedder
     from reid.inference import Embedder
 
 ZERO_SHOT_NAME = "v0-imagenet-lite0-gem"
@@ -43,18 +44,22 @@ def species_model_setting(*, species: Species) -> SpeciesModel:
     return setting
 
 
-def model_version_embedder(*, version: ModelVersion) -> Embedder:
+def model_version_embedder(*, version: ModelVersion) -> Embedder | CompactedEmbedder:
     """The loaded network of a version, cached per worker process.
 
     On a CPU it runs through ONNX Runtime from the version's ONNX file, which is exported the
     first time any worker loads the version and kept (beside a trained model's weights; the
     zero-shot model's under ``PRIVATE_ROOT/models``), so no later worker start exports again.
+    A compacted version (``compaction``) passes the network's vectors through its fitted map.
     """
     onnx_file = None
     if version.weights == "imagenet":
-        name = f"{version.name}-{version.image_size}.onnx"
+        name = f"{ZERO_SHOT_NAME}-{version.image_size}.onnx"  # one export for its compactions
         onnx_file = str(Path(settings.PRIVATE_ROOT) / "models" / name)
-    return _embedder(version.weights, version.image_size, onnx_file)
+    embedder = _embedder(version.weights, version.image_size, onnx_file)
+    if not version.compaction:
+        return embedder
+    return _compacted(embedder, version.compaction_file)
 
 
 @lru_cache(maxsize=2)
@@ -62,3 +67,10 @@ def _embedder(weights: str, image_size: int, onnx_file: str | None) -> Embedder:
     from reid.inference import load_model
 
     return load_model(weights, image_size=image_size, onnx_file=onnx_file)
+
+
+@lru_cache(maxsize=2)
+def _compacted(embedder: Embedder, compaction_file: str) -> CompactedEmbedder:
+    from reid.compaction import CompactedEmbedder, Compaction
+
+    return CompactedEmbedder(embedder, Compaction.load(compaction_file))

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from catalogue.models import Annotation, Species
 from identification.models import ModelVersion
-from identification.services.embedding import annotation_crop
-from identification.services.models import species_model_setting
+from identification.services.crops import annotation_crop
+from identification.services.models import model_version_embedder, species_model_setting
 from training.models import TrainingRun
 from training.selectors import top1_lost
 from training.services.runs import (
@@ -404,7 +404,7 @@ def training_report_build(
     base: ModelVersion = run.base_version
     embedders = {
         "candidate": load_model(str(model_path), image_size=image_size),
-        "current": load_model(base.weights, image_size=base.image_size),
+        "current": model_version_embedder(version=base),  # with its compaction, if any
     }
     if base.weights != "imagenet":
         embedders["zero_shot"] = load_model("imagenet")

@@ -13,19 +13,18 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from catalogue.models import Annotation, Species
+from catalogue.models import Species
 from identification.models import ModelVersion, SpeciesModel
-from identification.services.embedding import annotations_embed_enqueue
 from identification.services.matching import species_identifications_refresh
-from identification.services.model_switch import species_model_switch_if_ready
-from identification.services.models import species_model_setting
+from identification.services.model_switch import (
+    species_model_switch_if_ready,
+    species_version_promote,
+)
 from identification.services.search import embedding_index_ensure
-from identification.tasks import species_model_switch_task
 from training.models import TrainingRun
 from training.selectors import promotion_warnings
 from training.services.runs import run_log
 from wildweb.errors import ConflictError, ServiceError
-from wildweb.jobs import task_send
 
 
 def candidate_version_ensure(*, run: TrainingRun) -> ModelVersion:
@@ -73,27 +72,9 @@ def model_promote(*, run: TrainingRun, confirmed: bool = False) -> SpeciesModel:
         raise ServiceError("Confirm to promote despite: " + " ".join(warnings), field="confirm")
     with transaction.atomic():
         version = candidate_version_ensure(run=run)
-        species_model_setting(species=run.species)
-        setting = SpeciesModel.objects.select_for_update().get(species=run.species)
-        if setting.model_version_id == version.pk:
-            raise ServiceError(f"{version.name} is already the active model of {run.species}.")
-        setting.pending_version = version
-        setting.save(update_fields=["pending_version"])
-        species_reembed_enqueue(species=run.species, version=version)
+        setting = species_version_promote(species=run.species, version=version)
         run_log(run_id=run.pk, line=f"Promoted as {version.name}; re-embedding {run.species}.")
-        # One check now: when every vector already exists no batch runs to ask for it.
-        species_id = run.species_id
-        transaction.on_commit(lambda: task_send(species_model_switch_task, species_id))
     return setting
-
-
-def species_reembed_enqueue(*, species: Species, version: ModelVersion) -> list[int]:
-    """Queue (again) every annotation of the species that has no finished job under ``version``.
-
-    Idempotent: safe to call after a lost broker message or a worker restart.
-    """
-    annotation_ids = list(Annotation.objects.filter(species=species).values_list("pk", flat=True))
-    return annotations_embed_enqueue(annotation_ids=annotation_ids, version=version, identify=False)
 
 
 def model_rollback(*, species: Species) -> SpeciesModel:
