@@ -32,6 +32,7 @@ from identification.models import (
 from identification.services.crops import annotation_crop, local_features_unsaved
 from identification.services.models import model_version_embedder, species_model_setting
 from identification.services.progress import identifications_fail
+from identification.services.search import embedding_index_drop_for_load, embedding_indexes_restore
 from wildweb.jobs import task_send, worker_gone, worker_name
 
 logger = logging.getLogger(__name__)
@@ -86,12 +87,13 @@ def species_embeddings_enqueue(
 ) -> list[int]:
     """Queue (on ``bulk``) every annotation of a species without a job under the version."""
     target = version or species_model_setting(species=species).model_version
-    missing = (
+    missing = list(
         Annotation.objects.filter(species=species)
         .exclude(pk__in=EmbeddingJob.objects.filter(model_version=target).values("annotation_id"))
         .values_list("pk", flat=True)
     )
-    return annotations_embed_enqueue(annotation_ids=list(missing), version=target)
+    embedding_index_drop_for_load(species_id=species.pk, version=target, rows=len(missing))
+    return annotations_embed_enqueue(annotation_ids=missing, version=target)
 
 
 def embedding_jobs_dispatch(*, job_ids: list[int]) -> int:
@@ -133,6 +135,7 @@ def embedding_jobs_recover() -> int:
         How many jobs were sent.
     """
     embedding_jobs_release_dead()
+    embedding_indexes_restore()
     now = timezone.now()
     pending = EmbeddingJob.objects.filter(state=State.QUEUED).filter(
         Q(sent_at__isnull=True, updated_at__lt=now - SEND_GRACE)
@@ -191,6 +194,8 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
         EmbeddingJob.objects.filter(pk__in=claimed, state=State.RUNNING).update(
             state=State.QUEUED, sent_at=None, worker=""
         )
+    # A bulk load's last batch builds the index it dropped.
+    embedding_indexes_restore(pairs={(j.annotation.species_id, j.model_version_id) for j in jobs})
     _identifications_dispatch(annotation_ids=embedded)
     _model_switch_checks_dispatch(version_ids=list(by_version), annotation_ids=embedded)
     return embedded
