@@ -502,9 +502,14 @@ def reembedding_progress(*, setting: SpeciesModel | None) -> dict[str, int] | No
     """Annotations of the species embedded under its pending version so far (None: none pending)."""
     if setting is None or setting.pending_version_id is None:
         return None
-    total = Annotation.objects.filter(species_id=setting.species_id).count()
+    return embedding_progress(species_id=setting.species_id, version_id=setting.pending_version_id)
+
+
+def embedding_progress(*, species_id: int, version_id: int) -> dict[str, int]:
+    """How many of the species' annotations have a finished (or failed) job under a version."""
+    total = Annotation.objects.filter(species_id=species_id).count()
     jobs = EmbeddingJob.objects.filter(
-        model_version_id=setting.pending_version_id, annotation__species_id=setting.species_id
+        model_version_id=version_id, annotation__species_id=species_id
     )
     done = jobs.filter(state=EmbeddingJob.State.DONE).count()
     failed = jobs.filter(state=EmbeddingJob.State.FAILED).count()

@@ -13,7 +13,8 @@ from django.views.decorators.http import require_POST
 from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from catalogue.services.species import species_create
-from identification.selectors import reembedding_progress, species_model_get
+from identification.models import SpeciesModel
+from identification.selectors import embedding_progress, reembedding_progress, species_model_get
 from training import selectors
 from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
 from training.models import TrainingRun
@@ -70,9 +71,20 @@ def _species_context(species: Species) -> dict:
         "species": species,
         "setting": setting,
         "reembedding": reembedding_progress(setting=setting),
+        "embedding": _backlog(setting),
         "runs": run_list,
         "runs_active": any(r.is_active for r in run_list),
     }
+
+
+def _backlog(setting: SpeciesModel | None) -> dict | None:
+    """Photos still waiting for a vector under the active version (e.g. after an import)."""
+    if setting is None:
+        return None
+    progress = embedding_progress(
+        species_id=setting.species_id, version_id=setting.model_version_id
+    )
+    return progress if progress["done"] + progress["failed"] < progress["total"] else None
 
 
 @_admin_only

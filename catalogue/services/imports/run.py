@@ -6,6 +6,7 @@ so re-running an import is harmless and never breaks the unique photo hash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,11 +36,15 @@ class ImportResult:
 
 
 def dataset_import(
-    *, plan: ImportPlan, imported_by: AbstractBaseUser | None = None
+    *,
+    plan: ImportPlan,
+    imported_by: AbstractBaseUser | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> ImportResult:
     """Carry out a plan in one transaction: every row is imported, or none is.
 
-    Photo files written before a failure are deleted with the rollback.
+    Photo files written before a failure are deleted with the rollback. ``progress`` is
+    called with 1 after each row (e.g. a tqdm bar's ``update``).
 
     Raises:
         ServiceError: The plan has invalid rows, or a photo changed since the dry run, or
@@ -53,7 +58,7 @@ def dataset_import(
     result = ImportResult(duplicates_skipped=len(plan.duplicates))
     try:
         with atomic_with_files() as stored:
-            _rows_import(plan, imported_by, result, stored)
+            _rows_import(plan, imported_by, result, stored, progress or (lambda _: None))
     except IntegrityError:
         raise ServiceError(
             "One of these photos was stored by someone else during the import; nothing was "
@@ -71,6 +76,7 @@ def _rows_import(
     imported_by: AbstractBaseUser | None,
     result: ImportResult,
     stored: list[str],
+    progress: Callable[[int], object],
 ) -> None:
     known = set(
         Image.objects.filter(sha256__in={row.sha256 for row in plan.rows}).values_list(
@@ -81,6 +87,7 @@ def _rows_import(
     individuals: dict[str, Individual] = {}
     images: dict[Path, Image | None] = {}  # photo -> stored image (None: already there)
     for row in plan.rows:
+        progress(1)
         if row.path not in images:
             images[row.path] = _image_store(plan, row, imported_by, known, encounters, stored)
             result.duplicates_skipped += images[row.path] is None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from django.core.management import BaseCommand, CommandError
 from django.db import transaction
+from tqdm import tqdm
 
 from catalogue.models import Species
 from catalogue.services.imports import (
@@ -17,6 +19,8 @@ from catalogue.services.imports import (
     import_folder_remove,
 )
 from catalogue.services.species import species_create
+from identification.selectors import embedding_progress
+from identification.services.models import species_model_setting
 from wildweb.errors import ServiceError
 
 
@@ -49,6 +53,11 @@ class Command(BaseCommand):
             help="Mark a newly created species as having sensitive locations.",
         )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="Then follow the workers embedding the species (a progress bar) until done.",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         path: Path = options["path"]
@@ -100,8 +109,24 @@ class Command(BaseCommand):
                 if species is None:
                     plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
                     report["species_created"] = True
-                report["result"] = dataset_import(plan=plan).report()
+                with tqdm(total=len(plan.rows), desc="storing", unit="photo") as bar:
+                    report["result"] = dataset_import(plan=plan, progress=bar.update).report()
+            if options["wait"]:
+                self._embedding_follow(plan.species)
         return report
+
+    def _embedding_follow(self, species: Species) -> None:
+        version_id = species_model_setting(species=species).model_version_id
+        progress = embedding_progress(species_id=species.pk, version_id=version_id)
+        with tqdm(total=progress["total"], desc="embedding", unit="photo") as bar:
+            while True:
+                progress = embedding_progress(species_id=species.pk, version_id=version_id)
+                bar.n = progress["done"] + progress["failed"]
+                bar.set_postfix(failed=progress["failed"])
+                bar.refresh()
+                if bar.n >= progress["total"]:
+                    return
+                time.sleep(1)
 
     def _print(self, report: dict, as_json: bool) -> None:
         if as_json:
