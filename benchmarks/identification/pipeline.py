@@ -106,6 +106,11 @@ def main() -> None:
         print(name, result["import"][name], flush=True)
     result["gallery_annotations"] = sum(v["annotations"] for v in result["import"].values())
     result["import_total_s"] = round(time.perf_counter() - started_all, 1)
+    result["import_photos_per_s"] = round(
+        result["gallery_annotations"] / result["import_total_s"], 1
+    )
+    # This process embedded and extracted keypoints itself (eager tasks), like a bulk worker.
+    result["import_peak_rss_mb"] = round(_peak_rss_kb(os.getpid()) / 1024)
     if held_back:
         result["upload_to_candidates"] = _upload_latency(held_back, media, upload_species)
         print(result["upload_to_candidates"], flush=True)
@@ -173,16 +178,26 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
                 )[:5]
             )
             top5.append(identity in ranked)
+        peak_kb = _peak_rss_kb(worker.pid)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
     return {
+        "worker_peak_rss_mb": round(peak_kb / 1024),
         "uploads": len(latencies),
         "p50_s": round(float(np.percentile(latencies, 50)), 3),
         "p95_s": round(float(np.percentile(latencies, 95)), 3),
         "max_s": round(float(np.max(latencies)), 3),
         "true_individual_in_top5": round(float(np.mean(top5)), 3),
     }
+
+
+def _peak_rss_kb(pid: int) -> int:
+    """The process's peak resident memory so far (VmHWM), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def _timed_upload(photo: Path, species, warm: bool = False) -> tuple[float, int]:  # noqa: ANN001
