@@ -13,7 +13,7 @@ from identification.services.matching import NotEmbeddedYet, SearchFailed
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def embedding_jobs_run_task(job_ids: list[int]) -> None:
-    from identification.services.embedding import embedding_jobs_run
+    from identification.services.embedding_run import embedding_jobs_run
 
     embedding_jobs_run(job_ids=job_ids)
 

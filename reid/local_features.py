@@ -48,12 +48,20 @@ class Keypoints:
         return len(self.points)
 
     def to_bytes(self) -> bytes:
-        """Serialise to compressed ``.npz`` bytes."""
+        """Serialise to ``.npz`` bytes; float descriptors are stored as float16.
+
+        float16 keeps a rootSIFT blob as small as zlib kept float32 (~50 kB for ~190 cow
+        keypoints) and writes 28x faster (0.12 vs 3.4 ms), which bulk import needs; matching
+        30 cow pairs gave the same inlier counts either way (BENCHMARKS.md, issue 12).
+        """
+        descriptors = self.descriptors
+        if descriptors.dtype.kind == "f":
+            descriptors = descriptors.astype(np.float16)
         buffer = io.BytesIO()
-        np.savez_compressed(
+        np.savez(
             buffer,
             points=self.points,
-            descriptors=self.descriptors,
+            descriptors=descriptors,
             method=np.array(self.method),
             image_size=np.array(self.image_size, dtype=np.int64),
         )
@@ -61,12 +69,15 @@ class Keypoints:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Keypoints:
-        """Inverse of :meth:`to_bytes`."""
+        """Inverse of :meth:`to_bytes` (float descriptors come back as float32)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             width, height = (int(v) for v in archive["image_size"])
+            descriptors = archive["descriptors"]
+            if descriptors.dtype.kind == "f":
+                descriptors = descriptors.astype(np.float32)
             return cls(
                 points=archive["points"],
-                descriptors=archive["descriptors"],
+                descriptors=descriptors,
                 method=str(archive["method"]),
                 image_size=(width, height),
             )

@@ -2,8 +2,8 @@
 
 Ranking keeps using ``SpeciesModel.model_version`` while the species is re-embedded under
 ``pending_version``. The embedding service asks for a check after every batch it stores
-under a pending version (:func:`embedding_jobs_run`), and every worker start checks again, so
-the switch follows the last vector without a task polling for it.
+under a pending version (``embedding_run.embedding_jobs_run``), and the job sweep checks
+again, so the switch follows the last vector without a task polling for it.
 """
 
 from __future__ import annotations

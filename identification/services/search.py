@@ -52,37 +52,36 @@ def embedding_index_drop_for_load(*, species_id: int, version: ModelVersion, row
     return True
 
 
-def embedding_indexes_restore(*, pairs: set[tuple[int, int]] | None = None) -> int:
-    """Build the indexes a bulk load dropped, once nothing of theirs is still queued.
+def embedding_indexes_restore(*, species_ids: set[int] | None = None) -> int:
+    """Build the active versions' indexes a bulk load dropped, once it has finished.
+
+    A pending version's index is built by the switch to it.
 
     Args:
-        pairs: ``(species_id, version_id)`` to check; default each species' active and
-            pending versions.
+        species_ids: Species to check; default every species.
 
     Returns:
         How many indexes were built.
     """
-    if pairs is None:
-        pairs = set()
-        for species_id, active, pending in SpeciesModel.objects.values_list(
-            "species_id", "model_version_id", "pending_version_id"
-        ):
-            pairs |= {(species_id, v) for v in (active, pending) if v is not None}
-    built = 0
+    species_settings = SpeciesModel.objects.select_related("model_version")
+    if species_ids is not None:
+        species_settings = species_settings.filter(species_id__in=species_ids)
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'emb_hnsw_%%'")
         existing = {row[0] for row in cursor.fetchall()}
-    for species_id, version_id in sorted(pairs):
-        if embedding_index_name(species_id=species_id, version_id=version_id) in existing:
+    built = 0
+    for setting in species_settings:
+        name = embedding_index_name(
+            species_id=setting.species_id, version_id=setting.model_version_id
+        )
+        if name in existing:
             continue
         pending = EmbeddingJob.objects.filter(
-            annotation__species_id=species_id,
-            model_version_id=version_id,
+            annotation__species_id=setting.species_id,
+            model_version_id=setting.model_version_id,
             state__in=[EmbeddingJob.State.QUEUED, EmbeddingJob.State.RUNNING],
         )
         if not pending.exists():
-            embedding_index_ensure(
-                species_id=species_id, version=ModelVersion.objects.get(pk=version_id)
-            )
+            embedding_index_ensure(species_id=setting.species_id, version=setting.model_version)
             built += 1
     return built

@@ -9,8 +9,9 @@ from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
 from identification.models import EmbeddingJob
 from identification.selectors import embedding_index_name
-from identification.services import embedding, search
-from identification.services.embedding import embedding_jobs_recover, embedding_jobs_run
+from identification.services import embedding_run, search
+from identification.services.embedding import embedding_jobs_recover
+from identification.services.embedding_run import embedding_jobs_run
 from identification.services.models import zero_shot_version
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -41,7 +42,7 @@ def test_bulk_load_builds_the_index_after_its_last_vector(
     shared_datasets, django_capture_on_commit_callbacks, monkeypatch
 ) -> None:  # noqa: ANN001
     monkeypatch.setattr(search, "BULK_LOAD_MIN", 6)
-    monkeypatch.setattr(embedding, "EMBED_BATCH_SIZE", 3)  # the claim tops batches up to it
+    monkeypatch.setattr(embedding_run, "EMBED_BATCH_SIZE", 3)  # the claim tops batches up to it
     with connection.cursor() as cursor:  # CREATE INDEX refuses deferred foreign-key checks
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     species = species_create(name="Chimpanzee")

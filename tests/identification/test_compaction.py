@@ -12,7 +12,7 @@ from catalogue.services.species import species_create
 from identification.models import Embedding, EmbeddingJob, SpeciesModel
 from identification.selectors import nearest_identified_annotations
 from identification.services.compaction import compact_version_adopt, compact_version_create
-from identification.services.embedding import embedding_jobs_run
+from identification.services.embedding_run import embedding_jobs_run
 from identification.services.model_switch import species_model_switch_if_ready
 from identification.services.models import zero_shot_version
 from reid.compaction import Compaction

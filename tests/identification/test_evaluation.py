@@ -13,7 +13,7 @@ from catalogue.models import Species
 from catalogue.services.imports import dataset_import, dataset_plan
 from catalogue.services.species import species_create
 from identification.models import EmbeddingJob, SpeciesModel
-from identification.services.embedding import embedding_jobs_run
+from identification.services.embedding_run import embedding_jobs_run
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 

@@ -12,7 +12,8 @@ from catalogue.models import Annotation, Encounter
 from catalogue.services.sightings import UploadedPhoto, sighting_create
 from catalogue.services.species import species_create
 from identification.models import Embedding, EmbeddingJob, Identification
-from identification.services.embedding import embedding_jobs_recover, embedding_jobs_run
+from identification.services.embedding import embedding_jobs_recover
+from identification.services.embedding_run import embedding_jobs_run
 from identification.services.matching import annotation_identify, identifications_recover
 from tests.factories import AnnotationFactory, UserFactory
 from tests.helpers import jpeg_bytes

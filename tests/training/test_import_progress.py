@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from catalogue.models import Species
 from identification.models import EmbeddingJob
-from identification.services.embedding import embedding_jobs_run
+from identification.services.embedding_run import embedding_jobs_run
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.slow
