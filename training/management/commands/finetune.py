@@ -104,7 +104,8 @@ class Command(BaseCommand):
     def _promote(self, run: TrainingRun) -> dict:
         """Promote and re-embed in this process, then switch (the services a worker runs)."""
         from identification.models import EmbeddingJob, SpeciesModel
-        from identification.services.embedding import EMBED_BATCH_SIZE, embedding_jobs_run
+        from identification.services.embedding import EMBED_BATCH_SIZE
+        from identification.services.embedding_run import embedding_jobs_run
         from identification.services.model_switch import species_model_switch_if_ready
         from training.services.promotion import model_promote
 
