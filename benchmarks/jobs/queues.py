@@ -172,13 +172,13 @@ class Stack:
 
 
 def _gallery():  # noqa: ANN202
-    from catalogue.services.imports import dataset_import, dataset_plan
-    from catalogue.services.species import species_create
+    from catalogue.services.imports import dataset_plan
+    from identification.services.pipeline import dataset_ingest, species_register
 
-    chimp = species_create(name="Chimpanzee")
+    chimp = species_register(name="Chimpanzee")
     metadata = DATASETS / "chimp_faces_demo" / "metadata.csv"
     plan = dataset_plan(metadata_csv=metadata, species=chimp, images_per_individual=4)
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     imported = {Path(row.path).name for row in plan.rows}
     probes = sorted(
         p for p in (metadata.parent / "images").rglob("*.jpg") if p.name not in imported
@@ -397,18 +397,18 @@ def _training_phase(base: str, chimp, probes: list[Path]) -> dict:  # noqa: ANN0
 def _crash_phase(stack: Stack) -> dict:
     import psutil
 
-    from catalogue.services.imports import dataset_import, dataset_plan
-    from catalogue.services.species import species_create
+    from catalogue.services.imports import dataset_plan
     from identification.models import EmbeddingJob
+    from identification.services.pipeline import dataset_ingest, species_register
 
-    fish = species_create(name="Goldfish")
+    fish = species_register(name="Goldfish")
     plan = dataset_plan(
         metadata_csv=DATASETS / "fs48_fish" / "metadata.csv",
         species=fish,
         max_individuals=8,
         images_per_individual=4,
     )
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     jobs = EmbeddingJob.objects.filter(annotation__species=fish)
     deadline = time.monotonic() + 120
     while not jobs.filter(state="running").exists():

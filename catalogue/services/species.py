@@ -14,11 +14,10 @@ def species_create(
     species = Species(
         name=name.strip(), slug=slugify(name), sensitive=sensitive, viewpoints=viewpoints or []
     )
+    """A new species; ``identification.services.pipeline.species_register`` also readies its
+    model setting and vector index, and is what the app calls."""
     full_clean(species)
     species.save()
-    from identification.services.models import species_model_setting
-
-    species_model_setting(species=species)  # its vector index exists from the start
     return species
 
 

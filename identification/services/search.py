@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.db import connection
 
 from identification.models import ModelVersion
-from identification.selectors import embedding_index_name
+from identification.selectors.search import embedding_index_name
 
 
 def embedding_index_ensure(*, species_id: int, version: ModelVersion) -> str:

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalogue.models import Annotation, Image, Individual, Species
-from catalogue.services.imports import dataset_file_plan, dataset_import
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_file_plan
 from identification.models import EmbeddingJob, Identification
+from identification.services.pipeline import dataset_ingest, species_register
 from tests.helpers import jpeg_bytes
 from wildweb.errors import ServiceError
 
@@ -89,11 +89,11 @@ def test_malformed_csv_is_rejected_with_line_numbers_and_nothing_imported(tmp_pa
     with pytest.raises(CommandError, match="3 invalid"):
         _run(str(tmp_path / "metadata.csv"), "--species", "Zebra")
     assert not Species.objects.exists() and not Image.objects.exists()
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     plan = dataset_file_plan(path=tmp_path / "metadata.csv", species=species)
     assert sorted(e.split(":")[0] for e in plan.errors) == ["line 3", "line 4", "line 5"]
     with pytest.raises(ServiceError, match="nothing was imported"):
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     assert not Annotation.objects.exists()
 
 
@@ -401,7 +401,7 @@ def test_every_layout_of_the_command_line_imports_from_the_browser(client, layou
     from tests.factories import UserFactory
 
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     fields, animals = _layouts()[layout]
     dry = client.post(reverse("training-import", args=[species.pk]), fields)
     assert dry.status_code == 200 and dry.context["report"]["errors"] == [], layout

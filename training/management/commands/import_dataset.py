@@ -13,10 +13,9 @@ from catalogue.models import Species
 from catalogue.services.imports import (
     FORMATS,
     dataset_file_plan,
-    dataset_import,
     import_folder_remove,
 )
-from catalogue.services.species import species_create
+from identification.services.pipeline import dataset_ingest, species_register
 from wildweb.errors import ServiceError
 
 
@@ -98,9 +97,9 @@ class Command(BaseCommand):
             # A species created here goes with the import: a failing import leaves neither.
             with transaction.atomic():
                 if species is None:
-                    plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
+                    plan.species = species_register(name=name, sensitive=bool(options["sensitive"]))
                     report["species_created"] = True
-                report["result"] = dataset_import(plan=plan).report()
+                report["result"] = dataset_ingest(plan=plan).report()
         return report
 
     def _print(self, report: dict, as_json: bool) -> None:
