@@ -1,4 +1,4 @@
-"""The one evaluation core: honest protocol, metrics, method comparison and selection.
+"""The one evaluation core: honest protocol, metrics and method comparison.
 
 Protocol. A query is ranked as the app ranks a new animal (:mod:`reid.ranking`), against a
 gallery that never holds its own encounter (sighting): photos of one sighting share a
