@@ -17,13 +17,10 @@ def annotation_update(
     viewpoint: str | None = None,
     bbox: BBox | None = None,
 ) -> Annotation:
-    """Set an annotation's viewpoint or box.
+    """Set an annotation's viewpoint or box; it is saved only if one of them changed.
 
-    It does not search for the animal again: ``identification.services.pipeline.
-    annotation_correct`` does both in one transaction, and is what the review calls.
-
-    A new box changes the crop, so the photo is embedded again; a new viewpoint changes which
-    gallery photos it is compared with (``Species.same_viewpoint_only``).
+    The animal is not searched for again here: the review calls
+    ``identification.services.pipeline.annotation_correct``, which does both at once.
 
     Args:
         annotation: The photo's annotation.

@@ -270,14 +270,21 @@ def atomic_with_files() -> Iterator[list[str]]:
 
     Yields the list to which ``store_image`` appends the names of the files it writes. Once
     the transaction has committed the files belong to its rows and are never deleted, even if
-    something after the commit (an on-commit callback) raises. Nested in another one, it is a
-    savepoint that shares the outer list: the outermost takes the files back, as only its
-    rollback undoes every row that names them.
+    something after the commit (an on-commit callback) raises. Nested in another one it is a
+    savepoint sharing the outer list: it takes back its own files if it rolls back, and the
+    outermost takes back every file if it does.
     """
     outer = _files_stored.get()
     if outer is not None:
-        with transaction.atomic():
-            yield outer
+        start = len(outer)
+        try:
+            with transaction.atomic():
+                yield outer
+        except BaseException:
+            for name in outer[start:]:  # the savepoint's rows are gone; nothing names these
+                default_storage.delete(name)
+            del outer[start:]
+            raise
         return
     stored: list[str] = []
     committed: list[bool] = []

@@ -11,11 +11,11 @@ from wildweb.errors import full_clean
 def species_create(
     *, name: str, sensitive: bool = False, viewpoints: list[str] | None = None
 ) -> Species:
+    """A new species; ``identification.services.pipeline.species_register`` also readies its
+    model setting and vector index, and is what the app calls."""
     species = Species(
         name=name.strip(), slug=slugify(name), sensitive=sensitive, viewpoints=viewpoints or []
     )
-    """A new species; ``identification.services.pipeline.species_register`` also readies its
-    model setting and vector index, and is what the app calls."""
     full_clean(species)
     species.save()
     return species
