@@ -1,4 +1,4 @@
-"""The public site (species, individuals, search, recent sightings), dashboards and exports.
+"""The public site (species, individuals, search, recent sightings) and the exports.
 
 Public pages show only public, unmerged individuals and confirmed identities; every place of
 a sensitive species is coarsened unless the visitor is an expert or an admin.
@@ -105,23 +105,6 @@ def recent_sightings(request: HttpRequest) -> HttpResponse:
         {
             "sightings": selectors.public_recent_sightings(user=request.user, limit=30),
             "grid": settings.SENSITIVE_COORDINATE_GRID,
-        },
-    )
-
-
-@login_required
-@permission_required(DECIDE_PERMISSION, raise_exception=True)
-def dashboard(request: HttpRequest) -> HttpResponse:
-    from identification.selectors import live_accuracy
-
-    return render(
-        request,
-        "dashboard/dashboard.html",
-        {
-            "species_rows": selectors.dashboard_species_rows(),
-            "decisions": selectors.dashboard_recent_decisions(),
-            "disagreements": selectors.dashboard_disagreements(),
-            "live_accuracy": live_accuracy(),
         },
     )
 

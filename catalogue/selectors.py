@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, Count, F, Max, OuterRef, Q, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 
 from catalogue.coordinates import Coordinates, coordinates_for, user_sees_exact_coordinates
 from catalogue.models import Annotation, Encounter, Image, Individual, Species
-from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 
 
 def species_list() -> QuerySet[Species]:
@@ -59,40 +58,6 @@ def confirmed_annotation_queryset() -> QuerySet[Annotation]:
         individual__is_public=True,
         individual__merged_into__isnull=True,
     )
-
-
-def image_visible_to(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Image | None:
-    """The stored photo or thumbnail named ``name``, if some page may show it to ``user``.
-
-    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
-    public individual (public pages; stored photos carry no EXIF, so no place leaks);
-    experts and admins, every photo; the uploader, their own; volunteers who vote, the
-    animals waiting in the review queue and the photos of the individuals they are offered.
-    Any other file under ``MEDIA_ROOT`` (or a name no photo has) is never served.
-    """
-    from identification.models import MatchCandidate
-    from identification.selectors import review_queue
-
-    if not name:
-        return None
-    image = Image.objects.select_related("encounter").filter(Q(file=name) | Q(thumbnail=name))
-    image = image.first()
-    if image is None:
-        return None
-    if user.is_authenticated and (
-        user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
-    ):
-        return image
-    if confirmed_annotation_queryset().filter(image=image).exists():
-        return image
-    if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
-        queued = review_queue()
-        offered = MatchCandidate.objects.filter(identification__in=queued).values("individual")
-        if Annotation.objects.filter(
-            Q(pk__in=queued.values("annotation")) | Q(individual__in=offered), image=image
-        ).exists():
-            return image
-    return None
 
 
 def public_species_list() -> QuerySet[Species]:
@@ -282,68 +247,10 @@ def public_individual_search(*, query: str, limit: int = 50) -> list[Individual]
 
 
 @dataclass(frozen=True)
-class VolunteerSighting:
-    encounter: Encounter
-    status: str  # what a volunteer reads: Processing, Candidates ready, Identified as X, ...
-    individuals: list[Individual]
-
-
-@dataclass(frozen=True)
 class Contributions:
     sightings: int
     photos: int
     identified: int
-
-
-def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
-    """The user's sightings, newest first, each with a status a volunteer understands."""
-    encounters = list(
-        sighting_list_for_user(user=user).prefetch_related("images__annotations__individual")
-    )
-    return sighting_statuses(encounters=encounters)
-
-
-def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]:
-    """Each sighting with what a volunteer reads: Processing, Identified as X, New individual."""
-    from identification.models import IdentityDecision
-
-    annotation_ids = [a.pk for e in encounters for i in e.images.all() for a in i.annotations.all()]
-    # The standing decision per animal is its latest one not reverted.
-    latest: dict[int, str] = {}
-    for annotation_id, verdict in (
-        IdentityDecision.objects.filter(annotation_id__in=annotation_ids, reverted_at__isnull=True)
-        .exclude(verdict=IdentityDecision.Verdict.REJECT)
-        .order_by("decided_at", "pk")
-        .values_list("annotation_id", "verdict")
-    ):
-        latest[annotation_id] = verdict
-    created_new = {pk for pk, verdict in latest.items() if verdict == IdentityDecision.Verdict.NEW}
-    result = []
-    for encounter in encounters:
-        annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
-        identified = [a for a in annotations if a.individual_id]
-        individuals = list({a.individual_id: a.individual for a in identified}.values())
-        if identified:
-            parts = []
-            for individual in individuals:
-                is_new = any(
-                    a.pk in created_new for a in identified if a.individual_id == individual.pk
-                )
-                parts.append(
-                    f"New individual {individual}" if is_new else f"Identified as {individual}"
-                )
-            status = "; ".join(parts)
-            if len(identified) < len(annotations):
-                status += " (others still in review)"
-        else:
-            status = encounter.get_status_display()
-        failed = _failed_searches(annotations)
-        if failed:
-            status += f" ({len(failed)} photo(s) failed: {failed[0]})"
-        result.append(
-            VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
-        )
-    return result
 
 
 def sighting_poll_seconds(*, encounters: list[Encounter]) -> int | None:
@@ -360,17 +267,6 @@ def sighting_poll_seconds(*, encounters: list[Encounter]) -> int | None:
     return None
 
 
-def _failed_searches(annotations: list[Annotation]) -> list[str]:
-    """The reasons the search failed for these animals (each photo fails on its own)."""
-    from identification.models import Identification
-
-    return list(
-        Identification.objects.filter(
-            annotation__in=annotations, state=Identification.State.FAILED
-        ).values_list("error", flat=True)
-    )
-
-
 def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:
     encounters = Encounter.objects.filter(submitted_by=user)
     return Contributions(
@@ -379,83 +275,4 @@ def volunteer_contributions(*, user: AbstractBaseUser) -> Contributions:
         identified=encounters.filter(images__annotations__individual__isnull=False)
         .distinct()
         .count(),
-    )
-
-
-# --- Experts and admins: the dashboard -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpeciesDashboardRow:
-    species: Species
-    queue_size: int
-    model_name: str
-    ranking_method: str
-    pending_model_name: str
-
-
-def dashboard_species_rows() -> list[SpeciesDashboardRow]:
-    """Per species: animals waiting for an expert (one per animal of a sighting, however many
-    photos show it), and the model that ranks their candidates."""
-    from identification.models import SpeciesModel
-    from identification.selectors import review_queue
-    from identification.services.models import ZERO_SHOT_NAME
-
-    queue = dict(
-        review_queue().values_list("annotation__species").annotate(size=Count("pk")).order_by()
-    )
-    settings_by_species = {
-        s.species_id: s
-        for s in SpeciesModel.objects.select_related("model_version", "pending_version")
-    }
-    rows = []
-    for species in Species.objects.order_by("name"):
-        setting = settings_by_species.get(species.pk)
-        rows.append(
-            SpeciesDashboardRow(
-                species=species,
-                queue_size=queue.get(species.pk, 0),
-                model_name=setting.model_version.name if setting else f"{ZERO_SHOT_NAME} (default)",
-                ranking_method=setting.get_ranking_method_display() if setting else "—",
-                pending_model_name=setting.pending_version.name
-                if setting and setting.pending_version
-                else "",
-            )
-        )
-    return rows
-
-
-def dashboard_recent_decisions(*, limit: int = 20) -> QuerySet:
-    from identification.models import IdentityDecision
-
-    return IdentityDecision.objects.select_related(
-        "annotation__species",
-        "candidate",
-        "individual_before",
-        "individual_after",
-        "decided_by",
-        "reverted_by",
-    ).order_by("-decided_at", "-pk")[:limit]
-
-
-def dashboard_disagreements(*, limit: int = 50) -> QuerySet:
-    """Volunteer votes that contradict the identity an expert decided.
-
-    A "same" vote for another individual than the decided one, or a "different" vote for the
-    decided one.
-    """
-    from identification.models import Vote
-
-    decided = Q(
-        annotation__individual__isnull=False,
-        annotation__identity_source=Annotation.IdentitySource.EXPERT,
-    )
-    contradicts = (Q(same=True) & ~Q(individual=F("annotation__individual"))) | Q(
-        same=False, individual=F("annotation__individual")
-    )
-    return (
-        Vote.objects.filter(decided)
-        .filter(contradicts)
-        .select_related("annotation__individual", "annotation__species", "individual", "voter")
-        .order_by("-voted_at")[:limit]
     )

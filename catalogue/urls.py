@@ -5,12 +5,8 @@ from catalogue import api, public_views, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/signup/", views.signup, name="signup"),
-    path("sightings/new/", views.sighting_create, name="sighting-create"),
-    path("sightings/mine/", views.my_sightings, name="my-sightings"),
-    path("sightings/<int:encounter_id>/", views.sighting_detail, name="sighting-detail"),
     path("photos/exif/", views.photo_exif, name="photo-exif"),
     path("api/species/", api.SpeciesListApi.as_view(), name="api-species"),
-    path("api/sightings/", api.SightingListCreateApi.as_view(), name="api-sightings"),
     # Public site
     path("species/", public_views.species_list, name="species-list"),
     path("species/<slug:slug>/", public_views.species_detail, name="species-detail"),
@@ -26,7 +22,6 @@ urlpatterns = [
     ),
     path("api/public/recent/", api.PublicRecentSightingsApi.as_view(), name="api-public-recent"),
     # Experts and admins
-    path("dashboard/", public_views.dashboard, name="dashboard"),
     path("exports/", public_views.export_index, name="exports"),
     path("exports/sightings.csv", public_views.export_encounters, name="export-encounters"),
     path(

@@ -1,20 +1,15 @@
 from __future__ import annotations
 
-import mimetypes
-from pathlib import Path
-from urllib.parse import quote
-
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from catalogue import selectors
-from catalogue.coordinates import encounter_coordinates
-from catalogue.forms import SightingForm, SignUpForm
+from catalogue.forms import SignUpForm
 from catalogue.photos import photo_read
 from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
 from catalogue.services import sightings
@@ -34,89 +29,6 @@ def signup(request: HttpRequest) -> HttpResponse:
         messages.success(request, "Welcome! You can now report sightings.")
         return redirect("sighting-create")
     return render(request, "registration/signup.html", {"form": form})
-
-
-@login_required
-@permission_required(UPLOAD_PERMISSION, raise_exception=True)
-def sighting_create(request: HttpRequest) -> HttpResponse:
-    form = SightingForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        boxes = data["bboxes"]
-        try:
-            photos = [
-                sightings.uploaded_photo_from_file(
-                    file=file, bbox=boxes[index] if index < len(boxes) else None
-                )
-                for index, file in enumerate(data["photos"])
-            ]
-            result = sightings.sighting_create(
-                submitted_by=request.user,
-                species=data["species"],
-                photos=photos,
-                observed_at=data["observed_at"],
-                latitude=data["latitude"],
-                longitude=data["longitude"],
-                notes=data["notes"],
-                viewpoint=data["viewpoint"],
-            )
-        except ServiceError as error:
-            shown = error.field in form.fields and not form.fields[error.field].widget.is_hidden
-            form.add_error(error.field if shown else None, error.message)
-        else:
-            for message in result.messages:
-                messages.info(request, message)
-            if result.encounter is None:
-                own = result.duplicates[0].sighting_id
-                if own is not None:
-                    return redirect("sighting-detail", encounter_id=own)
-                return redirect("my-sightings")
-            messages.success(request, f"Thank you! Sighting #{result.encounter.pk} was saved.")
-            return redirect("sighting-detail", encounter_id=result.encounter.pk)
-    status = 400 if request.method == "POST" else 200
-    return render(request, "catalogue/sighting_form.html", {"form": form}, status=status)
-
-
-@login_required
-def sighting_detail(request: HttpRequest, encounter_id: int) -> HttpResponse:
-    encounter = selectors.sighting_visible_to(user=request.user, encounter_id=encounter_id)
-    if encounter is None:
-        raise Http404("There is no sighting with this number that you may see.")
-    # While something is pending the page asks for this part again (htmx) and swaps it in.
-    template = (
-        "catalogue/_sighting_live.html"
-        if request.headers.get("HX-Request")
-        else ("catalogue/sighting_detail.html")
-    )
-    return render(
-        request,
-        template,
-        {
-            "encounter": encounter,
-            "row": selectors.sighting_statuses(encounters=[encounter])[0],
-            "poll_seconds": selectors.sighting_poll_seconds(encounters=[encounter]),
-            "coordinates": encounter_coordinates(encounter=encounter, user=request.user),
-        },
-    )
-
-
-@login_required
-def my_sightings(request: HttpRequest) -> HttpResponse:
-    rows = selectors.volunteer_sightings(user=request.user)
-    template = (
-        "catalogue/_my_sightings_live.html"
-        if request.headers.get("HX-Request")
-        else ("catalogue/my_sightings.html")
-    )
-    return render(
-        request,
-        template,
-        {
-            "sightings": rows,
-            "poll_seconds": selectors.sighting_poll_seconds(encounters=[r.encounter for r in rows]),
-            "contributions": selectors.volunteer_contributions(user=request.user),
-        },
-    )
 
 
 @login_required
@@ -146,33 +58,3 @@ def photo_exif(request: HttpRequest) -> JsonResponse:
             "height": photo.height,
         }
     )
-
-
-def media_file(request: HttpRequest, path: str) -> HttpResponse:
-    """A stored photo or thumbnail, to whoever may see the page it is on (else 404).
-
-    Django streams the file when ``SERVE_MEDIA`` is on; otherwise the proxy sends it, told by
-    ``X-Accel-Redirect`` (nginx, an ``internal`` location) or ``X-Sendfile``.
-    """
-    image = selectors.image_visible_to(user=request.user, name=path)
-    if image is None:
-        raise Http404("There is no photo here, or it is not public.")
-    media_root = Path(settings.MEDIA_ROOT).resolve()
-    file_path = (media_root / path).resolve()
-    if not file_path.is_relative_to(media_root):
-        raise Http404("There is no photo here.")
-    content_type = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
-    if settings.SERVE_MEDIA:
-        try:
-            response: HttpResponse = FileResponse(file_path.open("rb"), content_type=content_type)
-        except FileNotFoundError:
-            raise Http404("This photo's file is missing.") from None
-    else:
-        response = HttpResponse(content_type=content_type)
-        if settings.MEDIA_PROXY_HEADER == "X-Sendfile":
-            response["X-Sendfile"] = str(file_path)
-        else:
-            response["X-Accel-Redirect"] = settings.MEDIA_PROXY_PREFIX + quote(path)
-    # Browsers may keep it; shared caches must not, as not every photo is public.
-    response["Cache-Control"] = "private, max-age=3600"
-    return response

@@ -3,13 +3,17 @@ from __future__ import annotations
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalogue.models import Annotation, Individual
-from catalogue.roles import VOTE_PERMISSION
-from identification import selectors
+from catalogue.roles import UPLOAD_PERMISSION, VOTE_PERMISSION
+from catalogue.selectors import sighting_list_for_user
+from catalogue.serializers import SightingSerializer, SightingUploadSerializer
+from catalogue.services.sightings import uploaded_photo_from_file
+from identification.selectors import review as selectors
 from identification.serializers import (
     DecisionInputSerializer,
     DecisionSerializer,
@@ -19,6 +23,14 @@ from identification.serializers import (
     VoteInputSerializer,
 )
 from identification.services import decisions
+from identification.services.pipeline import sighting_submit
+
+
+class CanUpload(permissions.BasePermission):
+    message = "Only volunteers, experts and admins may report sightings."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return request.user.has_perm(UPLOAD_PERMISSION)
 
 
 class CanReview(permissions.BasePermission):
@@ -102,3 +114,49 @@ class IndividualAnnotationListApi(generics.ListAPIView):
     def get_queryset(self):  # noqa: ANN201
         individual = get_object_or_404(Individual, pk=self.kwargs["individual_id"], is_public=True)
         return individual.annotations.select_related("image")
+
+
+class SightingListCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [permissions.IsAuthenticated, CanUpload]
+
+    @extend_schema(responses=SightingSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        sightings = sighting_list_for_user(user=request.user)
+        return Response(SightingSerializer(sightings, many=True, context={"request": request}).data)
+
+    @extend_schema(request=SightingUploadSerializer, responses={201: SightingSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = SightingUploadSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        boxes = data["bboxes"]
+        photos = [
+            uploaded_photo_from_file(file=file, bbox=boxes[i] if i < len(boxes) else None)
+            for i, file in enumerate(data["photos"])
+        ]
+        result = sighting_submit(
+            submitted_by=request.user,
+            species=data["species"],
+            photos=photos,
+            observed_at=data.get("observed_at"),
+            latitude=data.get("latitude"),
+            longitude=data.get("longitude"),
+            notes=data["notes"],
+            viewpoint=data["viewpoint"],
+        )
+        body = {
+            "sighting": (
+                SightingSerializer(result.encounter, context={"request": request}).data
+                if result.encounter
+                else None
+            ),
+            # Someone else's photo is reported without its sighting or filename.
+            "duplicates": [
+                {"filename": duplicate.filename, "sighting": duplicate.sighting_id}
+                for duplicate in result.duplicates
+            ],
+            "messages": result.messages,
+        }
+        created = result.encounter is not None
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,8 +1,16 @@
 from django.urls import path
 
-from identification import api, views
+from identification import api, sighting_views, views
 
 urlpatterns = [
+    # Volunteers' sightings
+    path("sightings/new/", sighting_views.sighting_create, name="sighting-create"),
+    path("sightings/mine/", sighting_views.my_sightings, name="my-sightings"),
+    path("sightings/<int:encounter_id>/", sighting_views.sighting_detail, name="sighting-detail"),
+    path("api/sightings/", api.SightingListCreateApi.as_view(), name="api-sightings"),
+    # Experts and admins
+    path("dashboard/", views.dashboard, name="dashboard"),
+    # Review
     path("review/", views.review_queue, name="review-queue"),
     path("review/<int:annotation_id>/", views.review_annotation, name="review-annotation"),
     path("review/<int:annotation_id>/act/", views.review_act, name="review-act"),

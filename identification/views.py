@@ -12,9 +12,11 @@ from django.views.decorators.http import require_POST
 
 from catalogue.models import Annotation, Individual, Species
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
-from identification import selectors
 from identification.models import IdentityDecision, IndividualMerge, MatchCandidate
+from identification.selectors import dashboard as dashboard_selectors
+from identification.selectors import review as selectors
 from identification.services import decisions
+from identification.services.pipeline import annotation_correct
 from wildweb.errors import ServiceError
 
 
@@ -190,14 +192,12 @@ def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
 @require_POST
 def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
     """Correct one photo's viewpoint or box from the review page."""
-    from catalogue.services.annotations import annotation_update
-
     photo = get_object_or_404(
         Annotation.objects.select_related("image", "species"), pk=annotation_id
     )
     box = [request.POST.get(name, "") for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
     try:
-        annotation_update(
+        annotation_correct(
             annotation=photo,
             changed_by=request.user,
             viewpoint=request.POST.get("viewpoint"),
@@ -310,6 +310,21 @@ def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpRespon
     response = HttpResponse(buffer.getvalue(), content_type="image/jpeg")
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+@login_required
+@permission_required(DECIDE_PERMISSION, raise_exception=True)
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "dashboard/dashboard.html",
+        {
+            "species_rows": dashboard_selectors.dashboard_species_rows(),
+            "decisions": dashboard_selectors.dashboard_recent_decisions(),
+            "disagreements": dashboard_selectors.dashboard_disagreements(),
+            "live_accuracy": dashboard_selectors.live_accuracy(),
+        },
+    )
 
 
 def _id(text: str | None) -> int | None:

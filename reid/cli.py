@@ -37,15 +37,13 @@ def _json_default(value: Any) -> Any:
 def _records(args: argparse.Namespace) -> list:
     from reid.data import load_records, subset_records
 
-    records = load_records(args.data)
-    if args.identities is not None or args.max_per_identity is not None:
-        records = subset_records(
-            records,
-            identities=args.identities,
-            max_per_identity=args.max_per_identity,
-            seed=args.seed,
-        )
-    return records
+    # Without limits subset_records keeps every record in order.
+    return subset_records(
+        load_records(args.data),
+        identities=args.identities,
+        max_per_identity=args.max_per_identity,
+        seed=args.seed,
+    )
 
 
 def command_train(args: argparse.Namespace) -> int:

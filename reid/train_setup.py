@@ -45,14 +45,12 @@ def prepare_records(config: TrainConfig) -> tuple[list[Record], list[str], list[
     Returns:
         Records, class map (class key per index, sorted) and label per record.
     """
-    records = load_records(config.data_dirs)
-    if config.identities is not None or config.max_per_identity is not None:
-        records = subset_records(
-            records,
-            identities=config.identities,
-            max_per_identity=config.max_per_identity,
-            seed=config.seed,
-        )
+    records = subset_records(  # without limits it keeps every record in order
+        load_records(config.data_dirs),
+        identities=config.identities,
+        max_per_identity=config.max_per_identity,
+        seed=config.seed,
+    )
     counts = Counter(r.class_key for r in records)
     records = [r for r in records if counts[r.class_key] >= config.min_images_per_class]
     if not records:

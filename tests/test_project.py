@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -61,6 +62,23 @@ def test_api_schema_and_docs_page_are_served_without_a_cdn(client) -> None:  # n
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
 
 
+def test_the_catalogue_never_imports_identification() -> None:
+    """Dependencies point one way: identification builds on the catalogue, never the reverse,
+    not even inside a function (``identification.services.pipeline`` joins the two)."""
+    offenders = []
+    for path in sorted((REPO_ROOT / "catalogue").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            if any(name.split(".")[0] in ("identification", "training") for name in names):
+                offenders.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
 def test_web_process_never_imports_torch() -> None:
     """Loading every URL's view (and the Celery app) must not pull torch into the web server."""
     script = (
@@ -68,7 +86,7 @@ def test_web_process_never_imports_torch() -> None:
         "from django.urls import get_resolver; import wildweb.celery; "
         "[p.callback for p in get_resolver().url_patterns if hasattr(p, 'callback')]; "
         "import catalogue.views, catalogue.public_views, catalogue.api, identification.views, "
-        "identification.api, training.views, training.api; "
+        "identification.sighting_views, identification.api, training.views, training.api; "
         "print('torch' in sys.modules, 'timm' in sys.modules)"
     )
     result = subprocess.run(

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from catalogue.serializers import SpeciesSerializer
-from catalogue.services.species import species_create
+from identification.services.pipeline import species_register
 from training import selectors
 from training.models import TrainingRun
 from training.serializers import (
@@ -48,7 +48,7 @@ class SpeciesCreateApi(APIView):
         serializer = SpeciesCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            species = species_create(**serializer.validated_data)
+            species = species_register(**serializer.validated_data)
         except ServiceError as error:
             return _error(error)
         return Response(SpeciesSerializer(species).data, status=status.HTTP_201_CREATED)

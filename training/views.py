@@ -12,9 +12,13 @@ from django.views.decorators.http import require_POST
 
 from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
-from catalogue.services.species import species_create
 from identification.models import SpeciesModel
-from identification.selectors import embedding_progress, reembedding_progress, species_model_get
+from identification.selectors.species_models import (
+    embedding_progress,
+    reembedding_progress,
+    species_model_get,
+)
+from identification.services.pipeline import species_register
 from training import selectors
 from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
 from training.models import TrainingRun
@@ -49,7 +53,7 @@ def species_new(request: HttpRequest) -> HttpResponse:
     form = SpeciesForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            species = species_create(
+            species = species_register(
                 name=form.cleaned_data["name"],
                 sensitive=form.cleaned_data["sensitive"],
                 viewpoints=form.cleaned_data["viewpoints"],

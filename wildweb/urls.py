@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from catalogue.views import media_file
+from identification.sighting_views import media_file
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -14,6 +14,6 @@ urlpatterns = [
     path("training/", include("training.urls")),
     path("notifications/", include("notifications.urls")),
     path("", include("catalogue.urls")),
-    # Every photo passes the permission check; see catalogue.views.media_file.
+    # Every photo passes the permission check; see identification.sighting_views.media_file.
     path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", media_file, name="media-file"),
 ]

@@ -68,8 +68,8 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from catalogue.services.imports import dataset_import, dataset_plan
-    from catalogue.services.species import species_create
+    from catalogue.services.imports import dataset_plan
+    from identification.services.pipeline import dataset_ingest, species_register
 
     result: dict = {"import": {}, "held_back": []}
     held_back: list[Path] = []  # from the first species imported
@@ -87,7 +87,7 @@ def main() -> None:
             writer = csv.DictWriter(handle, fieldnames=list(keep[0]))
             writer.writeheader()
             writer.writerows(keep)
-        species = species_create(name=name)
+        species = species_register(name=name)
         from identification.models import SpeciesModel
         from identification.services.models import species_model_setting
 
@@ -95,7 +95,7 @@ def main() -> None:
         SpeciesModel.objects.filter(species=species).update(local_method=args.local_method)
         t0 = time.perf_counter()
         plan = dataset_plan(metadata_csv=filtered, species=species, roots=[DATASETS])
-        imported = dataset_import(plan=plan)
+        imported = dataset_ingest(plan=plan)
         seconds = time.perf_counter() - t0
         result["import"][name] = {
             "annotations": len(imported.annotations),
@@ -204,14 +204,15 @@ def _timed_upload(photo: Path, species, warm: bool = False) -> tuple[float, int]
     from datetime import datetime, timezone
 
     from catalogue.models import Annotation
-    from catalogue.services.sightings import UploadedPhoto, sighting_create
+    from catalogue.services.sightings import UploadedPhoto
     from identification.models import Identification
+    from identification.services.pipeline import sighting_submit
 
     data = photo.read_bytes()
     if warm:  # a different file, so the real photo is not a duplicate afterwards
         data += b"warm-up"  # bytes after the JPEG's end: same pixels, another sha256
     started = time.perf_counter()
-    result = sighting_create(
+    result = sighting_submit(
         submitted_by=None,
         species=species,
         photos=[UploadedPhoto(filename=photo.name, data=data)],

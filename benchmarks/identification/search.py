@@ -68,14 +68,14 @@ def main() -> None:
         cursor.execute("ANALYZE identification_embedding")
     index_s = time.perf_counter() - started
     # Warm the caches as a running server would have them.
-    from identification.selectors import nearest_identified_annotations as search
+    from identification.selectors.search import nearest_identified_annotations as search
 
     for species_id in species_ids:
         search(
             species_id=species_id, version_id=version_id, dim=args.dim, vector=vectors[0], k=args.k
         )
 
-    from identification.selectors import nearest_identified_annotations
+    from identification.selectors.search import nearest_identified_annotations
 
     latencies, recalls, write_latencies = [], [], []
     for q in range(args.queries):

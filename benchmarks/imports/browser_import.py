@@ -70,14 +70,14 @@ def main() -> None:
     from django.urls import reverse
 
     from catalogue.models import Annotation
-    from catalogue.services.species import species_create
+    from identification.services.pipeline import species_register
     from tests.factories import UserFactory
 
     call_command("migrate", verbosity=0)
     archive = work / "dataset.zip"
     count = _zip(DATASETS / args.dataset, args.photos, archive)
     zip_mb = round(archive.stat().st_size / 1e6, 1)
-    species = species_create(name="Benchmark")
+    species = species_register(name="Benchmark")
     client = Client()
     client.force_login(UserFactory(role="admin"))
 

@@ -28,9 +28,7 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks" / "identification"))
+sys.path.insert(0, str(REPO / "benchmarks" / "jobs"))
+from stack import Stack  # noqa: E402 (a sibling module, found through the path above)
+
 DATASETS = REPO.parent / "shared" / "datasets"
 PASSWORD = "bench-password-123"
 
@@ -91,94 +92,14 @@ def main() -> None:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
-class Stack:
-    """gunicorn, the three worker groups and beat, as ``make demo`` and compose run them."""
-
-    def __init__(self, media: Path) -> None:
-        self.media = media
-        self.processes: dict[str, subprocess.Popen] = {}
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    def start(self) -> str:
-        from wildweb.celery import WORKER_GROUPS, beat_command
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self._spawn(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "wildweb.wsgi:application",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "2",
-                "--threads",
-                "8",
-                "--timeout",
-                "120",
-                # Idle connections stay open: a POST on one the server just closed would fail.
-                "--keep-alive",
-                "300",
-            ],
-        )
-        for group in WORKER_GROUPS:
-            self.worker_start(group)
-        self._spawn("beat", beat_command(schedule=self.media / "beat-schedule"))
-        for group in WORKER_GROUPS:
-            self.wait_for(f"worker-{group}", " ready.")
-        self.wait_for("web", "Booting worker")
-        return f"http://127.0.0.1:{port}"
-
-    def worker_start(self, group: str) -> None:
-        from wildweb.celery import WORKER_GROUPS, WORKER_NICENESS, worker_command
-
-        command = worker_command(
-            queues=WORKER_GROUPS[group],
-            name=group,
-            quiet_cluster=True,
-            niceness=WORKER_NICENESS[group],
-        )
-        self._spawn(f"worker-{group}", command)
-
-    def _spawn(self, name: str, command: list[str]) -> None:
-        log = (self.media / f"{name}.log").open("a")
-        self.processes[name] = subprocess.Popen(
-            command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    def log(self, name: str) -> str:
-        return (self.media / f"{name}.log").read_text()
-
-    def wait_for(self, name: str, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log(name):
-            if time.monotonic() > deadline or self.processes[name].poll() is not None:
-                raise RuntimeError(f"{name} did not show {text!r}:\n{self.log(name)[-3000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-
 def _gallery():  # noqa: ANN202
-    from catalogue.services.imports import dataset_import, dataset_plan
-    from catalogue.services.species import species_create
+    from catalogue.services.imports import dataset_plan
+    from identification.services.pipeline import dataset_ingest, species_register
 
-    chimp = species_create(name="Chimpanzee")
+    chimp = species_register(name="Chimpanzee")
     metadata = DATASETS / "chimp_faces_demo" / "metadata.csv"
     plan = dataset_plan(metadata_csv=metadata, species=chimp, images_per_individual=4)
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     imported = {Path(row.path).name for row in plan.rows}
     probes = sorted(
         p for p in (metadata.parent / "images").rglob("*.jpg") if p.name not in imported
@@ -397,18 +318,18 @@ def _training_phase(base: str, chimp, probes: list[Path]) -> dict:  # noqa: ANN0
 def _crash_phase(stack: Stack) -> dict:
     import psutil
 
-    from catalogue.services.imports import dataset_import, dataset_plan
-    from catalogue.services.species import species_create
+    from catalogue.services.imports import dataset_plan
     from identification.models import EmbeddingJob
+    from identification.services.pipeline import dataset_ingest, species_register
 
-    fish = species_create(name="Goldfish")
+    fish = species_register(name="Goldfish")
     plan = dataset_plan(
         metadata_csv=DATASETS / "fs48_fish" / "metadata.csv",
         species=fish,
         max_individuals=8,
         images_per_individual=4,
     )
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     jobs = EmbeddingJob.objects.filter(annotation__species=fish)
     deadline = time.monotonic() + 120
     while not jobs.filter(state="running").exists():

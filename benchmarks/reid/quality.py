@@ -16,14 +16,9 @@ import time
 from pathlib import Path
 
 from reid.data import load_records, subset_records
-from reid.evaluation import (
-    PairMatcher,
-    evaluate_records,
-    honest_queries,
-    method_select,
-    record_shortlists,
-)
+from reid.evaluation import PairMatcher, evaluate_records, honest_queries, record_shortlists
 from reid.inference import load_model
+from reid.method_selection import method_select
 from reid.splits import disjoint_identity_split
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"

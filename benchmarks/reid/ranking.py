@@ -29,13 +29,13 @@ from reid.data import load_records, subset_records
 from reid.evaluation import (
     PairMatcher,
     honest_queries,
-    method_select,
     methods_compare,
     open_set_metrics,
     record_shortlists,
     threshold_select,
 )
 from reid.inference import load_model
+from reid.method_selection import method_select
 from reid.ranking import CALIBRATED, EMBEDDING, FUSED, LOCAL, rank
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"

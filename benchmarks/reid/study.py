@@ -240,8 +240,9 @@ def _calibration_records(work: Path, name: str) -> list[Record]:
 
 def _fitted_fusion(records: list[Record], vectors: np.ndarray):
     """Fusion calibrated on the calibration images' honest shortlists (the app's procedure,
-    ``reid.evaluation.method_select``, done per model and species)."""
-    from reid.evaluation import PairMatcher, honest_queries, method_select, record_shortlists
+    ``reid.method_selection.method_select``, done per model and species)."""
+    from reid.evaluation import PairMatcher, honest_queries, record_shortlists
+    from reid.method_selection import method_select
 
     queries = honest_queries([r.class_key for r in records], [r.encounter_key for r in records])
     shortlists = record_shortlists(records, vectors, queries, PairMatcher(records, "sift"))

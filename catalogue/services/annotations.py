@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
 
 from catalogue.models import Annotation
 from catalogue.roles import DECIDE_PERMISSION
@@ -18,10 +17,10 @@ def annotation_update(
     viewpoint: str | None = None,
     bbox: BBox | None = None,
 ) -> Annotation:
-    """Set an annotation's viewpoint or box; the animal is then searched for again.
+    """Set an annotation's viewpoint or box; it is saved only if one of them changed.
 
-    A new box changes the crop, so the photo is embedded again; a new viewpoint changes which
-    gallery photos it is compared with (``Species.same_viewpoint_only``).
+    The animal is not searched for again here: the review calls
+    ``identification.services.pipeline.annotation_correct``, which does both at once.
 
     Args:
         annotation: The photo's annotation.
@@ -56,13 +55,8 @@ def annotation_update(
         if (x, y, w, h) != annotation.bbox:
             annotation.bbox_x, annotation.bbox_y, annotation.bbox_w, annotation.bbox_h = x, y, w, h
             changed += ["bbox_x", "bbox_y", "bbox_w", "bbox_h"]
-    if not changed:
-        return annotation
-    from identification.services.embedding import annotation_search_again
-
-    with transaction.atomic():
+    if changed:
         annotation.save(update_fields=changed)
-        annotation_search_again(annotation=annotation, crop_changed="bbox_x" in changed)
     return annotation
 
 

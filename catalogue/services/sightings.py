@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -54,6 +55,7 @@ class Duplicate:
 class SightingResult:
     encounter: Encounter | None
     images: list[Image] = field(default_factory=list)
+    annotation_ids: list[int] = field(default_factory=list)  # one per stored photo
     duplicates: list[Duplicate] = field(default_factory=list)
     # The job queue (broker) was unreachable: saved, and processing resumes once it is back.
     processing_deferred: bool = False
@@ -80,7 +82,10 @@ def sighting_create(
     notes: str = "",
     viewpoint: str = "",
 ) -> SightingResult:
-    """Store a sighting with its photos, all or nothing.
+    """Store a sighting with its photos, all or nothing; it does not start identification.
+
+    ``identification.services.pipeline.sighting_submit`` stores a sighting and queues the
+    search for its animals in the same transaction: uploads go through that.
 
     Every photo is decoded and checked before anything is written. A photo already in the
     catalogue (same sha256) is linked instead of stored again. Date and place default to
@@ -150,8 +155,6 @@ def sighting_create(
     if latitude is None and longitude is None:
         latitude, longitude = first.latitude, first.longitude  # photo_read checked the range
 
-    annotation_ids: list[int] = []
-    queue = _identify_queue(submitted_by=submitted_by)
     try:
         with atomic_with_files() as stored_files:
             encounter = Encounter(
@@ -176,15 +179,11 @@ def sighting_create(
                     bbox_h=h,
                     viewpoint=viewpoint[:30],
                 )
-                annotation_ids.append(annotation.pk)
+                result.annotation_ids.append(annotation.pk)
                 result.images.append(image)
             result.encounter = encounter
             for image in result.images:
                 transaction.on_commit(lambda image_id=image.pk: _enqueue_thumbnail(image_id))
-            from identification.services.embedding import annotations_embed_enqueue
-
-            job_ids = annotations_embed_enqueue(annotation_ids=annotation_ids, queue=queue)
-            transaction.on_commit(lambda: _note_if_unsent(result=result, job_ids=job_ids))
     except IntegrityError:
         raise ServiceError(
             "One of these photos was uploaded by someone else a moment ago; "
@@ -261,16 +260,35 @@ def _aware(moment: datetime | None) -> datetime | None:
     return timezone.make_aware(moment)
 
 
+# The file list of the outermost ``atomic_with_files`` open in this thread, if any.
+_files_stored: ContextVar[list[str] | None] = ContextVar("files_stored", default=None)
+
+
 @contextmanager
 def atomic_with_files() -> Iterator[list[str]]:
     """A transaction that also takes back the photo files stored in it if it rolls back.
 
     Yields the list to which ``store_image`` appends the names of the files it writes. Once
     the transaction has committed the files belong to its rows and are never deleted, even if
-    something after the commit (an on-commit callback) raises.
+    something after the commit (an on-commit callback) raises. Nested in another one it is a
+    savepoint sharing the outer list: it takes back its own files if it rolls back, and the
+    outermost takes back every file if it does.
     """
+    outer = _files_stored.get()
+    if outer is not None:
+        start = len(outer)
+        try:
+            with transaction.atomic():
+                yield outer
+        except BaseException:
+            for name in outer[start:]:  # the savepoint's rows are gone; nothing names these
+                default_storage.delete(name)
+            del outer[start:]
+            raise
+        return
     stored: list[str] = []
     committed: list[bool] = []
+    token = _files_stored.set(stored)
     try:
         with transaction.atomic():
             transaction.on_commit(lambda: committed.append(True))
@@ -280,24 +298,8 @@ def atomic_with_files() -> Iterator[list[str]]:
             for name in stored:
                 default_storage.delete(name)
         raise
-
-
-def _identify_queue(*, submitted_by: AbstractBaseUser | None) -> str:
-    """``identify`` for an uploader's first sightings, ``bulk`` beyond
-    ``INTERACTIVE_PENDING_SIGHTINGS`` still processing, so one flood never delays the others."""
-    pending = Encounter.objects.filter(
-        submitted_by=submitted_by if submitted_by is not None and submitted_by.pk else None,
-        status=Encounter.Status.PROCESSING,
-    ).count()
-    return "identify" if pending < settings.INTERACTIVE_PENDING_SIGHTINGS else "bulk"
-
-
-def _note_if_unsent(*, result: SightingResult, job_ids: list[int]) -> None:
-    from identification.models import EmbeddingJob
-
-    result.processing_deferred = EmbeddingJob.objects.filter(
-        pk__in=job_ids, state=EmbeddingJob.State.QUEUED, sent_at__isnull=True
-    ).exists()
+    finally:
+        _files_stored.reset(token)
 
 
 def _enqueue_thumbnail(image_id: int) -> None:

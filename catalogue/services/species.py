@@ -11,14 +11,13 @@ from wildweb.errors import full_clean
 def species_create(
     *, name: str, sensitive: bool = False, viewpoints: list[str] | None = None
 ) -> Species:
+    """A new species; ``identification.services.pipeline.species_register`` also readies its
+    model setting and vector index, and is what the app calls."""
     species = Species(
         name=name.strip(), slug=slugify(name), sensitive=sensitive, viewpoints=viewpoints or []
     )
     full_clean(species)
     species.save()
-    from identification.services.models import species_model_setting
-
-    species_model_setting(species=species)  # its vector index exists from the start
     return species
 
 

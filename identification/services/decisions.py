@@ -276,7 +276,7 @@ def _animal_photos_lock(
 
 def _ranking_record(*, photo_ids: list[int], individual: Individual | None) -> dict:
     """What the sighting's ranking offered at the moment of the decision (live accuracy)."""
-    from identification.selectors import animal_review
+    from identification.selectors.review import animal_review
 
     review = animal_review(annotation=Annotation.objects.get(pk=photo_ids[0]))
     ranks = {c.individual_id: c.rank for c in review.candidates}

@@ -25,11 +25,11 @@ from identification.services.models import model_version_embedder, species_model
 from reid.evaluation import (
     QueryShortlist,
     honest_queries,
-    method_select,
     open_set_metrics,
     ranking_metrics,
     threshold_select,
 )
+from reid.method_selection import method_select
 from reid.ranking import NEEDS_LOCAL, Candidate, rank
 from wildweb.errors import ServiceError
 
@@ -210,7 +210,7 @@ def species_calibrate(
 
     Every confirmed photo (a seeded sample of ``queries``) is ranked as the app ranks it,
     honestly. Each shortlisted candidate is a labelled pair (cosine, inliers, same or not).
-    ``reid.evaluation.method_select`` fits the per-score calibration and adopts a fusion only
+    ``reid.method_selection.method_select`` fits the per-score calibration and adopts a fusion only
     when its leave-one-out top-1 is at least the best single method's; otherwise the best
     single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
     each query ranked again with its individual removed (leave-individuals-out). Everything

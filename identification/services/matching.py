@@ -22,7 +22,11 @@ from identification.models import (
     MatchCandidate,
     SpeciesModel,
 )
-from identification.selectors import SearchScope, nearest_identified_annotations, viewpoint_scope
+from identification.selectors.search import (
+    SearchScope,
+    nearest_identified_annotations,
+    viewpoint_scope,
+)
 from identification.services.crops import local_features_ensure
 from identification.services.models import species_model_setting
 from identification.services.progress import encounter_status_refresh, identifications_fail

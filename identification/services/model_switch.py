@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from catalogue.models import Annotation, Species
 from identification.models import EmbeddingJob, ModelVersion, SpeciesModel
-from identification.selectors import reembedding_progress
+from identification.selectors.species_models import reembedding_progress
 from identification.services.embedding import annotations_embed_enqueue
 from identification.services.matching import species_identifications_refresh
 from identification.services.models import species_model_setting

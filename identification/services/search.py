@@ -15,7 +15,7 @@ from __future__ import annotations
 from django.db import connection
 
 from identification.models import EmbeddingJob, ModelVersion, SpeciesModel
-from identification.selectors import embedding_index_name
+from identification.selectors.search import embedding_index_name
 
 BULK_LOAD_MIN = 500  # smaller loads keep the index and update it row by row
 

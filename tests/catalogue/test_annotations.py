@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from catalogue.services.species import species_create
 from identification.models import Embedding, EmbeddingJob, Identification
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import AnnotationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def photo(db):  # noqa: ANN001, ANN201
     """A 64×48 photo, embedded, with candidates waiting for review."""
-    annotation = AnnotationFactory(image__encounter__species=species_create(name="Lynx"))
+    annotation = AnnotationFactory(image__encounter__species=species_register(name="Lynx"))
     version = zero_shot_version()
     Embedding.objects.create(
         annotation=annotation, model_version=version, species=annotation.species,

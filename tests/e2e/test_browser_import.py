@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 from catalogue.models import Annotation, Encounter
-from catalogue.services.species import species_create
+from identification.services.pipeline import species_register
 from tests.factories import UserFactory
 
 # Two chimpanzees photographed together (encounters shared by both) and one more.
@@ -45,7 +45,7 @@ def _shared_dataset_zip(source: Path, target: Path) -> tuple[Path, list[dict]]:
 def test_admin_imports_a_shared_dataset_zip_from_the_browser(
     live_server, new_page, screenshot, shared_datasets, tmp_path
 ) -> None:
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     admin = UserFactory(role="admin", username="importer")
     archive, rows = _shared_dataset_zip(
         shared_datasets / "chimp_faces_demo", tmp_path / "chimps.zip"

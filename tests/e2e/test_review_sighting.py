@@ -7,8 +7,8 @@ from __future__ import annotations
 from django.core.files.base import ContentFile
 
 from catalogue.models import Annotation
-from catalogue.services.species import species_create
 from identification.models import Identification, IdentityDecision
+from identification.services.pipeline import species_register
 from tests.factories import (
     AnnotationFactory,
     EncounterFactory,
@@ -29,7 +29,7 @@ def sign_in(page, base: str, username: str, next_url: str) -> None:  # noqa: ANN
 
 
 def chimpanzee_sighting():  # noqa: ANN201
-    species = species_create(name="Chimpanzee", viewpoints=["left", "right", "face"])
+    species = species_register(name="Chimpanzee", viewpoints=["left", "right", "face"])
     sagu, bili = (
         IndividualFactory(species=species, code=code, name=name)
         for code, name in (("SAGU", "Sagu"), ("BILI-0042", "Bili the long-named"))
@@ -122,7 +122,7 @@ def test_expert_reviews_a_sighting_once_at_desktop_and_phone_width(
 def test_the_review_queue_updates_itself_while_photos_are_pending(
     live_server, new_page, screenshot
 ) -> None:  # noqa: ANN001
-    species = species_create(name="Lynx")
+    species = species_register(name="Lynx")
     volunteer = UserFactory(role="volunteer", username="vic")
     photo = AnnotationFactory(image=ImageFactory(encounter=EncounterFactory(species=species)))
     identification = Identification.objects.create(annotation=photo)  # the model is working

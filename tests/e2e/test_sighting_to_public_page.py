@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from catalogue.models import Annotation, Encounter, Individual, Species
-from catalogue.services.imports import dataset_import, dataset_plan
+from catalogue.services.imports import dataset_plan
 from identification.models import Embedding, Identification
+from identification.services.pipeline import dataset_ingest
 from tests.factories import UserFactory
 from tests.helpers import wait_until
 
@@ -48,7 +49,7 @@ def test_volunteer_sighting_confirmed_by_expert_appears_coarsened_on_public_page
         images_per_individual=3,
     )
     assert not plan.errors
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     known = Individual.objects.get(species=species, code=plan.rows[0].identity)
     expert = UserFactory(role="expert", username="dr-goodall")
     base = live_server.url

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
 from identification.models import EmbeddingJob
-from identification.selectors import embedding_index_name
+from identification.selectors.search import embedding_index_name
 from identification.services import embedding_run, search
 from identification.services.embedding import embedding_jobs_recover
 from identification.services.embedding_run import embedding_jobs_run
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import dataset_ingest, species_register
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ def _import(shared_datasets, capture, species, individuals: int):  # noqa: ANN00
         images_per_individual=2,
     )
     with capture(execute=False):  # the jobs run here, batch by batch
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     return list(
         EmbeddingJob.objects.filter(annotation__species=species).values_list("pk", flat=True)
     )
@@ -45,7 +45,7 @@ def test_bulk_load_builds_the_index_after_its_last_vector(
     monkeypatch.setattr(embedding_run, "EMBED_BATCH_SIZE", 3)  # the claim tops batches up to it
     with connection.cursor() as cursor:  # CREATE INDEX refuses deferred foreign-key checks
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     jobs = _import(shared_datasets, django_capture_on_commit_callbacks, species, 4)
     assert len(jobs) == 8 and not _index_exists(species.pk)
     embedding_jobs_run(job_ids=jobs[:3])
@@ -61,6 +61,6 @@ def test_bulk_load_builds_the_index_after_its_last_vector(
 
 
 def test_small_import_keeps_the_index(shared_datasets, django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     jobs = _import(shared_datasets, django_capture_on_commit_callbacks, species, 3)
     assert len(jobs) == 6 and _index_exists(species.pk)  # below BULK_LOAD_MIN

@@ -7,14 +7,14 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
 from identification.models import Embedding, EmbeddingJob, SpeciesModel
-from identification.selectors import nearest_identified_annotations
+from identification.selectors.search import nearest_identified_annotations
 from identification.services.compaction import compact_version_adopt, compact_version_create
 from identification.services.embedding_run import embedding_jobs_run
 from identification.services.model_switch import species_model_switch_if_ready
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import dataset_ingest, species_register
 from reid.compaction import Compaction
 from wildweb.errors import ServiceError
 
@@ -28,7 +28,7 @@ def _embed_queued() -> None:
 
 @pytest.fixture
 def chimps(shared_datasets, django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     plan = dataset_plan(
         metadata_csv=shared_datasets / "chimp_faces_demo" / "metadata.csv",
         species=species,
@@ -36,7 +36,7 @@ def chimps(shared_datasets, django_capture_on_commit_callbacks):  # noqa: ANN001
         images_per_individual=4,
     )
     with django_capture_on_commit_callbacks(execute=False):  # embed here, not on a worker
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     _embed_queued()
     return species
 

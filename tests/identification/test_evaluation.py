@@ -10,17 +10,17 @@ import pytest
 from django.core.management import call_command
 
 from catalogue.models import Species
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
 from identification.models import EmbeddingJob, SpeciesModel
 from identification.services.embedding_run import embedding_jobs_run
+from identification.services.pipeline import dataset_ingest, species_register
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
 def chimps(shared_datasets, django_capture_on_commit_callbacks):  # noqa: ANN001, ANN201
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     plan = dataset_plan(
         metadata_csv=shared_datasets / "chimp_faces_demo" / "metadata.csv",
         species=species,
@@ -28,7 +28,7 @@ def chimps(shared_datasets, django_capture_on_commit_callbacks):  # noqa: ANN001
         images_per_individual=3,
     )
     with django_capture_on_commit_callbacks(execute=False):  # embed here, not on a worker
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     embedding_jobs_run(job_ids=list(EmbeddingJob.objects.values_list("pk", flat=True)))
     return species
 
@@ -50,7 +50,7 @@ def _chimp_sightings(shared_datasets, folder, species, twins, capture) -> Specie
     (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
     plan = dataset_plan(metadata_csv=folder / "metadata.csv", species=species)
     with capture(execute=False):  # embed here, not on a worker
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     embedding_jobs_run(
         job_ids=list(
             EmbeddingJob.objects.filter(annotation__species=species).values_list("pk", flat=True)
@@ -78,7 +78,7 @@ def test_evaluation_never_lets_a_query_see_its_own_sighting(
     from identification.services.models import species_model_setting
 
     # Both settings (and their vector indexes) exist before any vector is stored.
-    chimp_twins, chimps_alone = species_create(name="Chimpanzee"), species_create(name="Chimp")
+    chimp_twins, chimps_alone = species_register(name="Chimpanzee"), species_register(name="Chimp")
     setting = species_model_setting(species=chimp_twins)
     species_model_setting(species=chimps_alone)
     _chimp_sightings(

@@ -9,12 +9,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalogue.models import Annotation, Encounter
-from catalogue.services.sightings import UploadedPhoto, sighting_create
-from catalogue.services.species import species_create
+from catalogue.services.sightings import UploadedPhoto
 from identification.models import Embedding, EmbeddingJob, Identification
 from identification.services.embedding import embedding_jobs_recover
 from identification.services.embedding_run import embedding_jobs_run
 from identification.services.matching import annotation_identify, identifications_recover
+from identification.services.pipeline import sighting_submit, species_register
 from tests.factories import AnnotationFactory, UserFactory
 from tests.helpers import jpeg_bytes
 
@@ -28,7 +28,7 @@ def _report(user, species, colours, django_capture_on_commit_callbacks):  # noqa
         for i, colour in enumerate(colours)
     ]
     with django_capture_on_commit_callbacks(execute=False):
-        result = sighting_create(
+        result = sighting_submit(
             submitted_by=user, species=species, photos=photos, observed_at=timezone.now()
         )
     annotations = list(Annotation.objects.filter(image__encounter=result.encounter))
@@ -40,7 +40,7 @@ def test_nan_box_fails_only_its_photo_and_the_sighting_says_why(
     client, django_capture_on_commit_callbacks
 ) -> None:  # noqa: ANN001
     user = UserFactory(role="volunteer")
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     encounter, (bad, good, other), jobs = _report(
         user,
         species,
@@ -77,7 +77,7 @@ def test_nan_box_fails_only_its_photo_and_the_sighting_says_why(
 
 
 def test_a_sighting_whose_every_photo_fails_says_so(django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     encounter, annotations, jobs = _report(
         UserFactory(role="volunteer"),
         species,
@@ -94,7 +94,7 @@ def test_a_sighting_whose_every_photo_fails_says_so(django_capture_on_commit_cal
 def test_a_job_whose_worker_died_is_sent_again_then_fails_after_its_attempts(
     settings, django_capture_on_commit_callbacks
 ) -> None:  # noqa: ANN001
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     encounter, (annotation,), (job,) = _report(
         UserFactory(role="volunteer"), species, [(9, 9, 9)], django_capture_on_commit_callbacks
     )
@@ -119,7 +119,7 @@ def test_a_batch_not_full_takes_other_queued_jobs_of_its_queue(
     django_capture_on_commit_callbacks,
 ) -> None:  # noqa: ANN001
     """A backlog of one-photo sightings is embedded many at a time, oldest first."""
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     user = UserFactory(role="volunteer")
     reported = [
         _report(user, species, [colour], django_capture_on_commit_callbacks)

@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from catalogue.services.species import species_create
-from identification import selectors
 from identification.models import Embedding, Identification
+from identification.selectors import search as selectors
 from identification.services.matching import SearchFailed, annotation_identify
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import AnnotationFactory, IndividualFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_search_timeout_marks_identification_failed_with_message(monkeypatch) -> None:  # noqa: ANN001
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     version = zero_shot_version()
     rng = np.random.default_rng(0)
     annotations = [

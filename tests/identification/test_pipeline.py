@@ -12,11 +12,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from catalogue.models import Annotation, Individual
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
 from conftest import CeleryWorker
 from identification.models import Embedding, EmbeddingJob, Identification, IdentityDecision
 from identification.services.embedding import embedding_jobs_recover
+from identification.services.pipeline import dataset_ingest, species_register
 from tests.factories import UserFactory
 from tests.helpers import wait_until
 
@@ -30,14 +30,14 @@ def held_back_photo(metadata: Path, identity: str, index: int) -> Path:
 
 
 def import_species(shared: Path, folder: str, name: str, individuals: int, per_individual: int):  # noqa: ANN201
-    species = species_create(name=name)
+    species = species_register(name=name)
     plan = dataset_plan(
         metadata_csv=shared / folder / "metadata.csv",
         species=species,
         max_individuals=individuals,
         images_per_individual=per_individual,
     )
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     return species, plan
 
 

@@ -7,14 +7,14 @@ import pytest
 from django.db import connection
 
 from catalogue.models import Annotation
-from catalogue.services.species import species_create
 from identification.models import Embedding
-from identification.selectors import (
+from identification.selectors.search import (
     embedding_index_name,
     nearest_identified_annotations,
     nearest_plan,
 )
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import AnnotationFactory, IndividualFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +42,7 @@ def add_embeddings(species, vectors: np.ndarray, identified: bool) -> list[Annot
 
 def test_search_query_plan_uses_the_species_partial_index() -> None:
     rng = np.random.default_rng(0)
-    fish, dogs = species_create(name="Goldfish"), species_create(name="Dog")
+    fish, dogs = species_register(name="Goldfish"), species_register(name="Dog")
     add_embeddings(fish, unit(rng.normal(size=(30, DIM))), identified=True)
     add_embeddings(dogs, unit(rng.normal(size=(30, DIM))), identified=True)
     version = zero_shot_version()
@@ -56,7 +56,7 @@ def test_search_query_plan_uses_the_species_partial_index() -> None:
 
 def test_unidentified_neighbours_never_shorten_the_candidate_list() -> None:
     rng = np.random.default_rng(1)
-    species = species_create(name="Manta")
+    species = species_register(name="Manta")
     query = unit(rng.normal(size=DIM))
     # 80 unidentified animals right next to the query, 12 known individuals further away.
     add_embeddings(species, unit(query + 0.05 * rng.normal(size=(80, DIM))), identified=False)
@@ -72,7 +72,7 @@ def test_unidentified_neighbours_never_shorten_the_candidate_list() -> None:
 
 def test_search_never_returns_another_species() -> None:
     rng = np.random.default_rng(2)
-    fish, dogs = species_create(name="Goldfish"), species_create(name="Dog")
+    fish, dogs = species_register(name="Goldfish"), species_register(name="Dog")
     query = unit(rng.normal(size=DIM))
     dog_annotations = add_embeddings(
         dogs, unit(query + 0.01 * rng.normal(size=(20, DIM))), identified=True
@@ -87,7 +87,7 @@ def test_search_never_returns_another_species() -> None:
 
 def test_search_matches_exact_cosine_ranking() -> None:
     rng = np.random.default_rng(3)
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     vectors = unit(rng.normal(size=(60, DIM)))
     annotations = add_embeddings(species, vectors, identified=True)
     query = unit(rng.normal(size=DIM))
@@ -102,10 +102,10 @@ def test_search_matches_exact_cosine_ranking() -> None:
 def test_region_and_date_scope_keep_k_results_from_inside_the_scope() -> None:
     import datetime as dt
 
-    from identification.selectors import SearchScope
+    from identification.selectors.search import SearchScope
 
     rng = np.random.default_rng(4)
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     query = unit(rng.normal(size=DIM))
     near = add_embeddings(species, unit(query + 0.05 * rng.normal(size=(30, DIM))), identified=True)
     far = add_embeddings(species, unit(query + 0.9 * rng.normal(size=(15, DIM))), identified=True)

@@ -8,7 +8,6 @@ import pytest
 from django.urls import reverse
 
 from catalogue.models import Annotation, Encounter
-from catalogue.services.species import species_create
 from identification.models import (
     Embedding,
     Identification,
@@ -17,7 +16,7 @@ from identification.models import (
     SpeciesModel,
     Vote,
 )
-from identification.selectors import animal_review, photo_candidates_combine, review_queue
+from identification.selectors.review import animal_review, photo_candidates_combine, review_queue
 from identification.services.decisions import (
     annotation_animal_join,
     annotation_split_off,
@@ -25,6 +24,7 @@ from identification.services.decisions import (
     match_decide,
 )
 from identification.services.models import species_model_setting
+from identification.services.pipeline import species_register
 from tests.factories import (
     AnnotationFactory,
     EncounterFactory,
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def chimp_sighting(db):  # noqa: ANN001, ANN201
     """The reported case: two photos of one chimpanzee; each ranks another individual first."""
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     akili, bobo, coco = (IndividualFactory(species=species, code=c) for c in ("AK", "BO", "CO"))
     sighting = EncounterFactory(species=species, status=Encounter.Status.AWAITING_REVIEW)
     first = ranked_photo(encounter=sighting, ranking=[(akili, 0.70), (bobo, 0.40)])
@@ -204,7 +204,7 @@ def test_split_off_photo_is_offered_the_new_individual_its_sighting_just_got(
     (the re-ranking runs after the decision commits) and now offers Sagu."""
     from wildweb.celery import app
 
-    species = species_create(name="Chimpanzee")
+    species = species_register(name="Chimpanzee")
     SpeciesModel.objects.filter(species=species).update(ranking_method="embedding")
     version = species_model_setting(species=species).model_version
     rng = np.random.default_rng(7)

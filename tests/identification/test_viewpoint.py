@@ -9,11 +9,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from catalogue.models import Annotation, Encounter
-from catalogue.services.species import species_create
 from identification.models import Embedding, Identification, SpeciesModel
-from identification.selectors import SearchScope, nearest_identified_annotations
+from identification.selectors.search import SearchScope, nearest_identified_annotations
 from identification.services.matching import annotation_identify
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import AnnotationFactory, IndividualFactory, SpeciesFactory, UserFactory
 from tests.helpers import jpeg_bytes
 
@@ -28,7 +28,7 @@ def unit(vector: np.ndarray) -> np.ndarray:
 @pytest.fixture
 def zebras(db):  # noqa: ANN001, ANN201
     """Three known zebras, each photographed from one side; the right flank is the closest."""
-    species = species_create(name="Zebra", viewpoints=["left", "right"])
+    species = species_register(name="Zebra", viewpoints=["left", "right"])
     SpeciesModel.objects.filter(species=species).update(ranking_method="embedding")
     rng = np.random.default_rng(11)
     query = unit(rng.normal(size=DIM))

@@ -9,11 +9,11 @@ from django.test import Client
 from django.urls import reverse
 
 from catalogue.models import Encounter
-from catalogue.services.species import species_create
 from identification.models import Embedding, IdentityDecision
 from identification.services.decisions import match_decide
 from identification.services.matching import annotation_identify
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from notifications.models import Notification, NotificationPreference
 from tests.factories import (
     AnnotationFactory,
@@ -41,7 +41,7 @@ def _reported_animal(user, species=None):  # noqa: ANN001, ANN202
 def test_reporter_is_told_once_when_candidates_are_ready(
     django_capture_on_commit_callbacks,  # noqa: ANN001
 ) -> None:
-    species = species_create(name="Dog")
+    species = species_register(name="Dog")
     version = zero_shot_version()
     volunteer = UserFactory(role="volunteer", email="vol@example.org")
     NotificationPreference.objects.create(user=volunteer, email_candidates_ready=True)

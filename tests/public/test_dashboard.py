@@ -63,12 +63,12 @@ def test_empty_dashboard_explains_itself(client) -> None:
 
 
 def test_live_accuracy_counts_every_standing_expert_decision(client) -> None:  # noqa: ANN001
-    from catalogue.services.species import species_create
     from identification.models import ModelVersion
     from identification.services.decisions import decision_revert, match_decide
+    from identification.services.pipeline import species_register
     from tests.factories import EncounterFactory, ranked_photo
 
-    chimp, lynx = species_create(name="Chimpanzee"), species_create(name="Lynx")
+    chimp, lynx = species_register(name="Chimpanzee"), species_register(name="Lynx")
     a, b, c = (IndividualFactory(species=chimp, code=code) for code in ("A", "B", "C"))
     expert = UserFactory(role="expert")
 

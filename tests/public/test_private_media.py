@@ -31,8 +31,8 @@ from tests.factories import (
 )
 from tests.helpers import jpeg_bytes
 from training.models import TrainingRun
-from training.services.engine import run_directory
 from training.services.storage import private_files_move_from_media
+from training.services.training_data import run_directory
 from training.services.uploads import dataset_upload_store
 
 pytestmark = pytest.mark.django_db

@@ -9,12 +9,12 @@ from reid.evaluation import (
     QueryShortlist,
     evaluate_records,
     honest_queries,
-    method_select,
     open_set_metrics,
     ranking_metrics,
     record_shortlists,
     threshold_select,
 )
+from reid.method_selection import method_select
 from reid.ranking import Candidate
 from tests.reid.conftest import make_records
 

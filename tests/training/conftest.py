@@ -6,9 +6,9 @@ import pytest
 from django.utils import timezone
 
 from catalogue.models import Annotation, Species
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.sightings import UploadedPhoto, sighting_create
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
+from catalogue.services.sightings import UploadedPhoto
+from identification.services.pipeline import dataset_ingest, sighting_submit, species_register
 
 # Tiny runs: 64 px, one or a few epochs, small batches (2 shared CPU cores).
 TINY = {
@@ -24,20 +24,20 @@ TINY = {
 def species_import(
     shared_datasets: Path, folder: str, name: str, individuals: int = 4, images: int = 4
 ) -> Species:
-    species = species_create(name=name)
+    species = species_register(name=name)
     plan = dataset_plan(
         metadata_csv=shared_datasets / folder / "metadata.csv",
         species=species,
         max_individuals=individuals,
         images_per_individual=images,
     )
-    dataset_import(plan=plan)
+    dataset_ingest(plan=plan)
     return species
 
 
 def sighting_report(photo: Path, species: Species) -> Annotation:
     """An animal reported through the upload service, not identified yet."""
-    result = sighting_create(
+    result = sighting_submit(
         submitted_by=None,
         species=species,
         observed_at=timezone.now(),

@@ -18,8 +18,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from catalogue.models import Annotation, Encounter, Image, Individual
-from catalogue.services.imports import dataset_file_plan, dataset_import
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_file_plan
+from identification.services.pipeline import dataset_ingest, species_register
 from tests.factories import UserFactory
 from tests.helpers import jpeg_bytes
 from wildweb.errors import ServiceError
@@ -204,7 +204,7 @@ def test_bad_dataset_through_the_web_page_is_refused_and_writes_nothing(
     message,  # noqa: ANN001
 ) -> None:
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     path = build(tmp_path)
     response = client.post(
         reverse("training-import", args=[species.pk]),
@@ -233,7 +233,7 @@ def test_latin1_csv_is_read_with_its_accents(tmp_path) -> None:  # noqa: ANN001
 
 def test_a_bare_csv_uploaded_in_the_browser_says_it_brings_no_photos(client, tmp_path) -> None:  # noqa: ANN001
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     metadata = _csv(tmp_path, ["1,A,images/a.jpg,,"])
     response = client.post(
         reverse("training-import", args=[species.pk]),
@@ -292,12 +292,12 @@ def test_an_import_that_fails_half_way_leaves_no_row_and_no_file(tmp_path, setti
         _photo(tmp_path / "images" / f"{n}.jpg", n, size=(100 + n, 80))
         rows.append(f"{n},I{n % 7},images/{n}.jpg")
     (tmp_path / "metadata.csv").write_text("image_id,identity,path\n" + "\n".join(rows) + "\n")
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     plan = dataset_file_plan(path=tmp_path / "metadata.csv", species=species)
     assert not plan.errors and len(plan.rows) == 101
     (tmp_path / "images" / "99.jpg").write_bytes(b"changed after the dry run")
     with pytest.raises(ServiceError, match="Nothing was imported"):
-        dataset_import(plan=plan)
+        dataset_ingest(plan=plan)
     assert not Image.objects.exists() and not Annotation.objects.exists()
     assert not Individual.objects.exists() and not Encounter.objects.exists()
     assert [p for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()] == []

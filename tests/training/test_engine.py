@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reid.data import Record
-from training.services.engine import VALIDATION_MIN_INDIVIDUALS, _validation_split
+from training.services.training_data import VALIDATION_MIN_INDIVIDUALS, _validation_split
 
 
 def _held_out(individuals: int) -> list[Record]:

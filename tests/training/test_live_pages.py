@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from catalogue.services.species import species_create
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import UserFactory
 from training.models import TrainingRun
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 def test_runs_table_polls_while_a_run_is_active_and_stops_after(client) -> None:  # noqa: ANN001
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Otter")
+    species = species_register(name="Otter")
     run = TrainingRun.objects.create(species=species, base_version=zero_shot_version())
     url = reverse("training-species", args=[species.pk])
     page = client.get(url).content.decode()
@@ -34,7 +34,7 @@ def test_species_index_polls_while_a_promoted_model_re_embeds(client) -> None:  
     from identification.services.models import species_model_setting
 
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Badger")
+    species = species_register(name="Badger")
     setting = species_model_setting(species=species)
     setting.pending_version = ModelVersion.objects.create(
         name="v1-badger", backbone="tf_efficientnet_lite0", weights="/x/model.pt", embedding_dim=8

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from catalogue.services.species import species_create
 from identification.models import SpeciesModel
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import UserFactory
 from training.models import TrainingRun
 from training.selectors import promotion_warnings
@@ -75,7 +75,7 @@ def test_every_other_species_losing_more_than_002_top1_is_flagged() -> None:
 @pytest.mark.django_db
 def test_promote_with_warnings_needs_the_confirmation_in_the_post(client) -> None:  # noqa: ANN001
     client.force_login(UserFactory(role="admin"))
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     run = TrainingRun.objects.create(
         species=species,
         base_version=zero_shot_version(),

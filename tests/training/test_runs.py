@@ -14,9 +14,9 @@ from identification.services.models import ZERO_SHOT_NAME
 from tests.helpers import wait_until
 from tests.training.conftest import TINY, sighting_report
 from training.models import TrainingRun
-from training.services.engine import run_directory
 from training.services.promotion import model_promote, model_rollback
 from training.services.runs import training_run_cancel, training_run_claim, training_run_start
+from training.services.training_data import run_directory
 
 Status = TrainingRun.Status
 

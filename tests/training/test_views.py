@@ -11,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from catalogue.models import Annotation, Species
-from catalogue.services.species import species_create
 from identification.services.models import zero_shot_version
+from identification.services.pipeline import species_register
 from tests.factories import UserFactory
 from tests.helpers import jpeg_bytes
 from training.models import TrainingRun
@@ -66,7 +66,7 @@ def test_api_creates_species(admin_client) -> None:  # noqa: ANN001
 
 
 def test_zip_import_shows_dry_run_then_imports_on_confirm(admin_client) -> None:  # noqa: ANN001
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     upload = _zip_upload(
         {
             f"{who}/{n}.jpg": jpeg_bytes(color=(n * 50, ord(who[0]), 7))
@@ -86,7 +86,7 @@ def test_zip_import_shows_dry_run_then_imports_on_confirm(admin_client) -> None:
 
 
 def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) -> None:  # noqa: ANN001
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     url = reverse("api-training-import", args=[species.pk])
     bad = admin_client.post(url, {"file": _zip_upload({"loose.jpg": jpeg_bytes()})})
     assert bad.status_code == 200
@@ -110,7 +110,7 @@ def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) 
 
 
 def test_run_page_shows_progress_chart_report_and_json_download(admin_client) -> None:  # noqa: ANN001
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     report = {
         "species": "Zebra",
         "before": {"top1": 0.5, "top5": 1, "mAP": 0.6},
@@ -144,7 +144,7 @@ def test_run_page_shows_progress_chart_report_and_json_download(admin_client) ->
 
 
 def test_starting_a_run_without_enough_individuals_says_why(admin_client) -> None:  # noqa: ANN001
-    species = species_create(name="Zebra")
+    species = species_register(name="Zebra")
     response = admin_client.post(
         reverse("training-run-start", args=[species.pk]),
         {"mode": "new-data-only", "engine_mode": "cached"},
@@ -156,7 +156,7 @@ def test_starting_a_run_without_enough_individuals_says_why(admin_client) -> Non
 
 def test_a_diverged_run_answers_strict_json_on_the_api(admin_client) -> None:  # noqa: ANN001
     run = TrainingRun.objects.create(
-        species=species_create(name="Zebra"),
+        species=species_register(name="Zebra"),
         base_version=zero_shot_version(),
         status=TrainingRun.Status.FAILED,
         current_loss=float("nan"),

@@ -1,5 +1,8 @@
 """The worker side of a training run: export the data, train with ``reid``, evaluate.
 
+The export is :mod:`training.services.training_data`, the evaluation
+:mod:`training.services.training_report`; this module runs the three and reports progress.
+
 Imports torch (through ``reid``); only workers and the ``finetune`` command import this module.
 """
 
@@ -7,186 +10,25 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-from django.conf import settings
 from django.utils import timezone
 
-from catalogue.models import Annotation, Species
-from identification.models import ModelVersion
-from identification.services.crops import annotation_crop
-from identification.services.models import model_version_embedder, species_model_setting
 from training.models import TrainingRun
-from training.selectors import top1_lost
 from training.services.runs import (
     COMMON_DEFAULTS,
     run_log,
     training_run_progress_save,
     training_run_should_stop,
 )
+from training.services.training_data import run_directory, training_data_export
+from training.services.training_report import json_safe, training_report_build
 
 Status = TrainingRun.Status
-EXPORT_MAX_SIDE = 512  # crops are stored no larger; training and SIFT never need more
 HISTORY_POINTS = 400
-VALIDATION_MIN_INDIVIDUALS = 3  # fewer: no early stopping, the last epoch is kept
 # Share of the progress bar per phase: export, feature cache, training, evaluation.
 PHASES = {"export": (0, 5), "cache": (5, 20), "train": (20, 90), "evaluate": (90, 100)}
-
-
-def run_directory(*, run: TrainingRun) -> Path:
-    """The run's own folder, named by its uuid so that only this run ever resumes from it; in
-    the private root, since manifests hold server paths and crops show private and sensitive
-    animals."""
-    return Path(settings.PRIVATE_ROOT) / "training" / f"run-{run.uuid}"
-
-
-@dataclass
-class TrainingData:
-    """What a run trains on and is measured on, as dataset folders in the shared schema."""
-
-    train_dirs: list[str]
-    held_out_dirs: dict[str, str]  # species slug -> folder of held-out individuals
-    names: dict[str, str]  # species slug -> species name
-    counts: dict[str, Any] = field(default_factory=dict)
-    # The run's species' early-stopping individuals: disjoint from training and from its
-    # reported held-out set, so choosing the best epoch does not flatter the report.
-    validation_dir: str | None = None
-
-
-def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
-    """Write the crops and ``metadata.csv`` files a run needs (reused when resuming).
-
-    Per species, individuals are split with ``reid.splits.disjoint_identity_split``
-    (encounter-safe, identities disjoint). The run's species always trains on its train side;
-    other species' train sides are added only in ``with-original-data`` mode. Every species'
-    held-out side is measured (the forgetting check). When the run's species has at least
-    ``2 * VALIDATION_MIN_INDIVIDUALS`` held-out individuals, a third of them (at least
-    ``VALIDATION_MIN_INDIVIDUALS``) become the early-stopping set instead.
-    """
-    from reid.data import Record, subset_records, write_metadata
-    from reid.splits import disjoint_identity_split
-
-    manifest_path = directory / "manifest.json"
-    if manifest_path.exists():
-        return TrainingData(**json.loads(manifest_path.read_text()))
-    hp = run.hyperparameters
-    others = (
-        Species.objects.exclude(pk=run.species_id)
-        .filter(annotations__individual__isnull=False)
-        .distinct()
-        .order_by("pk")
-    )
-    data = TrainingData(train_dirs=[], held_out_dirs={}, names={})
-    for species in [run.species, *others]:
-        is_target = species.pk == run.species_id
-        annotations = list(
-            Annotation.objects.filter(species=species, individual__isnull=False)
-            .select_related("image", "individual")
-            .order_by("pk")
-        )
-        by_record: dict[str, Annotation] = {}
-        records = []
-        for annotation in annotations:
-            record = Record(
-                image_id=f"a{annotation.pk}",
-                identity=annotation.individual.code,
-                species=species.slug,
-                viewpoint=annotation.viewpoint,
-                path=str(directory / species.slug / "images" / f"{annotation.pk}.jpg"),
-                encounter=f"e{annotation.image.encounter_id}",
-                dataset=species.slug,
-            )
-            by_record[record.image_id] = annotation
-            records.append(record)
-        records = subset_records(
-            records,
-            min_per_identity=2,
-            seed=hp["seed"],
-            identities=hp["max_individuals"] if is_target else hp["original_max_individuals"],
-            max_per_identity=(
-                hp["images_per_individual"] if is_target else hp["original_images_per_individual"]
-            ),
-        )
-        identities = len({r.identity for r in records})
-        if identities < 3:
-            if is_target:
-                raise ValueError(f"{species} has only {identities} individual(s) with 2+ photos.")
-            continue
-        fraction = max(hp["validation_fraction"], 2 / identities)
-        split = disjoint_identity_split(records, test_fraction=fraction, seed=hp["seed"])
-        held = subset_records(
-            split.test,
-            identities=hp["eval_max_individuals"],
-            max_per_identity=hp["eval_images_per_individual"],
-            min_per_identity=2,
-            seed=hp["seed"],
-        )
-        validation = []
-        if is_target:
-            validation, held = _validation_split(held, seed=hp["seed"])
-        with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
-        train = split.train if (is_target or with_original) else []
-        if is_target and not train:
-            raise ValueError(
-                f"No {species} individuals are left to train on after holding some out."
-            )
-        for record in [*train, *held, *validation]:
-            _crop_write(by_record[record.image_id], Path(record.path))
-        if validation:
-            write_metadata(validation, directory / f"validation-{species.slug}")
-            data.validation_dir = str(directory / f"validation-{species.slug}")
-        if train:
-            write_metadata(train, directory / f"train-{species.slug}")
-            data.train_dirs.append(str(directory / f"train-{species.slug}"))
-        if held:
-            write_metadata(held, directory / f"held-{species.slug}")
-            data.held_out_dirs[species.slug] = str(directory / f"held-{species.slug}")
-        data.names[species.slug] = species.name
-        data.counts[species.name] = {
-            "train_images": len(train),
-            "train_individuals": len({r.identity for r in train}),
-            "held_out_images": len(held),
-            "held_out_individuals": len({r.identity for r in held}),
-            **(
-                {
-                    "validation_images": len(validation),
-                    "validation_individuals": len({r.identity for r in validation}),
-                }
-                if validation
-                else {}
-            ),
-        }
-    manifest_path.write_text(json.dumps(data.__dict__, indent=2))
-    return data
-
-
-def _validation_split(held: list, *, seed: int) -> tuple[list, list]:
-    """(validation, held-out) records: a third of the held-out individuals, when enough."""
-    identities = sorted({r.identity for r in held})
-    if len(identities) < 2 * VALIDATION_MIN_INDIVIDUALS:
-        return [], held
-    count = max(VALIDATION_MIN_INDIVIDUALS, len(identities) // 3)
-    chosen = set(random.Random(seed).sample(identities, count))
-    return (
-        [r for r in held if r.identity in chosen],
-        [r for r in held if r.identity not in chosen],
-    )
-
-
-def _crop_write(annotation: Annotation, path: Path) -> None:
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    crop = annotation_crop(annotation=annotation)
-    crop.thumbnail((EXPORT_MAX_SIDE, EXPORT_MAX_SIDE))
-    temporary = path.with_suffix(".tmp.jpg")
-    crop.save(temporary, "JPEG", quality=92)
-    temporary.replace(path)
 
 
 class _Progress:
@@ -345,7 +187,7 @@ def training_run_train(*, run: TrainingRun) -> None:
     report["training"] = {
         "engine_mode": engine_mode,
         "seconds": round(train_seconds, 1),
-        "metrics": _json_safe(result.metrics),
+        "metrics": json_safe(result.metrics),
         "hyperparameters": hp,
         "data": data.counts,
     }
@@ -354,7 +196,7 @@ def training_run_train(*, run: TrainingRun) -> None:
         progress=100,
         eta_seconds=None,
         finished_at=timezone.now(),
-        report=_json_safe(report),
+        report=json_safe(report),
         validation_top1=report["after"]["top1"],
         heartbeat_at=timezone.now(),
     )
@@ -363,141 +205,3 @@ def training_run_train(*, run: TrainingRun) -> None:
         line=f"Succeeded: held-out top-1 {report['before']['top1']:.3f} "
         f"→ {report['after']['top1']:.3f}.",
     )
-
-
-def _honest(
-    records: list, embeddings: np.ndarray, methods: tuple[str, ...], matcher: Any = None
-) -> dict[str, dict]:
-    """The evaluation core's honest leave-one-out (query's encounter excluded), per method."""
-    from reid.evaluation import evaluate_records
-
-    result = evaluate_records(records, embeddings, methods=methods, matcher=matcher)
-    (stats,) = result["per_species"].values() if result["per_species"] else ({},)
-    keys = ("top1", "top5", "mAP", "n_queries")
-    ranked = {m: {k: stats.get(m, {}).get(k) for k in keys} for m in methods}
-    return {m: {**row, "se": _standard_errors(row)} for m, row in ranked.items()}
-
-
-def _standard_errors(row: dict) -> dict[str, float | None]:
-    """Standard errors over the queries; for mAP an upper bound (see rate_standard_error)."""
-    from reid.metrics import rate_standard_error
-
-    if not row.get("n_queries"):
-        return {name: None for name in ("top1", "top5", "mAP")}
-    return {
-        name: rate_standard_error(row[name], row["n_queries"]) for name in ("top1", "top5", "mAP")
-    }
-
-
-def training_report_build(
-    *, run: TrainingRun, data: TrainingData, model_path: Path, image_size: int
-) -> dict[str, Any]:
-    """Held-out top-1/top-5/mAP per species for the current, candidate and zero-shot models,
-    local features and the fused ranking, plus the ranking method that wins on the run's
-    species. Every number is the app's shortlist ranking under the honest protocol of
-    ``reid.evaluation`` (the query's own encounter is never in the gallery)."""
-    from reid.data import load_records
-    from reid.evaluation import PairMatcher
-    from reid.inference import load_model
-    from reid.ranking import EMBEDDING, FUSED, LOCAL
-
-    base: ModelVersion = run.base_version
-    embedders = {
-        "candidate": load_model(str(model_path), image_size=image_size),
-        "current": model_version_embedder(version=base),  # with its compaction, if any
-    }
-    if base.weights != "imagenet":
-        embedders["zero_shot"] = load_model("imagenet")
-    local_method = species_model_setting(species=run.species).local_method
-    per_species: dict[str, Any] = {}
-    for slug, folder in data.held_out_dirs.items():
-        records = load_records(folder)
-        rows = {}
-        for name, embedder in embedders.items():
-            vectors = embedder.embed_records(records)
-            if name == "candidate":
-                ranked = _honest(
-                    records, vectors, (EMBEDDING, LOCAL, FUSED), PairMatcher(records, local_method)
-                )
-                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL], fused=ranked[FUSED])
-            else:
-                rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
-        rows.setdefault("zero_shot", rows["current"])
-        per_species[data.names[slug]] = {
-            "new_species": slug == run.species.slug,
-            "held_out_images": len(records),
-            "held_out_individuals": len({r.identity for r in records}),
-            "local_method": local_method,
-            **rows,
-        }
-    target = per_species[run.species.name]
-    methods = {
-        "fused": target["fused"]["top1"],
-        "embedding": target["candidate"]["top1"],
-        "local": target["local"]["top1"],
-    }
-    # A fusion is recommended only when it is at least as good as the best single method.
-    recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
-    if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
-        recommended = "fused"
-    candidate = embedders["candidate"]
-    rankings = {
-        "candidate": "candidate",
-        "current": "current",
-        "zero_shot": "zero_shot",
-        "local": "local",
-        "fused": "fused",
-    }
-    return {
-        # The run's species, every ranking, with standard errors and the held-out size.
-        "held_out": {
-            "individuals": target["held_out_individuals"],
-            "images": target["held_out_images"],
-            "queries": target["candidate"]["n_queries"],
-        },
-        "rankings": {
-            name: {k: target[key][k] for k in ("top1", "top5", "mAP", "se")}
-            for name, key in rankings.items()
-        },
-        "run": run.pk,
-        "species": run.species.name,
-        "mode": run.mode,
-        "base_version": base.name,
-        "before": {k: target["current"][k] for k in ("top1", "top5", "mAP")},
-        "after": {k: target["candidate"][k] for k in ("top1", "top5", "mAP")},
-        "zero_shot": {k: target["zero_shot"][k] for k in ("top1", "top5", "mAP")},
-        "ranking_method_top1": methods,
-        "recommended_ranking_method": recommended,
-        "forgetting": {
-            name: {
-                "before": s["current"]["top1"],
-                "after": s["candidate"]["top1"],
-                "flagged": top1_lost(before=s["current"]["top1"], after=s["candidate"]["top1"]),
-            }
-            for name, s in per_species.items()
-            if not s["new_species"]
-        },
-        "per_species": per_species,
-        "candidate": {
-            "model_path": str(model_path),
-            "backbone": candidate.model.config.backbone,
-            "embedding_dim": int(candidate.embedding_dim),
-            "image_size": image_size,
-        },
-        "protocol": "honest leave-one-out on held-out individuals (disjoint from training): "
-        "the app's shortlist ranking, the query's own encounter never in the gallery",
-    }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value

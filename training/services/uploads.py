@@ -24,10 +24,10 @@ from catalogue.services.imports import (
     ImportPlan,
     ImportResult,
     dataset_file_plan,
-    dataset_import,
     import_folder_remove,
 )
 from catalogue.services.imports.archive import archive_unpack
+from identification.services.pipeline import dataset_ingest
 from wildweb.errors import ServiceError
 
 TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -132,7 +132,7 @@ def dataset_upload_import(
         max_individuals=max_individuals,
         images_per_individual=images_per_individual,
     )
-    result = dataset_import(plan=plan, imported_by=imported_by)
+    result = dataset_ingest(plan=plan, imported_by=imported_by)
     import_folder_remove(path=_folder(token))
     return result
 

@@ -44,7 +44,8 @@ def dataset_import(
     """Carry out a plan in one transaction: every row is imported, or none is.
 
     Photo files written before a failure are deleted with the rollback. ``progress`` is
-    called with 1 after each row (e.g. a tqdm bar's ``update``).
+    called with 1 after each row (e.g. a tqdm bar's ``update``). Nothing is embedded:
+    ``identification.services.pipeline.dataset_ingest`` imports and queues the embedding.
 
     Raises:
         ServiceError: The plan has invalid rows, or a photo changed since the dry run, or
@@ -64,10 +65,6 @@ def dataset_import(
             "One of these photos was stored by someone else during the import; nothing was "
             "imported. Check the file again to see it listed as a duplicate."
         ) from None
-    from identification.services.embedding import species_embeddings_enqueue
-
-    # Also picks up annotations of an earlier, interrupted import.
-    species_embeddings_enqueue(species=plan.species)
     return result
 
 

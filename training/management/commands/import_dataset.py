@@ -15,12 +15,11 @@ from catalogue.models import Species
 from catalogue.services.imports import (
     FORMATS,
     dataset_file_plan,
-    dataset_import,
     import_folder_remove,
 )
-from catalogue.services.species import species_create
-from identification.selectors import embedding_progress
+from identification.selectors.species_models import embedding_progress
 from identification.services.models import species_model_setting
+from identification.services.pipeline import dataset_ingest, species_register
 from wildweb.errors import ServiceError
 
 
@@ -107,10 +106,10 @@ class Command(BaseCommand):
             # A species created here goes with the import: a failing import leaves neither.
             with transaction.atomic():
                 if species is None:
-                    plan.species = species_create(name=name, sensitive=bool(options["sensitive"]))
+                    plan.species = species_register(name=name, sensitive=bool(options["sensitive"]))
                     report["species_created"] = True
                 with tqdm(total=len(plan.rows), desc="storing", unit="photo") as bar:
-                    report["result"] = dataset_import(plan=plan, progress=bar.update).report()
+                    report["result"] = dataset_ingest(plan=plan, progress=bar.update).report()
             if options["wait"]:
                 self._embedding_follow(plan.species)
         return report

@@ -14,8 +14,8 @@ from django.core.management import BaseCommand, call_command
 
 from catalogue.models import Species
 from catalogue.roles import ADMIN, EXPERT, VOLUNTEER, user_role_set
-from catalogue.services.imports import dataset_import, dataset_plan
-from catalogue.services.species import species_create
+from catalogue.services.imports import dataset_plan
+from identification.services.pipeline import dataset_ingest, species_register
 from wildweb.celery import WORKER_GROUPS, WORKER_NICENESS, beat_command, worker_command
 from wildweb.processes import processes_supervise
 
@@ -73,7 +73,7 @@ class Command(BaseCommand):
             metadata = root / folder / "metadata.csv"
             if not metadata.exists():
                 continue
-            species = Species.objects.filter(name=name).first() or species_create(
+            species = Species.objects.filter(name=name).first() or species_register(
                 name=name, sensitive=sensitive
             )
             plan = dataset_plan(
@@ -82,7 +82,7 @@ class Command(BaseCommand):
                 max_individuals=DEMO_INDIVIDUALS,
                 images_per_individual=DEMO_IMAGES_PER_INDIVIDUAL,
             )
-            result = dataset_import(plan=plan)
+            result = dataset_ingest(plan=plan)
             self.stdout.write(
                 f"{name}: {len(plan.rows)} demo photos, "
                 f"{len(result.annotations)} new, {result.duplicates_skipped} already there"

@@ -1,0 +1,110 @@
+"""What volunteers and reviewers may see of sightings: their photos, and what became of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Q
+
+from catalogue.models import Annotation, Encounter, Image, Individual
+from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
+from catalogue.selectors import confirmed_annotation_queryset, sighting_list_for_user
+from identification.models import Identification, IdentityDecision, MatchCandidate
+from identification.selectors.review import review_queue
+
+
+def image_visible_to(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Image | None:
+    """The stored photo or thumbnail named ``name``, if some page may show it to ``user``.
+
+    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
+    public individual (public pages; stored photos carry no EXIF, so no place leaks);
+    experts and admins, every photo; the uploader, their own; volunteers who vote, the
+    animals waiting in the review queue and the photos of the individuals they are offered.
+    Any other file under ``MEDIA_ROOT`` (or a name no photo has) is never served.
+    """
+    if not name:
+        return None
+    image = Image.objects.select_related("encounter").filter(Q(file=name) | Q(thumbnail=name))
+    image = image.first()
+    if image is None:
+        return None
+    if user.is_authenticated and (
+        user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
+    ):
+        return image
+    if confirmed_annotation_queryset().filter(image=image).exists():
+        return image
+    if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
+        queued = review_queue()
+        offered = MatchCandidate.objects.filter(identification__in=queued).values("individual")
+        if Annotation.objects.filter(
+            Q(pk__in=queued.values("annotation")) | Q(individual__in=offered), image=image
+        ).exists():
+            return image
+    return None
+
+
+@dataclass(frozen=True)
+class VolunteerSighting:
+    encounter: Encounter
+    status: str  # what a volunteer reads: Processing, Candidates ready, Identified as X, ...
+    individuals: list[Individual]
+
+
+def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
+    """The user's sightings, newest first, each with a status a volunteer understands."""
+    encounters = list(
+        sighting_list_for_user(user=user).prefetch_related("images__annotations__individual")
+    )
+    return sighting_statuses(encounters=encounters)
+
+
+def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]:
+    """Each sighting with what a volunteer reads: Processing, Identified as X, New individual."""
+    annotation_ids = [a.pk for e in encounters for i in e.images.all() for a in i.annotations.all()]
+    # The standing decision per animal is its latest one not reverted.
+    latest: dict[int, str] = {}
+    for annotation_id, verdict in (
+        IdentityDecision.objects.filter(annotation_id__in=annotation_ids, reverted_at__isnull=True)
+        .exclude(verdict=IdentityDecision.Verdict.REJECT)
+        .order_by("decided_at", "pk")
+        .values_list("annotation_id", "verdict")
+    ):
+        latest[annotation_id] = verdict
+    created_new = {pk for pk, verdict in latest.items() if verdict == IdentityDecision.Verdict.NEW}
+    result = []
+    for encounter in encounters:
+        annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
+        identified = [a for a in annotations if a.individual_id]
+        individuals = list({a.individual_id: a.individual for a in identified}.values())
+        if identified:
+            parts = []
+            for individual in individuals:
+                is_new = any(
+                    a.pk in created_new for a in identified if a.individual_id == individual.pk
+                )
+                parts.append(
+                    f"New individual {individual}" if is_new else f"Identified as {individual}"
+                )
+            status = "; ".join(parts)
+            if len(identified) < len(annotations):
+                status += " (others still in review)"
+        else:
+            status = encounter.get_status_display()
+        failed = _failed_searches(annotations)
+        if failed:
+            status += f" ({len(failed)} photo(s) failed: {failed[0]})"
+        result.append(
+            VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
+        )
+    return result
+
+
+def _failed_searches(annotations: list[Annotation]) -> list[str]:
+    """The reasons the search failed for these animals (each photo fails on its own)."""
+    return list(
+        Identification.objects.filter(
+            annotation__in=annotations, state=Identification.State.FAILED
+        ).values_list("error", flat=True)
+    )
