@@ -36,7 +36,35 @@ def postgres_url() -> str:
         logging.getLogger("pgserver").setLevel(logging.WARNING)  # it logs every exit at INFO
 
         server = pgserver.get_server(PG_DATA_DIR, cleanup_mode=None)
+        if _shared_buffers_set(server.get_uri()):  # takes effect on a restart, done once
+            # pg_ctl restart keeps the options pgserver started it with (its socket).
+            pgserver.pg_ctl(["-w", "restart"], pgdata=PG_DATA_DIR, user=server.system_user)
     return server.get_uri()
+
+
+def shared_buffers_mb() -> int:
+    """Postgres' shared buffers: ``PG_SHARED_BUFFERS_MB``, default a quarter of the memory up
+    to 2 GB. The default 128 MB cannot hold a large species' HNSW index: at 1M 256-d vectors
+    search p95 was 27 ms with it and 15 ms with 2 GB (BENCHMARKS.md, issue 12)."""
+    if os.environ.get("PG_SHARED_BUFFERS_MB"):
+        return int(os.environ["PG_SHARED_BUFFERS_MB"])
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return max(128, min(2048, memory_mb // 4))
+
+
+def _shared_buffers_set(url: str) -> bool:
+    """Store the wanted shared buffers in the server's configuration; True if it changed."""
+    import psycopg
+
+    wanted = shared_buffers_mb()
+    with psycopg.connect(url, autocommit=True) as conn:
+        (pages,) = conn.execute(
+            "SELECT setting::bigint FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+        if pages * 8 // 1024 == wanted:  # the setting counts 8 kB pages
+            return False
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{int(wanted)}MB'")
+    return True
 
 
 def redis_answers(host: str, port: int, timeout: float = 0.3) -> bool:
@@ -97,13 +125,18 @@ def stop(*, pg_data_dir: Path = PG_DATA_DIR, redis_dir: Path = REDIS_DIR) -> Non
     client processes: a client killed by ``kill -9`` never leaves that list, and pgserver
     then keeps the server running for good.
     """
-    postmaster = _pid_from(pg_data_dir / "postmaster.pid")
-    if postmaster is not None:
-        _terminate(postmaster, signal.SIGINT)  # "fast" shutdown: disconnect clients, stop
-        (pg_data_dir / ".handle_pids.json").unlink(missing_ok=True)  # stale client list
+    stop_postgres(pg_data_dir=pg_data_dir)
     redis = _pid_from(redis_dir / "redis.pid")
     if redis is not None:
         _terminate(redis, signal.SIGTERM)
+
+
+def stop_postgres(*, pg_data_dir: Path = PG_DATA_DIR) -> None:
+    """Shut the embedded Postgres down ("fast": disconnect its clients), if it runs."""
+    postmaster = _pid_from(pg_data_dir / "postmaster.pid")
+    if postmaster is not None:
+        _terminate(postmaster, signal.SIGINT)
+        (pg_data_dir / ".handle_pids.json").unlink(missing_ok=True)  # stale client list
 
 
 def _pid_from(pid_file: Path) -> int | None:

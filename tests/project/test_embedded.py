@@ -1,4 +1,5 @@
-"""``make stop`` stops the embedded Postgres even after a client died by ``kill -9``."""
+"""The embedded Postgres: ``make stop`` stops it even after a client died by ``kill -9``;
+it runs with shared buffers sized for the vector indexes."""
 
 from __future__ import annotations
 
@@ -49,3 +50,18 @@ def test_stop_stops_postgres_after_a_client_was_killed() -> None:
             client.kill()
         if psutil.pid_exists(postmaster) if "postmaster" in locals() else False:
             os.kill(postmaster, signal.SIGKILL)
+
+
+@pytest.mark.django_db
+def test_embedded_postgres_runs_with_the_wanted_shared_buffers(settings) -> None:  # noqa: ANN001
+    from django.db import connection
+
+    from wildweb.embedded import shared_buffers_mb
+
+    if not settings.EMBEDDED_DATABASE:
+        pytest.skip("a configured server keeps its own settings")
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::bigint FROM pg_settings WHERE name = 'shared_buffers'")
+        (pages,) = cursor.fetchone()
+    assert pages * 8 // 1024 == shared_buffers_mb() >= 128
