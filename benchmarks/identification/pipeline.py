@@ -48,6 +48,12 @@ def main() -> None:
     parser.add_argument("--database", default="wildweb_bench_pipeline")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument(
+        "--bulk-workers",
+        type=int,
+        default=0,
+        help="embed imports with this many real bulk worker processes (default: in-process)",
+    )
+    parser.add_argument(
         "--local-method",
         choices=("sift", "xfeat"),
         default="sift",
@@ -58,7 +64,7 @@ def main() -> None:
     from search import _use_database
 
     _use_database(args.database)
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
+    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0" if args.bulk_workers else "1"
     os.environ["CELERY_KEY_PREFIX"] = f"wildweb-bench-{os.getpid()}:"
     media = Path(tempfile.mkdtemp(prefix="wildweb-bench-media-"))
     os.environ["MEDIA_ROOT"] = str(media)
@@ -71,7 +77,8 @@ def main() -> None:
     from catalogue.services.imports import dataset_plan
     from identification.services.pipeline import dataset_ingest, species_register
 
-    result: dict = {"import": {}, "held_back": []}
+    result: dict = {"import": {}, "held_back": [], "bulk_workers": args.bulk_workers}
+    bulk = [_worker_start(media, "bulk", f"bulk{i}") for i in range(args.bulk_workers)]
     held_back: list[Path] = []  # from the first species imported
     upload_species = ""
     started_all = time.perf_counter()
@@ -96,6 +103,8 @@ def main() -> None:
         t0 = time.perf_counter()
         plan = dataset_plan(metadata_csv=filtered, species=species, roots=[DATASETS])
         imported = dataset_ingest(plan=plan)
+        if bulk:
+            _embedded_wait(species)
         seconds = time.perf_counter() - t0
         result["import"][name] = {
             "annotations": len(imported.annotations),
@@ -109,8 +118,12 @@ def main() -> None:
     result["import_photos_per_s"] = round(
         result["gallery_annotations"] / result["import_total_s"], 1
     )
-    # This process embedded and extracted keypoints itself (eager tasks), like a bulk worker.
+    # Without bulk workers this process embedded and extracted keypoints itself (eager).
     result["import_peak_rss_mb"] = round(_peak_rss_kb(os.getpid()) / 1024)
+    result["bulk_worker_peak_rss_mb"] = [round(_peak_rss_kb(w.pid) / 1024) for w in bulk]
+    for worker in bulk:
+        worker.terminate()
+        worker.wait(timeout=30)
     if held_back:
         result["upload_to_candidates"] = _upload_latency(held_back, media, upload_species)
         print(result["upload_to_candidates"], flush=True)
@@ -135,11 +148,10 @@ def _split_rows(metadata: Path, held_back: int) -> tuple[list[dict], list[Path]]
     return [r for r in rows if r["path"] not in withheld], [Path(p) for p in sorted(withheld)]
 
 
-def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
+def _worker_start(media: Path, queues: str, name: str) -> subprocess.Popen:
+    """A real Celery worker (solo pool) on this benchmark's database and broker prefix."""
     from django.db import connection
 
-    from catalogue.models import Species
-    from identification.models import Identification
     from wildweb.celery import app, worker_command
 
     db = connection.settings_dict
@@ -153,18 +165,39 @@ def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
         **app.conf.broker_transport_options,
         "global_keyprefix": os.environ["CELERY_KEY_PREFIX"],
     }
-    log = open(media / "worker.log", "w")
+    log_file = media / f"{name}.log"
     worker = subprocess.Popen(
-        worker_command(pool="solo", quiet_cluster=True),
+        worker_command(queues=queues, pool="solo", quiet_cluster=True, name=f"{name}@%h"),
         cwd=REPO,
         env=env,
-        stdout=log,
+        stdout=log_file.open("w"),
         stderr=subprocess.STDOUT,
     )
+    while "ready" not in log_file.read_text():
+        time.sleep(0.2)
+    return worker
+
+
+def _embedded_wait(species) -> None:  # noqa: ANN001
+    """Until every photo of the species has a finished (or failed) embedding job."""
+    from identification.selectors.species_models import embedding_progress
+    from identification.services.models import species_model_setting
+
+    version_id = species_model_setting(species=species).model_version_id
+    while True:
+        progress = embedding_progress(species_id=species.pk, version_id=version_id)
+        if progress["done"] + progress["failed"] >= progress["total"]:
+            return
+        time.sleep(0.5)
+
+
+def _upload_latency(photos: list[Path], media: Path, species_name: str) -> dict:
+    from catalogue.models import Species
+    from identification.models import Identification
+
+    worker = _worker_start(media, "identify,default", "upload")
     species = Species.objects.get(name=species_name)
     try:
-        while "ready" not in (media / "worker.log").read_text():
-            time.sleep(0.2)
         # Warm-up: the worker loads the model on its first task.
         _timed_upload(photos[0], species, warm=True)
         latencies, top5 = [], []
