@@ -109,8 +109,5 @@ class CompactedEmbedder:
     def embed_images(self, images) -> np.ndarray:  # noqa: ANN001
         return self.compaction.apply(self.embedder.embed_images(images))
 
-    def embed_paths(self, paths) -> np.ndarray:  # noqa: ANN001
-        return self.compaction.apply(self.embedder.embed_paths(paths))
-
     def embed_records(self, records) -> np.ndarray:  # noqa: ANN001
         return self.compaction.apply(self.embedder.embed_records(records))

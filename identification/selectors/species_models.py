@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.db.models import Count, Q
+
 from catalogue.models import Annotation
 from identification.models import (
     EmbeddingJob,
@@ -28,11 +30,13 @@ def reembedding_progress(*, setting: SpeciesModel | None) -> dict[str, int] | No
 def embedding_progress(*, species_id: int, version_id: int) -> dict[str, int]:
     """How many of the species' annotations have a finished (or failed) job under a version."""
     total = Annotation.objects.filter(species_id=species_id).count()
-    jobs = EmbeddingJob.objects.filter(
+    counts = EmbeddingJob.objects.filter(
         model_version_id=version_id, annotation__species_id=species_id
+    ).aggregate(
+        done=Count("pk", filter=Q(state=EmbeddingJob.State.DONE)),
+        failed=Count("pk", filter=Q(state=EmbeddingJob.State.FAILED)),
     )
-    done = jobs.filter(state=EmbeddingJob.State.DONE).count()
-    failed = jobs.filter(state=EmbeddingJob.State.FAILED).count()
+    done, failed = counts["done"], counts["failed"]
     return {
         "total": total,
         "done": done,

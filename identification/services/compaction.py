@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models.functions import Mod
 
 from catalogue.models import Species
 from identification.models import Embedding, ModelVersion, SpeciesModel
@@ -45,9 +46,10 @@ def compact_version_create(*, source: ModelVersion, dim: int = COMPACT_DIM) -> M
             f"{source.name} has {count} stored vectors; fitting {dim} dimensions needs at "
             f"least {needed}. Import or embed more photos first."
         )
-    step = max(1, count // FIT_SAMPLE)
-    pks = list(vectors_of.order_by("pk").values_list("pk", flat=True))[::step]
-    stored = Embedding.objects.filter(pk__in=pks).values_list("vector", flat=True)
+    step = max(1, count // FIT_SAMPLE)  # every step-th row, picked by the database
+    stored = (
+        vectors_of.alias(bucket=Mod("pk", step)).filter(bucket=0).values_list("vector", flat=True)
+    )
     vectors = np.asarray([np.asarray(v) for v in stored], dtype=np.float32)
     from reid.compaction import Compaction
 

@@ -27,30 +27,26 @@ def annotation_crop(*, annotation: Annotation) -> PILImage.Image:
     return image.crop((left, top, max(right, left + 1), max(bottom, top + 1)))
 
 
-def local_features_ensure(
-    *, annotation: Annotation, method: str, crop: PILImage.Image | None = None
-) -> LocalFeatures:
+def local_features_ensure(*, annotation: Annotation, method: str) -> LocalFeatures:
     """The annotation's cached keypoints of one method, extracted and stored on first use."""
     cached = LocalFeatures.objects.filter(annotation=annotation, method=method).first()
     if cached is not None:
         return cached
-    from reid.local_features import extract
-
-    keypoints = extract(crop or annotation_crop(annotation=annotation), method=method)
+    extracted = local_features_extract(
+        annotation_id=annotation.pk, crop=annotation_crop(annotation=annotation), method=method
+    )
     features, _ = LocalFeatures.objects.get_or_create(
         annotation=annotation,
         method=method,
-        defaults={"data": keypoints.to_bytes(), "keypoint_count": len(keypoints)},
+        defaults={"data": extracted.data, "keypoint_count": extracted.keypoint_count},
     )
     return features
 
 
-def local_features_unsaved(
+def local_features_extract(
     *, annotation_id: int, crop: PILImage.Image, method: str
-) -> LocalFeatures | None:
-    """The animal's keypoints for a bulk write, or None when they are stored already."""
-    if LocalFeatures.objects.filter(annotation_id=annotation_id, method=method).exists():
-        return None
+) -> LocalFeatures:
+    """The animal's keypoints as an unsaved row (the embedding batch writes them in bulk)."""
     from reid.local_features import extract
 
     keypoints = extract(crop, method=method)

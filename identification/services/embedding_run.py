@@ -26,7 +26,7 @@ from identification.models import (
     ModelVersion,
     SpeciesModel,
 )
-from identification.services.crops import annotation_crop, local_features_unsaved
+from identification.services.crops import annotation_crop, local_features_extract
 from identification.services.embedding import (
     EMBED_BATCH_SIZE,
     TRANSIENT_ERRORS,
@@ -152,6 +152,11 @@ def _version_jobs_embed(*, version_jobs: list[EmbeddingJob]) -> list[int]:
         logger.exception("embedding a batch failed; embedding its photos one by one")
         vectors = [None] * len(ready)
     methods: dict[int, str] = {}  # each species' keypoint method
+    have_keypoints = set(  # (annotation, method) pairs stored earlier, e.g. by a re-embedding
+        LocalFeatures.objects.filter(
+            annotation_id__in=[j.annotation_id for j in ready]
+        ).values_list("annotation_id", "method")
+    )
     computed: list[tuple[EmbeddingJob, np.ndarray, LocalFeatures | None]] = []
     for job, vector in zip(ready, vectors):
         try:
@@ -162,8 +167,13 @@ def _version_jobs_embed(*, version_jobs: list[EmbeddingJob]) -> list[int]:
             species = job.annotation.species
             if species.pk not in methods:
                 methods[species.pk] = species_model_setting(species=species).local_method
-            keypoints = local_features_unsaved(
-                annotation_id=job.annotation_id, crop=crops[job.pk], method=methods[species.pk]
+            method = methods[species.pk]
+            keypoints = (
+                None
+                if (job.annotation_id, method) in have_keypoints
+                else local_features_extract(
+                    annotation_id=job.annotation_id, crop=crops[job.pk], method=method
+                )
             )
             computed.append((job, vector, keypoints))
         except SoftTimeLimitExceeded:

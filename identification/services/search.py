@@ -63,6 +63,8 @@ def embedding_indexes_restore(*, species_ids: set[int] | None = None) -> int:
     Returns:
         How many indexes were built.
     """
+    if species_ids is not None and not species_ids:
+        return 0  # e.g. a redelivered batch that found nothing left to claim
     species_settings = SpeciesModel.objects.select_related("model_version")
     if species_ids is not None:
         species_settings = species_settings.filter(species_id__in=species_ids)

@@ -116,11 +116,10 @@ class Command(BaseCommand):
 
     def _embedding_follow(self, species: Species) -> None:
         version_id = species_model_setting(species=species).model_version_id
-        progress = embedding_progress(species_id=species.pk, version_id=version_id)
-        with tqdm(total=progress["total"], desc="embedding", unit="photo") as bar:
+        with tqdm(desc="embedding", unit="photo") as bar:
             while True:
                 progress = embedding_progress(species_id=species.pk, version_id=version_id)
-                bar.n = progress["done"] + progress["failed"]
+                bar.total, bar.n = progress["total"], progress["done"] + progress["failed"]
                 bar.set_postfix(failed=progress["failed"])
                 bar.refresh()
                 if bar.n >= progress["total"]:
