@@ -48,14 +48,17 @@ class Keypoints:
         return len(self.points)
 
     def to_bytes(self) -> bytes:
-        """Serialise to ``.npz`` bytes; float descriptors are stored as float16.
+        """Serialise to ``.npz`` bytes; rootSIFT as uint8, other float descriptors as float16.
 
-        float16 keeps a rootSIFT blob as small as zlib kept float32 (~50 kB for ~190 cow
-        keypoints) and writes 28x faster (0.12 vs 3.4 ms), which bulk import needs; matching
-        30 cow pairs gave the same inlier counts either way (BENCHMARKS.md, issue 12).
+        Every rootSIFT value lies in [0, 1] (the square root of an L1-normalised histogram),
+        so 1/255 steps keep it to within 0.002 at a quarter of float32's size: a 747-keypoint
+        dog face is 96 kB instead of 185 kB as float16, and bulk import writes blobs that size
+        (BENCHMARKS.md, issue 12). XFeat's signed descriptors stay float16.
         """
         descriptors = self.descriptors
-        if descriptors.dtype.kind == "f":
+        if self.method == "sift" and descriptors.dtype.kind == "f":
+            descriptors = np.round(np.clip(descriptors, 0.0, 1.0) * 255).astype(np.uint8)
+        elif descriptors.dtype.kind == "f":
             descriptors = descriptors.astype(np.float16)
         buffer = io.BytesIO()
         np.savez(
@@ -69,16 +72,20 @@ class Keypoints:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Keypoints:
-        """Inverse of :meth:`to_bytes` (float descriptors come back as float32)."""
+        """Inverse of :meth:`to_bytes`: float descriptors come back as float32 (older blobs
+        with float16 rootSIFT too)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             width, height = (int(v) for v in archive["image_size"])
+            method = str(archive["method"])
             descriptors = archive["descriptors"]
-            if descriptors.dtype.kind == "f":
+            if method == "sift" and descriptors.dtype == np.uint8:
+                descriptors = descriptors.astype(np.float32) / 255
+            elif descriptors.dtype.kind == "f":
                 descriptors = descriptors.astype(np.float32)
             return cls(
                 points=archive["points"],
                 descriptors=descriptors,
-                method=str(archive["method"]),
+                method=method,
                 image_size=(width, height),
             )
 

@@ -64,3 +64,13 @@ def test_small_import_keeps_the_index(shared_datasets, django_capture_on_commit_
     species = species_register(name="Chimpanzee")
     jobs = _import(shared_datasets, django_capture_on_commit_callbacks, species, 3)
     assert len(jobs) == 6 and _index_exists(species.pk)  # below BULK_LOAD_MIN
+
+
+def test_keypoint_blobs_are_stored_without_compression() -> None:
+    # pglz cannot shrink quantised descriptors but tries on every blob over 2 kB.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = "
+            "'identification_localfeatures'::regclass AND attname = 'data'"
+        )
+        assert cursor.fetchone() == ("e",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +33,30 @@ def test_keypoints_round_trip_through_bytes(method: str) -> None:
     assert restored.descriptors.dtype == keypoints.descriptors.dtype
     if method == "orb":  # binary descriptors are kept exactly
         np.testing.assert_array_equal(restored.descriptors, keypoints.descriptors)
-    else:  # float descriptors are stored as float16
+    elif method == "sift":  # rootSIFT is stored in 1/255 steps
+        np.testing.assert_allclose(restored.descriptors, keypoints.descriptors, atol=0.5 / 255)
+    else:  # XFeat's float descriptors are stored as float16
         np.testing.assert_allclose(restored.descriptors, keypoints.descriptors, atol=1e-3)
     assert restored.method == method and restored.image_size == (160, 120)
+    assert match(restored, keypoints).inliers == match(keypoints, keypoints).inliers
+
+
+def test_float16_rootsift_blobs_of_earlier_versions_still_load() -> None:
+    keypoints = extract(_textured(0), method="sift")
+    older = Keypoints(
+        keypoints.points, keypoints.descriptors.astype(np.float16), "sift", keypoints.image_size
+    )
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        points=older.points,
+        descriptors=older.descriptors,
+        method=np.array("sift"),
+        image_size=np.array(older.image_size, dtype=np.int64),
+    )
+    restored = Keypoints.from_bytes(buffer.getvalue())
+    assert restored.descriptors.dtype == np.float32
+    np.testing.assert_allclose(restored.descriptors, keypoints.descriptors, atol=1e-3)
     assert match(restored, keypoints).inliers == match(keypoints, keypoints).inliers
 
 
