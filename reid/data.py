@@ -222,37 +222,99 @@ def eval_transform(image_size: int) -> Callable[[Image.Image], Any]:
     )
 
 
+AUGMENTATIONS = ("standard", "miewid")
+
+
 def train_transform(
-    image_size: int, hflip: bool = False, grayscale_p: float = 0.2, rotation_degrees: float = 10.0
+    image_size: int,
+    hflip: bool = False,
+    grayscale_p: float = 0.2,
+    rotation_degrees: float = 10.0,
+    style: str = "standard",
 ) -> Callable[[Image.Image], Any]:
     """Training augmentation.
 
-    Random resized crop, colour jitter, random grayscale (infrared night frames), small
-    rotation. No horizontal flip by default: many species are identified by asymmetric
-    markings, and a mirrored flank is a different pattern.
+    ``"standard"``: random resized crop, colour jitter, random grayscale (infrared night
+    frames), small rotation. ``"miewid"``: the augmentations MiewID trains with (Otarashvili
+    et al. 2024), in torchvision terms: shift-scale-rotate, colour jitter, one of
+    equalisation (for CLAHE), sharpening or grayscale, and a corner occluded. No horizontal
+    flip by default in either: many species are identified by asymmetric markings, and a
+    mirrored flank is a different pattern.
 
     Args:
         image_size: output side.
         hflip: add random horizontal flips.
-        grayscale_p: probability of converting to grayscale.
+        grayscale_p: probability of converting to grayscale (``"standard"``).
         rotation_degrees: maximal rotation either way.
+        style: one of :data:`AUGMENTATIONS`.
 
     Returns:
         A transform from PIL image to normalised tensor.
     """
     from torchvision import transforms as T
 
-    steps: list[Any] = [
-        T.Lambda(_to_rgb),
-        T.RandomResizedCrop(image_size, scale=(0.6, 1.0), ratio=(0.75, 1.333), antialias=True),
-        T.RandomApply([T.ColorJitter(0.3, 0.3, 0.2, 0.02)], p=0.8),
-        T.RandomGrayscale(p=grayscale_p),
-        T.RandomRotation(rotation_degrees),
-    ]
+    if style not in AUGMENTATIONS:
+        raise ValueError(f"augmentation must be one of {AUGMENTATIONS}, got {style!r}")
+    steps: list[Any] = [T.Lambda(_to_rgb)]
+    if style == "standard":
+        steps += [
+            T.RandomResizedCrop(image_size, scale=(0.6, 1.0), ratio=(0.75, 1.333), antialias=True),
+            T.RandomApply([T.ColorJitter(0.3, 0.3, 0.2, 0.02)], p=0.8),
+            T.RandomGrayscale(p=grayscale_p),
+            T.RandomRotation(rotation_degrees),
+        ]
+    else:
+        steps += [
+            T.Resize((image_size, image_size), antialias=True),
+            T.RandomApply(
+                [T.RandomAffine(rotation_degrees, translate=(0.1, 0.1), scale=(0.85, 1.15))], p=0.8
+            ),
+            T.RandomApply([T.ColorJitter(0.3, 0.3, 0.2, 0.02)], p=0.8),
+            T.RandomApply(
+                [
+                    T.RandomChoice(
+                        [
+                            T.RandomEqualize(p=1.0),
+                            T.RandomAdjustSharpness(2.0, p=1.0),
+                            T.Grayscale(3),
+                        ]
+                    )
+                ],
+                p=0.5,
+            ),
+        ]
     if hflip:
         steps.append(T.RandomHorizontalFlip())
     steps += [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if style == "miewid":
+        steps.append(CornerOcclusion(p=0.3))
     return T.Compose(steps)
+
+
+class CornerOcclusion:
+    """Blank a rectangle (20-40% of each side) in a random corner of a normalised tensor.
+
+    Bodies are often cut off by the frame or hidden behind grass; with the corner set to 0
+    (the mean colour after normalisation) the network cannot lean on one region alone.
+    """
+
+    def __init__(self, p: float = 0.3, size: tuple[float, float] = (0.2, 0.4)) -> None:
+        self.p, self.size = p, size
+
+    def __call__(self, tensor: Any) -> Any:
+        import torch
+
+        if torch.rand(()) >= self.p:
+            return tensor
+        _, height, width = tensor.shape
+        low, high = self.size
+        h = int(height * (low + (high - low) * float(torch.rand(()))))
+        w = int(width * (low + (high - low) * float(torch.rand(()))))
+        top = 0 if torch.rand(()) < 0.5 else height - h
+        left = 0 if torch.rand(()) < 0.5 else width - w
+        tensor = tensor.clone()
+        tensor[:, top : top + h, left : left + w] = 0
+        return tensor
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -24,13 +24,19 @@ class CacheViews:
     """Dataset of all cached views of one image: view 0 plain, the others augmented."""
 
     def __init__(
-        self, records: Sequence[Record], image_size: int, views: int, hflip: bool, seed: int
+        self,
+        records: Sequence[Record],
+        image_size: int,
+        views: int,
+        hflip: bool,
+        seed: int,
+        augmentation: str = "standard",
     ) -> None:
         self.records = records
         self.views = views
         self.seed = seed
         self.plain = eval_transform(image_size)
-        self.augment = train_transform(image_size, hflip=hflip)
+        self.augment = train_transform(image_size, hflip=hflip, style=augmentation)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -81,6 +87,7 @@ def build_feature_cache(
             "image_size": config.image_size,
             "views": config.cached_views,
             "hflip": config.hflip,
+            "augmentation": config.augmentation,
             "seed": config.seed,
             "records": [[r.path, r.bbox] for r in records],
         },
@@ -91,7 +98,14 @@ def build_feature_cache(
     done_marker = cache_dir / f"features-{key}.done"
     if array_path.exists() and done_marker.exists():
         return np.load(array_path, mmap_mode="r")
-    dataset = CacheViews(records, config.image_size, config.cached_views, config.hflip, config.seed)
+    dataset = CacheViews(
+        records,
+        config.image_size,
+        config.cached_views,
+        config.hflip,
+        config.seed,
+        config.augmentation,
+    )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=8, shuffle=False, num_workers=config.num_workers
     )

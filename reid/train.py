@@ -120,7 +120,9 @@ def setup_loop(run: TrainingSession) -> None:
     config = run.config
     if config.mode == "full":
         dataset = RecordDataset(
-            run.records, run.labels, train_transform(config.image_size, hflip=config.hflip)
+            run.records,
+            run.labels,
+            train_transform(config.image_size, hflip=config.hflip, style=config.augmentation),
         )
         run.loader = torch.utils.data.DataLoader(
             dataset,

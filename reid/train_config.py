@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from reid.backbones import DEFAULT_BACKBONE
+from reid.data import AUGMENTATIONS
 
 MODES = ("cached", "full")
 
@@ -41,6 +42,7 @@ class TrainConfig:
         max_per_identity: optional cap on images per identity.
         samples_per_epoch: draws per epoch (default: number of training images).
         hflip: random horizontal flips in augmentation.
+        augmentation: ``"standard"`` or ``"miewid"`` (see :func:`reid.data.train_transform`).
         cached_views: views per image in the cache (view 0 is un-augmented).
         trainable_stages: backbone stages trained in cached mode, counted from the top
             (EfficientNet: conv head = 1, last block group = 2, ...).
@@ -92,6 +94,7 @@ class TrainConfig:
     max_per_identity: int | None = None
     samples_per_epoch: int | None = None
     hflip: bool = False
+    augmentation: str = "standard"
     cached_views: int = 3
     trainable_stages: int = 3
     cache_dir: str | None = None
@@ -111,6 +114,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"augmentation must be one of {AUGMENTATIONS}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be ≥ 2 (BatchNorm)")
         if self.patience is not None and not self.validation_dirs:

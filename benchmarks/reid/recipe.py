@@ -20,12 +20,18 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.inference import load_model
+from reid.backbones import DEFAULT_BACKBONE
+from reid.data import load_records, subset_records, write_metadata
+from reid.inference import Embedder, load_model
 from reid.metrics import cosine_matrix, leave_one_out_from_scores
+from reid.model import ModelConfig, ReIdModel
 from reid.train import TrainConfig, train
+from training.budget import wanted_steps
 
-# Overrides of TrainConfig per variant. "old" is the recipe before imprinting and frozen
-# BatchNorm became defaults.
+# Overrides of TrainConfig per variant ("steps" overrides --steps; "budget" is the app's
+# rule, training.budget.wanted_steps; "mixed" adds the other species' training photos the way
+# the app's default mode mixes in original data). "old" is the recipe before imprinting and
+# frozen BatchNorm became defaults.
 VARIANTS: dict[str, dict] = {
     "old": {"imprint": False, "freeze_batchnorm": False},
     "default": {},
@@ -44,7 +50,43 @@ VARIANTS: dict[str, dict] = {
     "scale-64": {"arcface_scale": 64.0},
     "margin-low": {"margin_min": 0.1, "margin_max": 0.3},
     "views-6": {"cached_views": 6},
+    "steps-900": {"steps": 900},
+    "lite2": {"backbone": "tf_efficientnet_lite2"},
+    "lite2-deeper": {"backbone": "tf_efficientnet_lite2", "trainable_stages": 4},
+    "deeper-900": {"trainable_stages": 4, "steps": 900},
+    "budget": {"steps": "budget"},
+    "mixed": {"mixed": True, "steps": "budget"},
+    "mixed-300": {"mixed": True},
+    "miewid-aug": {"augmentation": "miewid"},
+    "miewid-aug-views-6": {"augmentation": "miewid", "cached_views": 6},
 }
+
+
+# The app's caps on each other species' data in a mixed run (training.services.runs).
+ORIGINAL_IDENTITIES = 50
+ORIGINAL_PER_IDENTITY = 10
+
+
+def _original_dirs(work: Path, name: str, datasets: tuple[str, ...]) -> list[str]:
+    """The other species' training sides, capped as the app caps original data."""
+    dirs = []
+    for other in datasets:
+        if other == name:
+            continue
+        records = subset_records(
+            load_records(work / "data" / other / "train"),
+            identities=ORIGINAL_IDENTITIES,
+            max_per_identity=ORIGINAL_PER_IDENTITY,
+            seed=0,
+        )
+        dirs.append(str(write_metadata(records, work / "recipe" / "originals" / other).parent))
+    return dirs
+
+
+def _zero_shot(backbone: str, size: int) -> Embedder:
+    """ImageNet weights + GeM, no neck: what version 0 is for the lite0 backbone."""
+    network = ReIdModel(ModelConfig(backbone=backbone, neck=False, embedding_dim=None))
+    return Embedder(network.eval(), image_size=size, device="cpu")
 
 
 def _score(model, records: list, ids: list[str]) -> dict:
@@ -77,22 +119,32 @@ def main() -> None:
         loo = study._load_test(args.work, name)["loo"]
         ids = [r.class_key for r in loo]
         row: dict = {"dataset": name, "queries": len(loo), "identities": len(set(ids))}
-        for size in sorted({*args.image_size, 224}):
-            row[f"imagenet@{size}"] = _score(
-                load_model("imagenet", device="cpu", image_size=size), loo, ids
-            )
+        backbones = {VARIANTS[v].get("backbone", DEFAULT_BACKBONE) for v in args.variants}
+        for backbone, size in itertools.product(sorted(backbones), args.image_size):
+            row[f"imagenet {backbone}@{size}"] = _score(_zero_shot(backbone, size), loo, ids)
         print(json.dumps(row), flush=True)
         for variant, seed, size in itertools.product(args.variants, args.seeds, args.image_size):
-            overrides = VARIANTS[variant]
+            overrides = dict(VARIANTS[variant])
+            steps = overrides.pop("steps", args.steps)
+            data_dirs = [str(args.work / "data" / name / "train")]
+            if overrides.pop("mixed", False):
+                data_dirs += _original_dirs(args.work, name, study.DATASETS)
+            if steps == "budget":
+                records = load_records(data_dirs)
+                steps = wanted_steps(
+                    photos=len(records),
+                    individuals=len({r.class_key for r in records}),
+                    batch_size=args.batch_size,
+                )
             out = args.work / "recipe" / name / f"{variant}-seed{seed}-{size}px"
             config = TrainConfig(
-                data_dirs=[str(args.work / "data" / name / "train")],
+                data_dirs=data_dirs,
                 out_dir=str(out),
                 mode="cached",
                 image_size=size,
                 epochs=args.epochs,
                 batch_size=args.batch_size,
-                samples_per_epoch=args.steps // args.epochs * args.batch_size,
+                samples_per_epoch=steps // args.epochs * args.batch_size,
                 cache_dir=str(args.work / "recipe" / "cache"),
                 evaluate=False,
                 seed=seed,
@@ -109,7 +161,7 @@ def main() -> None:
                         "variant": variant,
                         "seed": seed,
                         "image_size": size,
-                        "steps": args.steps // args.epochs * args.epochs,
+                        "steps": steps // args.epochs * args.epochs,
                         "seconds": round(seconds, 1),
                         "final_loss": round(result.metrics["final_loss"], 3),
                         **_score(model, loo, ids),

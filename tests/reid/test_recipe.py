@@ -1,15 +1,19 @@
-"""Training recipe pieces: imprinting, frozen BatchNorm, species-balanced sampling."""
+"""Training recipe pieces: imprinting, frozen BatchNorm, species-balanced sampling,
+augmentation."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
+from reid.data import CornerOcclusion, eval_transform, train_transform
 from reid.losses import SubCenterArcFace
 from reid.model import ModelConfig, ReIdModel
-from reid.train import freeze_batchnorm_statistics, imprint_head
+from reid.train import TrainConfig, freeze_batchnorm_statistics, imprint_head
 
 
 def _tiny_model() -> ReIdModel:
@@ -86,3 +90,26 @@ def test_species_balanced_sampling_gives_each_species_an_equal_share() -> None:
     assert abs(small - 0.5) < 0.02
     np.testing.assert_allclose(per_class[:6], 0.5 / 6, atol=0.01)
     np.testing.assert_allclose(per_class[6:], 0.25, atol=0.015)
+
+
+def test_miewid_augmentation_changes_the_image_and_can_occlude_a_corner() -> None:
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+    plain = eval_transform(64)(image)
+    torch.manual_seed(0)
+    views = [train_transform(64, style="miewid")(image) for _ in range(8)]
+    assert all(v.shape == plain.shape == (3, 64, 64) for v in views)
+    assert all(not torch.allclose(v, plain) for v in views)
+
+    torch.manual_seed(0)
+    occluded = CornerOcclusion(p=1.0)(torch.ones(3, 50, 50))
+    blank = occluded[0] == 0
+    assert 0.2**2 <= blank.float().mean() <= 0.4**2 + 0.01
+    corners = [blank[0, 0], blank[0, -1], blank[-1, 0], blank[-1, -1]]
+    assert sum(bool(c) for c in corners) == 1  # one corner, and the rest untouched
+    assert torch.equal(CornerOcclusion(p=0.0)(torch.ones(3, 8, 8)), torch.ones(3, 8, 8))
+
+
+def test_unknown_augmentation_is_refused(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="augmentation"):
+        TrainConfig(data_dirs=[], out_dir=str(tmp_path), augmentation="mixup")
