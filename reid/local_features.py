@@ -51,9 +51,9 @@ class Keypoints:
         """Serialise to ``.npz`` bytes; rootSIFT as uint8, other float descriptors as float16.
 
         Every rootSIFT value lies in [0, 1] (the square root of an L1-normalised histogram),
-        so 1/255 steps keep it to within 0.002 at a quarter of float32's size: a 747-keypoint
-        dog face is 96 kB instead of 185 kB as float16, and bulk import writes blobs that size
-        (BENCHMARKS.md, issue 12). XFeat's signed descriptors stay float16.
+        so 1/255 steps keep it to within 0.002 at a quarter of float32's size: a dog face's ~700
+        keypoints take 95 kB instead of 183 kB as float16, and bulk import writes blobs that
+        size (BENCHMARKS.md, issue 12). XFeat's signed descriptors stay float16.
         """
         descriptors = self.descriptors
         if self.method == "sift" and descriptors.dtype.kind == "f":

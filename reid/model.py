@@ -162,9 +162,10 @@ class ReIdModel(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def imagenet_model() -> ReIdModel:
-    """The zero-shot baseline: ImageNet EfficientNet-Lite0 + GeM(p=3) + L2 norm, no neck."""
-    return ReIdModel(ModelConfig(backbone=DEFAULT_BACKBONE, neck=False, embedding_dim=None))
+def imagenet_model(backbone: str = DEFAULT_BACKBONE) -> ReIdModel:
+    """The zero-shot baseline: ImageNet EfficientNet-Lite0 (or ``backbone``) + GeM(p=3) + L2
+    norm, no neck."""
+    return ReIdModel(ModelConfig(backbone=backbone, neck=False, embedding_dim=None))
 
 
 def is_miewid_dir(path: str | Path) -> bool:

@@ -125,18 +125,13 @@ def stop(*, pg_data_dir: Path = PG_DATA_DIR, redis_dir: Path = REDIS_DIR) -> Non
     client processes: a client killed by ``kill -9`` never leaves that list, and pgserver
     then keeps the server running for good.
     """
-    stop_postgres(pg_data_dir=pg_data_dir)
+    postmaster = _pid_from(pg_data_dir / "postmaster.pid")
+    if postmaster is not None:
+        _terminate(postmaster, signal.SIGINT)  # "fast" shutdown: disconnect clients, stop
+        (pg_data_dir / ".handle_pids.json").unlink(missing_ok=True)  # stale client list
     redis = _pid_from(redis_dir / "redis.pid")
     if redis is not None:
         _terminate(redis, signal.SIGTERM)
-
-
-def stop_postgres(*, pg_data_dir: Path = PG_DATA_DIR) -> None:
-    """Shut the embedded Postgres down ("fast": disconnect its clients), if it runs."""
-    postmaster = _pid_from(pg_data_dir / "postmaster.pid")
-    if postmaster is not None:
-        _terminate(postmaster, signal.SIGINT)
-        (pg_data_dir / ".handle_pids.json").unlink(missing_ok=True)  # stale client list
 
 
 def _pid_from(pid_file: Path) -> int | None:
