@@ -2,13 +2,16 @@
 
 The identification side calls :func:`notify_candidates_ready` when a sighting's candidates
 are stored and :func:`notify_decision` where an expert's decision is applied; both write
-the notifications in the caller's transaction and send e-mails once it commits, so a
-decision that rolls back tells nobody.
+the notifications in the caller's transaction and queue their e-mails once it commits, so a
+decision that rolls back tells nobody. E-mails are sent by a worker
+(``notifications.tasks.notification_email_task``), never by the web process, so a slow or
+absent mail server delays only the mail.
 """
 
 from __future__ import annotations
 
 import logging
+import smtplib
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -124,8 +127,17 @@ def notifications_mark_read(*, user: AbstractBaseUser) -> int:
     )
 
 
+class MailServerUnavailable(Exception):
+    """The mail server could not take an e-mail now; the task sending it tries again later."""
+
+
 def notification_email_send(*, notification_id: int) -> None:
-    """E-mail one notification if its person wants that and has an address; never raises."""
+    """E-mail one notification if its person wants that and has an address.
+
+    Raises:
+        MailServerUnavailable: the server could not be reached or dropped the connection; the
+            reason is recorded on the notification and the task retries.
+    """
     notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
     if notification is None or notification.emailed_at or not notification.user.email:
         return
@@ -145,11 +157,22 @@ def notification_email_send(*, notification_id: int) -> None:
             from_email=settings.DEFAULT_FROM_EMAIL,
             recipient_list=[notification.user.email],
         )
-    except Exception as error:  # a mail server problem must not undo or hide the decision
-        logger.warning("E-mail of notification %s failed: %s", notification.pk, error)
-        Notification.objects.filter(pk=notification.pk).update(email_error=str(error)[:300])
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as error:
+        # The server answered and refused this address: trying again would not help.
+        _email_error_record(notification_id=notification.pk, error=error)
         return
-    Notification.objects.filter(pk=notification.pk).update(emailed_at=timezone.now())
+    except OSError as error:  # smtplib's errors are OSErrors too: refused, timed out, dropped
+        _email_error_record(notification_id=notification.pk, error=error)
+        raise MailServerUnavailable(str(error)) from error
+    Notification.objects.filter(pk=notification.pk).update(
+        emailed_at=timezone.now(), email_error=""
+    )
+
+
+def _email_error_record(*, notification_id: int, error: Exception) -> None:
+    logger.warning("E-mail of notification %s failed: %s", notification_id, error)
+    message = str(error) or type(error).__name__
+    Notification.objects.filter(pk=notification_id).update(email_error=message[:300])
 
 
 def _notify(
@@ -173,5 +196,17 @@ def _notify(
             )
     except IntegrityError:
         return None  # told already (matching ran again, or a decision was redone)
-    transaction.on_commit(lambda: notification_email_send(notification_id=notification.pk))
+    transaction.on_commit(lambda: _email_queue(notification=notification))
     return notification
+
+
+def _email_queue(*, notification: Notification) -> None:
+    """Queue the e-mail if one is wanted; checking here keeps the broker free of no-ops."""
+    from notifications.tasks import notification_email_task
+    from wildweb.jobs import task_send
+
+    user = get_user_model().objects.filter(pk=notification.user_id).only("email").first()
+    if user is None or not user.email:
+        return
+    if notification_preference_get(user=user).wants_email(notification.kind):
+        task_send(notification_email_task, notification.pk)

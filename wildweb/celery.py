@@ -41,6 +41,7 @@ app.conf.task_routes = {
     "training.tasks.training_run_task": {"queue": "training"},
     "training.tasks.*": {"queue": "default"},  # promotion checks and recovery: quick chores
     "wildweb.tasks.*": {"queue": "default"},
+    "notifications.tasks.*": {"queue": "default"},
 }
 app.autodiscover_tasks()
 

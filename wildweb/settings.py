@@ -310,6 +310,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=True)
 # A slow mail server delays a notification, never a page for long.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Wildweb <wildweb@localhost>")
+# E-mails go out from a worker; with the server down the worker tries again, pausing longer
+# each time up to this many seconds, this many times (the defaults cover about an hour).
+EMAIL_RETRY_MAX_SECONDS = env_int("EMAIL_RETRY_MAX_SECONDS", 600)
+EMAIL_MAX_RETRIES = env_int("EMAIL_MAX_RETRIES", 10)
 # Links in e-mails start with this.
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
 

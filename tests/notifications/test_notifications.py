@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import pytest
 from django.core import mail
@@ -26,6 +28,17 @@ from tests.factories import (
 
 pytestmark = pytest.mark.django_db
 Kind = Notification.Kind
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_in_this_process() -> Iterator[None]:
+    """The e-mail task runs where it is sent, so these tests read ``mail.outbox``; a real
+    worker and a real SMTP server send it in ``test_email_queue.py``."""
+    from wildweb.celery import app
+
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
 
 
 def _reported_animal(user, species=None):  # noqa: ANN001, ANN202
