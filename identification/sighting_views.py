@@ -22,6 +22,7 @@ from catalogue.forms import SightingForm
 from catalogue.roles import UPLOAD_PERMISSION
 from catalogue.selectors import sighting_poll_seconds, sighting_visible_to, volunteer_contributions
 from catalogue.services.sightings import uploaded_photo_from_file
+from identification.selectors.backlog import interactive_wait
 from identification.selectors.sightings import (
     image_visible_to,
     sighting_statuses,
@@ -69,7 +70,8 @@ def sighting_create(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Thank you! Sighting #{result.encounter.pk} was saved.")
             return redirect("sighting-detail", encounter_id=result.encounter.pk)
     status = 400 if request.method == "POST" else 200
-    return render(request, "catalogue/sighting_form.html", {"form": form}, status=status)
+    context = {"form": form, "wait": interactive_wait()}
+    return render(request, "catalogue/sighting_form.html", context, status=status)
 
 
 @login_required
