@@ -11,8 +11,8 @@ from django.views.decorators.http import require_POST
 from catalogue import selectors
 from catalogue.forms import SignUpForm
 from catalogue.photos import photo_read
-from catalogue.roles import UPLOAD_PERMISSION, VOLUNTEER, user_role_set
-from catalogue.services import sightings
+from catalogue.roles import UPLOAD_PERMISSION
+from catalogue.services import accounts, sightings
 from wildweb.errors import ServiceError
 
 
@@ -23,8 +23,11 @@ def home(request: HttpRequest) -> HttpResponse:
 def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = form.save()
-        user_role_set(user=user, role=VOLUNTEER)
+        user = accounts.user_signup(
+            username=form.cleaned_data["username"],
+            email=form.cleaned_data["email"],
+            password=form.cleaned_data["password1"],
+        )
         login(request, user)
         messages.success(request, "Welcome! You can now report sightings.")
         return redirect("sighting-create")
