@@ -10,6 +10,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -55,6 +56,18 @@ def django_db_modify_db_settings() -> None:
     from django.conf import settings
 
     settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = f"test_wildweb_{os.getpid()}"
+
+
+@pytest.fixture(autouse=True)
+def _cache_of_this_test(settings) -> None:  # noqa: ANN001 - pytest-django fixture
+    """Throttle counts and failed sign-ins start at zero in each test, on the real Redis, with
+    no flush of a Redis that other sessions and the broker share: a key prefix of its own."""
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "KEY_PREFIX": f"wildweb-test-{os.getpid()}-{uuid.uuid4().hex}",
+        }
+    }
 
 
 @pytest.fixture(autouse=True)

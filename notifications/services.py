@@ -25,6 +25,7 @@ from catalogue.models import Encounter, Individual
 from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
 from identification.models import Identification, IdentityDecision
 from notifications.models import Notification, NotificationPreference
+from wildweb.errors import full_clean
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
@@ -118,6 +119,28 @@ def notify_decision(*, decision: IdentityDecision) -> None:
 
 def notification_preference_get(*, user: AbstractBaseUser) -> NotificationPreference:
     preference, _ = NotificationPreference.objects.get_or_create(user=user)
+    return preference
+
+
+@transaction.atomic
+def notification_preference_update(
+    *,
+    user: AbstractBaseUser,
+    email: str,
+    email_candidates_ready: bool,
+    email_identified: bool,
+    email_seen_again: bool,
+) -> NotificationPreference:
+    """Save which e-mails a person wants and the address they go to: both or neither."""
+    preference = notification_preference_get(user=user)
+    preference.email_candidates_ready = email_candidates_ready
+    preference.email_identified = email_identified
+    preference.email_seen_again = email_seen_again
+    full_clean(preference)
+    preference.save()
+    user.email = email
+    full_clean(user)
+    user.save(update_fields=["email"])
     return preference
 
 

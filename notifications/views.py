@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 
 from notifications import selectors, services
 from notifications.forms import NotificationPreferenceForm
+from wildweb.errors import ServiceError
 
 
 @login_required
@@ -28,10 +29,12 @@ def notification_preferences(request: HttpRequest) -> HttpResponse:
         request.POST or None, instance=preference, initial={"email": request.user.email}
     )
     if request.method == "POST" and form.is_valid():
-        form.save()
-        request.user.email = form.cleaned_data["email"]
-        request.user.save(update_fields=["email"])
-        messages.success(request, "Your notification settings were saved.")
-        return redirect("notification-preferences")
+        try:
+            services.notification_preference_update(user=request.user, **form.cleaned_data)
+        except ServiceError as error:
+            form.add_error(error.field, error.message)
+        else:
+            messages.success(request, "Your notification settings were saved.")
+            return redirect("notification-preferences")
     status = 400 if request.method == "POST" else 200
     return render(request, "notifications/preferences.html", {"form": form}, status=status)

@@ -6,6 +6,8 @@ import math
 
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from wildweb.errors import ServiceError
@@ -19,6 +21,27 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             body["field"] = exc.field
         return Response(body, status=exc.status_code)
     return drf_exception_handler(exc, context)
+
+
+class _CurrentRate:
+    """Read the rate from the settings on each request.
+
+    DRF copies ``DEFAULT_THROTTLE_RATES`` into a class attribute at import, so a changed
+    setting (a test's override) would otherwise never reach the throttle.
+    """
+
+    scope: str
+
+    def get_rate(self) -> str | None:
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class AnonThrottle(_CurrentRate, AnonRateThrottle):
+    """Anonymous callers, counted per client address (``NUM_PROXIES`` applies)."""
+
+
+class UserThrottle(_CurrentRate, UserRateThrottle):
+    """Signed-in callers, counted per user."""
 
 
 class FiniteJSONRenderer(JSONRenderer):

@@ -219,3 +219,20 @@ def test_candidates_flagged_probably_new_say_so() -> None:
     )
     notify_candidates_ready(encounter_id=annotation.image.encounter_id)
     assert "not seen before" in Notification.objects.get(user=volunteer).message
+
+
+def test_preferences_whose_email_cannot_be_stored_change_nothing() -> None:
+    reporter = UserFactory(role="volunteer", email="old@example.org")
+    client = Client()
+    client.force_login(reporter)
+    # Valid to the form (up to 320 characters) but longer than the account's 254.
+    too_long = "me@" + ".".join(["a" * 60] * 5) + ".org"
+    response = client.post(
+        reverse("notification-preferences"), {"email": too_long, "email_seen_again": "on"}
+    )
+    assert response.status_code == 400
+    assert "at most 254 characters" in response.content.decode()
+    reporter.refresh_from_db()
+    assert reporter.email == "old@example.org"
+    # The preferences, written before the address, were rolled back with it.
+    assert NotificationPreference.objects.get(user=reporter).email_identified

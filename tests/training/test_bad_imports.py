@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import stat
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +74,18 @@ def _zip(folder: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
+def _zip_with_link(folder: Path) -> Path:
+    """A ZIP whose photo is a symbolic link (as ``zip --symlinks`` stores it) to a server file."""
+    path = folder / "upload.zip"
+    link = zipfile.ZipInfo("ann/1.jpg")
+    link.create_system = 3  # Unix, whose mode bits say "link"
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("ann/2.jpg", jpeg_bytes())
+        archive.writestr(link, "/etc/passwd")
+    return path
+
+
 def _outside(folder: Path) -> Path:
     return _photo(folder.parent / f"{folder.name}-elsewhere" / "secret.jpg", 50)
 
@@ -85,7 +98,12 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
         "outside the dataset",
     ),
     ("csv-etc-passwd", lambda d: _csv(d, ["1,A,/etc/passwd,,"]), "outside the dataset"),
-    ("csv-absolute-photo", lambda d: _csv(d, [f"1,A,{_outside(d)},,"]), "outside the dataset"),
+    (
+        "csv-absolute-photo",
+        lambda d: _csv(d, [f"1,A,{_outside(d)},,"]),
+        "lies outside the dataset; paths must stay inside the uploaded archive or dataset "
+        "folder, or inside a server folder listed in the IMPORT_ROOTS setting",
+    ),
     ("csv-missing-photo", lambda d: _csv(d, ["1,A,images/gone.jpg,,"]), "no file"),
     ("csv-nan-bbox", lambda d: _csv(d, ['1,A,images/a.jpg,"NaN,0,10,10",']), "finite"),
     ("csv-negative-bbox", lambda d: _csv(d, ['1,A,images/a.jpg,"[-1,0,10,10]",']), "outside"),
@@ -140,6 +158,7 @@ CASES: list[tuple[str, Callable[[Path], Path], str]] = [
     ),
     ("zip-parent-member", lambda d: _zip(d, {"../evil/1.jpg": jpeg_bytes()}), "unsafe paths"),
     ("zip-absolute-member", lambda d: _zip(d, {"/tmp/evil/1.jpg": jpeg_bytes()}), "unsafe paths"),
+    ("zip-symlink-member", _zip_with_link, "the archive holds symbolic links"),
     ("zip-bomb", lambda d: _zip(d, {"ann/big.jpg": bytes(3_000_000)}), "limit is"),
     ("zip-corrupt-photo", lambda d: _zip(d, {"ann/1.jpg": jpeg_bytes()[:300]}), "damaged"),
     (
@@ -312,6 +331,31 @@ def test_photos_in_an_import_root_may_be_named_by_absolute_path(tmp_path, settin
         "import_dataset", str(tmp_path / "data"), "--species", "Zebra", stdout=io.StringIO()
     )
     assert Annotation.objects.get().individual.code == "A"
+
+
+def test_a_command_line_import_follows_a_symlinked_images_folder(tmp_path) -> None:  # noqa: ANN001
+    """``images/`` linked to another disk: the admin's own folder, so the link is trusted."""
+    _photo(tmp_path / "disk" / "A" / "a.jpg", 10)
+    _photo(tmp_path / "disk" / "B" / "b.jpg", 20)
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    (dataset / "images").symlink_to(tmp_path / "disk", target_is_directory=True)
+    (dataset / "metadata.csv").write_text(
+        "image_id,identity,path\n1,A,images/A/a.jpg\n2,B,images/B/b.jpg\n"
+    )
+    # Anywhere but the command line (an upload's folder) the same link stays refused.
+    species = species_register(name="Zebra")
+    plan = dataset_file_plan(path=dataset, species=species)
+    assert len(plan.errors) == 2 and "lies outside the dataset" in plan.errors[0]
+    # Still refused on the command line: a path written outside the folder.
+    (dataset / "metadata.csv").write_text("image_id,identity,path\n1,A,images/../../disk/A/a.jpg\n")
+    with pytest.raises(CommandError):
+        call_command("import_dataset", str(dataset), "--species", "Zebra", stdout=io.StringIO())
+    (dataset / "metadata.csv").write_text(
+        "image_id,identity,path\n1,A,images/A/a.jpg\n2,B,images/B/b.jpg\n"
+    )
+    call_command("import_dataset", str(dataset), "--species", "Zebra", stdout=io.StringIO())
+    assert sorted(Annotation.objects.values_list("individual__code", flat=True)) == ["A", "B"]
 
 
 def test_a_failed_command_line_import_leaves_no_new_species_behind(

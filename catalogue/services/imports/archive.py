@@ -7,13 +7,14 @@ A ZIP may hold, optionally inside one wrapping folder:
 * one COCO, CCT or MegaDetector ``.json`` file and the photos it names;
 * one folder per individual, ``<individual>/<photo>``.
 
-Every member name is checked, and the unpacked total is compared with
+Every member name is checked (symbolic links are refused), and the unpacked total is compared with
 ``settings.IMPORT_MAX_UNPACKED_BYTES``, before a single byte is written.
 """
 
 from __future__ import annotations
 
 import shutil
+import stat
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -52,6 +53,15 @@ def archive_unpack(*, path: Path, target: Path) -> Path:
                 f"{path.name}: unsafe paths in the archive (absolute or with '..'): "
                 + ", ".join(unsafe[:5])
                 + "; nothing was unpacked."
+            )
+        # Unpacked as a plain file holding the link's target, a link would only fail later
+        # as "not a photo"; an upload may never point at the server's own files.
+        links = [m.filename for m in members if _symbolic_link(m)]
+        if links:
+            raise ServiceError(
+                f"{path.name}: the archive holds symbolic links, which uploads may not: "
+                + ", ".join(links[:5])
+                + "; nothing was unpacked. Put the photos themselves in the archive."
             )
         total = sum(m.file_size for m in members)
         limit = settings.IMPORT_MAX_UNPACKED_BYTES
@@ -104,6 +114,11 @@ def archive_layout(root: Path) -> tuple[str, Path | None]:
             "file beside the photos."
         )
     return "folders", None
+
+
+def _symbolic_link(member: zipfile.ZipInfo) -> bool:
+    """A member stored with Unix mode S_IFLNK (``zip --symlinks``)."""
+    return stat.S_ISLNK(member.external_attr >> 16)
 
 
 def _safe(name: str) -> bool:

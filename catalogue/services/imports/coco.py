@@ -27,6 +27,7 @@ def coco_plan(
     image_root: Path,
     max_individuals: int | None = None,
     images_per_individual: int | None = None,
+    follow_links: bool = False,
 ) -> ImportPlan:
     document = json_load(path)
     plan = ImportPlan(species=species, source=str(path), layout="COCO / CCT JSON")
@@ -87,6 +88,7 @@ def coco_plan(
         roots=[image_root],
         max_individuals=max_individuals,
         images_per_individual=images_per_individual,
+        follow_links=follow_links,
     )
 
 

@@ -23,6 +23,7 @@ def dataset_plan(
     images_per_individual: int | None = None,
     image_root: Path | None = None,
     roots: list[Path] | None = None,
+    follow_links: bool = False,
 ) -> ImportPlan:
     """Read and check a ``metadata.csv``, opening its photos; writes nothing.
 
@@ -35,6 +36,8 @@ def dataset_plan(
         image_root: Folder relative paths start from (default: the CSV's folder). Photos
             must lie inside it, inside ``roots`` or inside ``settings.IMPORT_ROOTS``.
         roots: More folders the photos may lie in.
+        follow_links: Accept a path written inside the dataset's folder wherever its
+            symbolic links lead (the command line only; see ``PhotoChecker``).
     """
     plan = ImportPlan(species=species, source=str(metadata_csv), layout="metadata.csv")
     drafts: list[RowDraft] = []
@@ -71,4 +74,5 @@ def dataset_plan(
         roots=[image_root or metadata_csv.parent, *(roots or [])],
         max_individuals=max_individuals,
         images_per_individual=images_per_individual,
+        follow_links=follow_links,
     )

@@ -75,6 +75,7 @@ def dataset_file_plan(
     image_root: Path | None = None,
     extract_dir: Path | None = None,
     min_confidence: float = MEGADETECTOR_MIN_CONFIDENCE,
+    follow_links: bool = False,
 ) -> ImportPlan:
     """Plan the import of one file (a dry run: nothing is written to the catalogue).
 
@@ -90,6 +91,9 @@ def dataset_file_plan(
         extract_dir: Where a ZIP is unpacked (default: a new temporary folder, removed when
             planning fails). Unpacking twice into the same folder is harmless.
         min_confidence: MegaDetector detections below it are left out.
+        follow_links: For a dataset in a folder on the server (the command line, whose admin
+            is trusted): accept a photo path written inside the dataset's folder wherever its
+            symbolic links lead, e.g. ``images/`` linked to another disk. Never for a ZIP.
 
     Raises:
         ServiceError: The file cannot be read at all (bad JSON, not a ZIP, ...). Problems
@@ -121,14 +125,27 @@ def dataset_file_plan(
         return plan
     if file_format == "csv":
         metadata = path / "metadata.csv" if path.is_dir() else path
-        return dataset_plan(metadata_csv=metadata, species=species, image_root=image_root, **limits)
+        return dataset_plan(
+            metadata_csv=metadata,
+            species=species,
+            image_root=image_root,
+            follow_links=follow_links,
+            **limits,
+        )
     if file_format == "coco":
-        return coco_plan(path=path, species=species, image_root=image_root or path.parent, **limits)
+        return coco_plan(
+            path=path,
+            species=species,
+            image_root=image_root or path.parent,
+            follow_links=follow_links,
+            **limits,
+        )
     return megadetector_plan(
         path=path,
         species=species,
         image_root=image_root or path.parent,
         min_confidence=min_confidence,
+        follow_links=follow_links,
     )
 
 

@@ -25,6 +25,7 @@ def megadetector_plan(
     species: Species,
     image_root: Path,
     min_confidence: float = MEGADETECTOR_MIN_CONFIDENCE,
+    follow_links: bool = False,
 ) -> ImportPlan:
     document = json_load(path)
     plan = ImportPlan(species=species, source=str(path), layout="MegaDetector JSON")
@@ -79,4 +80,4 @@ def megadetector_plan(
                     encounter=f"image-{index}",
                 )
             )
-    return plan_finish(plan=plan, drafts=drafts, roots=[image_root])
+    return plan_finish(plan=plan, drafts=drafts, roots=[image_root], follow_links=follow_links)

@@ -8,6 +8,7 @@ photos already in the catalogue, which the import skips and reports.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,12 +78,16 @@ class PhotoChecker:
     """Opens each photo of a plan once, as the import will, and remembers its size and hash.
 
     Paths must resolve (symbolic links followed) inside one of ``roots``: the dataset's folder
-    or unpacked archive, and the server folders of ``settings.IMPORT_ROOTS``.
+    or unpacked archive, and the server folders of ``settings.IMPORT_ROOTS``. With
+    ``follow_links`` a path written inside the dataset's folder is accepted wherever its
+    symbolic links lead: the command line's admin is trusted with the server's folders, an
+    uploaded dataset is not.
     """
 
-    def __init__(self, roots: list[Path]) -> None:
+    def __init__(self, roots: list[Path], *, follow_links: bool = False) -> None:
         self.roots = [Path(r).resolve() for r in [*roots, *settings.IMPORT_ROOTS]]
         self.base = self.roots[0]
+        self.follow_links = follow_links
         self._seen: dict[Path, tuple[str, int, int] | None] = {}
 
     def resolve(self, raw: str, where: str, errors: list[str]) -> Path | None:
@@ -96,11 +101,15 @@ class PhotoChecker:
         except (OSError, ValueError):  # a NUL byte, a loop of links
             errors.append(f"{where}: {raw!r} is not a usable path")
             return None
-        if not any(real.is_relative_to(root) for root in self.roots):
+        # As written, with ".." taken away but no link followed.
+        written = Path(os.path.normpath(candidate))
+        allowed = [real, written] if self.follow_links else [real]
+        if not any(path.is_relative_to(root) for path in allowed for root in self.roots):
             errors.append(
                 f"{where}: {raw} lies outside the dataset"
-                + (" and the import folders" if settings.IMPORT_ROOTS else "")
-                + "; paths must stay inside the uploaded archive or dataset folder"
+                + (" and the IMPORT_ROOTS folders" if settings.IMPORT_ROOTS else "")
+                + "; paths must stay inside the uploaded archive or dataset folder, or inside a "
+                "server folder listed in the IMPORT_ROOTS setting"
             )
             return None
         if not real.is_file():
@@ -157,6 +166,7 @@ def plan_finish(
     roots: list[Path],
     max_individuals: int | None = None,
     images_per_individual: int | None = None,
+    follow_links: bool = False,
 ) -> ImportPlan:
     """Select the rows the caps keep, open their photos as the import will, check their boxes.
 
@@ -171,7 +181,7 @@ def plan_finish(
     for identity in identities:
         selected += sorted(by_identity[identity], key=lambda d: d.path)[:images_per_individual]
     selected += by_identity.get("", [])
-    checker = PhotoChecker(roots)
+    checker = PhotoChecker(roots, follow_links=follow_links)
     for draft in selected:
         checked = _photo_check(checker=checker, plan=plan, draft=draft)
         if checked is not None:

@@ -92,6 +92,8 @@ class Command(BaseCommand):
             images_per_individual=options["images_per_individual"],
             image_root=options["image_root"],
             extract_dir=extract_dir,
+            # An admin's own folder: its symbolic links (images/ on another disk) are trusted.
+            follow_links=extract_dir is None,
         )
         report = {
             "species": name,
