@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
+from redis.exceptions import RedisError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -11,6 +13,8 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from wildweb.errors import ServiceError
+
+logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -34,6 +38,13 @@ class _CurrentRate:
 
     def get_rate(self) -> str | None:
         return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def allow_request(self, request, view) -> bool:  # noqa: ANN001
+        try:
+            return super().allow_request(request, view)
+        except RedisError as error:  # the API must not depend on the cache being up
+            logger.warning("request not throttled, the cache is unreachable: %s", error)
+            return True
 
 
 class AnonThrottle(_CurrentRate, AnonRateThrottle):

@@ -69,3 +69,23 @@ def test_a_signed_in_user_guessing_another_account_is_counted(settings) -> None:
         for _ in range(3)
     ]
     assert answers == [200, 200, 429]
+
+
+def test_with_the_cache_down_signing_in_and_the_api_still_work(settings) -> None:  # noqa: ANN001
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    user = UserFactory(role="volunteer")
+    user.set_password("the-right-pass-phrase")
+    user.save()
+    visitor = Client()
+    wrong = visitor.post("/accounts/login/", {"username": user.username, "password": "guess"})
+    right = visitor.post(
+        "/accounts/login/", {"username": user.username, "password": "the-right-pass-phrase"}
+    )
+    assert (wrong.status_code, right.status_code) == (200, 302)
+    assert visitor.get(reverse("api-individuals")).status_code == 200
