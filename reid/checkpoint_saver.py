@@ -1,8 +1,9 @@
 """Keeping the best epoch on held-out individuals, and stopping when it stops improving.
 
 The idea of timm's ``CheckpointSaver`` (keep the checkpoint with the best validation metric)
-plus early stopping: after every epoch, :func:`held_out_top1` measures leave-one-out top-1 on
-individuals the run never trains on; the best epoch's weights are kept in ``best.pt`` and
+plus early stopping: after every epoch, :func:`held_out_top1` measures top-1 on individuals
+the run never trains on, under the honest protocol of :mod:`reid.evaluation` (a query's own
+encounter is never in its gallery); the best epoch's weights are kept in ``best.pt`` and
 become ``model.pt`` at the end.
 """
 
@@ -18,8 +19,8 @@ from torch import nn
 
 from reid.checkpoint import atomic_save, checkpoint_read
 from reid.data import Record
+from reid.evaluation import embedding_retrieval
 from reid.inference import Embedder
-from reid.metrics import leave_one_out
 from reid.model import ReIdModel
 
 BEST_NAME = "best.pt"
@@ -28,15 +29,14 @@ BEST_NAME = "best.pt"
 def held_out_top1(
     model: ReIdModel, records: Sequence[Record], image_size: int, device: torch.device
 ) -> float:
-    """Leave-one-out top-1 of ``model`` on ``records`` (a copy is embedded: the training
-    model's mode and memory format stay as they are)."""
+    """Honest embedding top-1 of ``model`` on ``records`` (a copy is embedded: the training
+    model's mode and memory format stay as they are); 0.0 when no photo is a query."""
     # torch, not ONNX: the weights change every epoch, so an export would never be reused.
     embedder = Embedder(
         copy.deepcopy(model), image_size=image_size, device=str(device), backend="torch"
     )
     vectors = embedder.embed_records(list(records))
-    result = leave_one_out(vectors, [r.class_key for r in records], [r.species for r in records])
-    return float(result["top1"])
+    return float(embedding_retrieval(vectors, records)["top1"] or 0.0)
 
 
 class BestEpochKeeper:

@@ -76,6 +76,10 @@ def ranking_metrics(rankings: Iterable[tuple[Hashable, Sequence[Candidate]]]) ->
     for truth, ranked in rankings:
         ids = [c.individual_id for c in ranked]
         reciprocal.append(1.0 / (ids.index(truth) + 1) if truth in ids else 0.0)
+    return _reciprocal_rank_metrics(reciprocal)
+
+
+def _reciprocal_rank_metrics(reciprocal: Sequence[float]) -> dict[str, Any]:
     n = len(reciprocal)
     if n == 0:
         return {key: None for key in ("top1", "top5", "mAP", "top1_se", "top5_se", "mAP_se")} | {
@@ -88,6 +92,45 @@ def ranking_metrics(rankings: Iterable[tuple[Hashable, Sequence[Candidate]]]) ->
         result[f"top{k}"], result[f"top{k}_se"] = p, math.sqrt(p * (1 - p) / n)
     result["mAP"] = float(values.mean())
     result["mAP_se"] = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+    return result
+
+
+def embedding_retrieval(vectors: np.ndarray, records: Sequence[Record]) -> dict[str, Any]:
+    """Embedding-only ranking of every honest query among ``records``, by cosine.
+
+    The protocol of this module without a shortlist: within each species, each photo whose
+    individual has a photo in another encounter is ranked against the species' photos outside
+    its own encounter, each individual scoring its best photo. For early stopping, a training
+    run's learning signal and the benchmarks that embed whole test sets.
+
+    Args:
+        vectors: ``(N, D)`` embeddings, one per record.
+        records: the photos (identity, species and encounter are read; an empty encounter
+            is the photo's own).
+
+    Returns:
+        ``top1, top5, mAP, n_queries`` and standard errors (as :func:`ranking_metrics`) over
+        all queries, and ``per_species`` with the same keys per species.
+    """
+    scores = cosine_matrix(vectors, vectors).astype(np.float64)
+    individuals = np.asarray([r.class_key for r in records])
+    encounters = np.asarray(
+        [f"{r.species}/{r.encounter}" if r.encounter else f"image:{r.image_id}" for r in records]
+    )
+    species = np.asarray([r.species for r in records])
+    reciprocal_of: dict[str, list[float]] = defaultdict(list)
+    for query in honest_queries(individuals.tolist(), encounters.tolist()):
+        gallery = np.flatnonzero((species == species[query]) & (encounters != encounters[query]))
+        best: dict[str, float] = {}
+        for index in gallery:
+            name = individuals[index]
+            best[name] = max(best.get(name, -np.inf), scores[query, index])
+        truth = best[individuals[query]]
+        reciprocal_of[species[query]].append(1.0 / (1 + sum(v > truth for v in best.values())))
+    result = _reciprocal_rank_metrics([r for values in reciprocal_of.values() for r in values])
+    result["per_species"] = {
+        name: _reciprocal_rank_metrics(values) for name, values in sorted(reciprocal_of.items())
+    }
     return result
 
 

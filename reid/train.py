@@ -41,9 +41,9 @@ from reid.checkpoint import (
 )
 from reid.checkpoint_saver import BestEpochKeeper, held_out_top1
 from reid.data import Record, RecordDataset, load_records, train_transform
+from reid.evaluation import embedding_retrieval, honest_queries
 from reid.feature_cache import cached_batches, pooled_training_features
 from reid.losses import SubCenterArcFace
-from reid.metrics import leave_one_out
 from reid.model import ReIdModel
 from reid.train_config import TrainConfig, TrainResult
 from reid.train_setup import (
@@ -96,7 +96,7 @@ def resume_or_start(run: TrainingSession, checkpoint_path: Path) -> tuple[int, i
             run.model, run.trainable_top, run.features, run.records, config, run.device
         )
         if config.evaluate and run.is_main:
-            run.metrics["train_before"] = _leave_one_out(run.model, pooled, run.records)
+            run.metrics["train_before"] = _training_images_top1(run.model, pooled, run.records)
         if config.imprint:
             imprint_head(
                 run.model,
@@ -192,6 +192,9 @@ def _validation_setup(
     if run.distributed:
         raise ValueError("validation_dirs (early stopping) needs a single training process")
     records = load_records(run.config.validation_dirs)
+    encounters = [r.encounter or f"image:{r.image_id}" for r in records]
+    if not honest_queries([r.class_key for r in records], encounters):
+        return [], None  # no individual there has a second encounter: nothing honest to stop on
     return records, BestEpochKeeper(out_dir, run.config.patience, run.metrics.get("early_stopping"))
 
 
@@ -243,7 +246,7 @@ def _model_save(run: TrainingSession, out_dir: Path) -> Path:
         pooled = pooled_training_features(
             run.model, run.trainable_top, run.features, run.records, config, run.device
         )
-        metrics["train_after"] = _leave_one_out(run.model, pooled, run.records)
+        metrics["train_after"] = _training_images_top1(run.model, pooled, run.records)
     model_path = save_model_file(
         out_dir / MODEL_NAME,
         run.model.cpu(),
@@ -342,13 +345,13 @@ class _TrainingNet(nn.Module):
 
 
 @torch.inference_mode()
-def _leave_one_out(
+def _training_images_top1(
     model: ReIdModel, pooled: torch.Tensor, records: Sequence[Record]
 ) -> dict[str, Any]:
-    """Leave-one-out on the training images (plain view), for a quick learning signal."""
+    """Honest embedding ranking of the training images (plain view): a quick learning signal."""
     was_training = model.training
     model.eval()
     embeddings = F.normalize(model.projection(model.neck(pooled)), dim=1).cpu().numpy()
     model.train(was_training)
-    result = leave_one_out(embeddings, [r.class_key for r in records], [r.species for r in records])
+    result = embedding_retrieval(embeddings, records)
     return {k: result[k] for k in ("top1", "top5", "mAP", "n_queries")}

@@ -61,10 +61,13 @@ class TrainConfig:
         num_workers: data-loading worker processes.
         device: torch device (default CUDA when available).
         amp: mixed precision on CUDA.
-        evaluate: compute leave-one-out on the training images before and after training.
+        evaluate: rank the training images before and after training (the honest protocol
+            of ``reid.evaluation.embedding_retrieval``: a photo's own encounter is never in
+            its gallery).
         validation_dirs: dataset folders of held-out individuals (disjoint from training).
-            After every epoch their leave-one-out top-1 is measured, and ``model.pt`` gets
-            the weights of the best epoch, not the last.
+            After every epoch their honest top-1 is measured, and ``model.pt`` gets the
+            weights of the best epoch, not the last. Without an individual in two encounters
+            there is nothing honest to stop on, and every epoch runs.
         patience: stop after this many epochs without a better validation top-1 (``None``:
             run every epoch). Needs ``validation_dirs``.
     """

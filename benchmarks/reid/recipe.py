@@ -18,12 +18,10 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from reid.backbones import DEFAULT_BACKBONE
 from reid.data import load_records, subset_records, write_metadata
+from reid.evaluation import embedding_retrieval
 from reid.inference import Embedder, load_model
-from reid.metrics import cosine_matrix, leave_one_out_from_scores
 from reid.model import imagenet_model
 from reid.train import TrainConfig, train
 from training.budget import wanted_steps
@@ -79,9 +77,8 @@ def _original_dirs(work: Path, name: str, datasets: tuple[str, ...]) -> list[str
     return dirs
 
 
-def _score(model, records: list, ids: list[str]) -> dict:
-    vectors = model.embed_records(records)
-    stats = leave_one_out_from_scores(cosine_matrix(vectors, vectors).astype(np.float64), ids)
+def _score(model, records: list) -> dict:
+    stats = embedding_retrieval(model.embed_records(records), records)
     return {"top1": round(stats["top1"], 3), "mAP": round(stats["mAP"], 3)}
 
 
@@ -112,7 +109,7 @@ def main() -> None:
         backbones = {VARIANTS[v].get("backbone", DEFAULT_BACKBONE) for v in args.variants}
         for backbone, size in itertools.product(sorted(backbones), sorted({*args.image_size, 224})):
             zero_shot = Embedder(imagenet_model(backbone).eval(), image_size=size, device="cpu")
-            row[f"imagenet {backbone}@{size}"] = _score(zero_shot, loo, ids)
+            row[f"imagenet {backbone}@{size}"] = _score(zero_shot, loo)
         print(json.dumps(row), flush=True)
         for variant, seed, size in itertools.product(args.variants, args.seeds, args.image_size):
             overrides = dict(VARIANTS[variant])
@@ -155,7 +152,7 @@ def main() -> None:
                         "steps": steps // args.epochs * args.epochs,
                         "seconds": round(seconds, 1),
                         "final_loss": round(result.metrics["final_loss"], 3),
-                        **_score(model, loo, ids),
+                        **_score(model, loo),
                     }
                 ),
                 flush=True,

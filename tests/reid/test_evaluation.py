@@ -7,6 +7,7 @@ import pytest
 
 from reid.evaluation import (
     QueryShortlist,
+    embedding_retrieval,
     evaluate_records,
     honest_queries,
     open_set_metrics,
@@ -131,3 +132,53 @@ def test_a_calibration_that_helps_is_adopted() -> None:
     assert selection["top1"]["embedding"] < 0.8
     assert selection["method"] in ("calibrated", "fused")
     assert selection["top1"][selection["method"]] >= selection["top1"]["local"]
+
+
+def _brute_force_honest(vectors, records):  # noqa: ANN001, ANN202
+    """Reciprocal ranks per species, written out the long way."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    per_species: dict[str, list[float]] = {}
+    for q, query in enumerate(records):
+        gallery = [
+            g
+            for g, photo in enumerate(records)
+            if photo.species == query.species and photo.encounter != query.encounter
+        ]
+        if not any(records[g].identity == query.identity for g in gallery):
+            continue  # its individual has no other encounter
+        best: dict[str, float] = {}
+        for g in gallery:
+            score = float(unit[q] @ unit[g])
+            best[records[g].identity] = max(best.get(records[g].identity, -9.0), score)
+        ordered = sorted(best, key=lambda name: -best[name])
+        per_species.setdefault(query.species, []).append(1 / (ordered.index(query.identity) + 1))
+    return per_species
+
+
+def test_embedding_retrieval_keeps_the_query_encounter_out_and_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    spec = [
+        (species, f"id{i % 6}", f"enc{i // 2}")  # two photos per encounter
+        for i, species in enumerate(["fish"] * 24 + ["dog"] * 20)
+    ]
+    spec += [("dog", "loner", "enc-only")] * 2  # one encounter: never a query
+    records = make_records(spec)
+    vectors = rng.normal(size=(len(records), 6))
+    for i, record in enumerate(records):
+        vectors[i, 0] += int(record.identity[2:] if record.identity != "loner" else 9) * 0.5
+    # A photo's encounter twin is the same individual and near-identical: a leaky protocol
+    # would find it first every time.
+    for i in range(0, len(records), 2):
+        vectors[i + 1] = vectors[i] + 1e-3
+
+    result = embedding_retrieval(vectors, records)
+
+    reference = _brute_force_honest(vectors, records)
+    assert set(result["per_species"]) == set(reference) == {"fish", "dog"}
+    for name, reciprocal in reference.items():
+        got = result["per_species"][name]
+        assert got["n_queries"] == len(reciprocal)
+        assert got["top1"] == pytest.approx(np.mean([r == 1 for r in reciprocal]))
+        assert got["mAP"] == pytest.approx(np.mean(reciprocal))
+    assert result["n_queries"] == sum(len(r) for r in reference.values()) == 44
+    assert result["top1"] < 1.0  # the twins were kept out
