@@ -21,7 +21,8 @@ from django.utils import timezone
 from catalogue.models import Encounter, Individual
 from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
 from identification.models import Identification, IdentityDecision
-from notifications.models import Notification, NotificationPreference
+from notifications.models import Notification
+from notifications.selectors import notification_preference_get
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
@@ -111,11 +112,6 @@ def notify_decision(*, decision: IdentityDecision) -> None:
             f"{when}.",
             link=link,
         )
-
-
-def notification_preference_get(*, user: AbstractBaseUser) -> NotificationPreference:
-    preference, _ = NotificationPreference.objects.get_or_create(user=user)
-    return preference
 
 
 def notifications_mark_read(*, user: AbstractBaseUser) -> int:
