@@ -85,6 +85,23 @@ def test_zip_import_shows_dry_run_then_imports_on_confirm(admin_client) -> None:
     assert done.status_code == 302 and Annotation.objects.count() == 4
 
 
+def test_discarding_an_upload_says_so_and_a_gone_one_says_why(admin_client) -> None:  # noqa: ANN001
+    species = species_register(name="Zebra")
+    report = admin_client.post(
+        reverse("training-import", args=[species.pk]),
+        {"file": _zip_upload({"ann/1.jpg": jpeg_bytes()}), "file_format": ""},
+    )
+    url = reverse("training-import-confirm", args=[species.pk, report.context["token"]])
+    first = admin_client.post(url, {"discard": "1"}, follow=True)
+    assert [str(m) for m in first.context["messages"]] == ["The upload was discarded."]
+    # Sent again (a second tab, the back button), the upload is gone: the page says so.
+    again = admin_client.post(url, {"discard": "1"}, follow=True)
+    told = [(m.level_tag, str(m)) for m in again.context["messages"]]
+    assert told == [("error", "This upload has expired or was already imported; send it again.")]
+    assert b"was already imported" in again.content and b"was discarded" not in again.content
+    assert not Annotation.objects.exists()
+
+
 def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) -> None:  # noqa: ANN001
     species = species_register(name="Zebra")
     url = reverse("api-training-import", args=[species.pk])
