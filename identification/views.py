@@ -15,6 +15,7 @@ from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from identification.models import IdentityDecision, IndividualMerge, MatchCandidate
 from identification.selectors import dashboard as dashboard_selectors
 from identification.selectors import review as selectors
+from identification.selectors.sightings import image_shown_to
 from identification.services import decisions
 from identification.services.pipeline import annotation_correct
 from wildweb.errors import ServiceError
@@ -295,10 +296,15 @@ def correspondences_image(request: HttpRequest, candidate_id: int) -> HttpRespon
 
     candidate = get_object_or_404(
         MatchCandidate.objects.select_related(
-            "identification__annotation__image", "gallery_annotation__image"
+            "identification__annotation__image__encounter", "gallery_annotation__image__encounter"
         ),
         pk=candidate_id,
     )
+    # The drawing shows both photos, so it follows the photos' own rule: voting alone does
+    # not open the crops of any sighting whose candidate id one guesses.
+    photos = (candidate.identification.annotation.image, candidate.gallery_annotation.image)
+    if not all(image_shown_to(user=request.user, image=image) for image in photos):
+        raise Http404("There is no picture here, or it is not yours to see.")
     pairs = np.asarray(candidate.match_pairs or [], dtype=np.float32).reshape(-1, 4)
     picture = draw_matches(
         annotation_crop(annotation=candidate.identification.annotation),

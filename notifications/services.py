@@ -25,6 +25,7 @@ from catalogue.models import Encounter, Individual
 from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
 from identification.models import Identification, IdentityDecision
 from notifications.models import Notification, NotificationPreference
+from notifications.selectors import notification_preference_get
 from wildweb.errors import full_clean
 
 logger = logging.getLogger(__name__)
@@ -115,11 +116,6 @@ def notify_decision(*, decision: IdentityDecision) -> None:
             f"{when}.",
             link=link,
         )
-
-
-def notification_preference_get(*, user: AbstractBaseUser) -> NotificationPreference:
-    preference, _ = NotificationPreference.objects.get_or_create(user=user)
-    return preference
 
 
 @transaction.atomic

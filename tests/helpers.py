@@ -1,12 +1,13 @@
-"""Small helpers shared by tests: polling, and photos made on the fly."""
+"""Small helpers shared by tests: polling, photos made on the fly, every URL of the site."""
 
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import piexif
 from PIL import Image
@@ -89,3 +90,34 @@ def png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1) * 4))
         + chunk(b"IEND", b"")
     )
+
+
+def every_url(values: dict[str, list[object]]) -> tuple[list[tuple[str, str]], set[str]]:
+    """Every URL of the project, walked from the root resolver, with its arguments taken from
+    ``values`` (the values to try for each argument name, every combination).
+
+    Returns the (URL name, path) pairs built, and the names of the patterns left out because
+    ``values`` lacks one of their arguments, so that a test can say which ones it skips.
+    """
+    from django.urls import URLResolver, get_resolver, reverse
+
+    built: list[tuple[str, str]] = []
+    skipped: set[str] = set()
+
+    def walk(patterns: Iterable, namespace: str) -> None:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                inner = ":".join(n for n in (namespace, pattern.namespace or "") if n)
+                walk(pattern.url_patterns, inner)
+                continue
+            # An unnamed pattern (the admin's catch-all) cannot be reversed: it is skipped.
+            name = ":".join(n for n in (namespace, pattern.name or str(pattern.pattern)) if n)
+            arguments = list(pattern.pattern.regex.groupindex)
+            if not pattern.name or any(argument not in values for argument in arguments):
+                skipped.add(name)
+                continue
+            for combination in itertools.product(*(values[a] for a in arguments)):
+                built.append((name, reverse(name, kwargs=dict(zip(arguments, combination)))))
+
+    walk(get_resolver().url_patterns, "")
+    return built, skipped

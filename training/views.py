@@ -155,9 +155,10 @@ def dataset_confirm(request: HttpRequest, species_id: int, token: str) -> HttpRe
     if request.POST.get("discard"):
         try:
             uploads.dataset_upload_discard(token=token)
-        except ServiceError:
-            pass
-        messages.info(request, "The upload was discarded.")
+        except ServiceError as error:
+            messages.error(request, error.message)
+        else:
+            messages.info(request, "The upload was discarded.")
         return redirect("training-species", species_id=species.pk)
     options = {
         "file_format": request.POST.get("file_format") or None,

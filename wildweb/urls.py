@@ -10,7 +10,7 @@ from identification.sighting_views import media_file
 urlpatterns = [
     # Both login pages count failed attempts (catalogue.views.login_throttled); these come
     # before the admin's and django.contrib.auth's own routes so they win.
-    path("admin/login/", login_throttled(admin.site.login)),
+    path("admin/login/", login_throttled(admin.site.login), name="admin-login"),
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttled(LoginView.as_view()), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),

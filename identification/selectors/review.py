@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from catalogue.models import Annotation
 from identification.models import (
@@ -188,6 +188,19 @@ def review_queue(*, species_id: int | None = None) -> QuerySet[Identification]:
         .select_related("annotation__image__encounter", "annotation__species")
         .order_by("created_at", "pk")
     )
+
+
+def review_queue_photos() -> QuerySet[Annotation]:
+    """Every photo of every animal in the review queue: its page shows them all, and its
+    ranking may rest on any of them, not only the first photo the queue lists."""
+    waiting = Identification.objects.filter(
+        state=Identification.State.READY,
+        annotation__individual__isnull=True,
+        annotation__image__encounter_id=OuterRef("image__encounter_id"),
+        annotation__species_id=OuterRef("species_id"),
+        annotation__animal_index=OuterRef("animal_index"),
+    )
+    return Annotation.objects.filter(Exists(waiting))
 
 
 def review_pending_count(*, species_id: int | None = None) -> int:

@@ -11,38 +11,46 @@ from catalogue.models import Annotation, Encounter, Image, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from catalogue.selectors import confirmed_annotation_queryset, sighting_list_for_user
 from identification.models import Identification, IdentityDecision, MatchCandidate
-from identification.selectors.review import review_queue
+from identification.selectors.review import review_queue_photos
 
 
 def image_visible_to(*, user: AbstractBaseUser | AnonymousUser, name: str) -> Image | None:
-    """The stored photo or thumbnail named ``name``, if some page may show it to ``user``.
-
-    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
-    public individual (public pages; stored photos carry no EXIF, so no place leaks);
-    experts and admins, every photo; the uploader, their own; volunteers who vote, the
-    animals waiting in the review queue and the photos of the individuals they are offered.
-    Any other file under ``MEDIA_ROOT`` (or a name no photo has) is never served.
+    """The stored photo or thumbnail named ``name``, if ``user`` may see it (see
+    :func:`image_shown_to`). Any other file under ``MEDIA_ROOT`` (or a name no photo has) is
+    never served.
     """
     if not name:
         return None
     image = Image.objects.select_related("encounter").filter(Q(file=name) | Q(thumbnail=name))
     image = image.first()
-    if image is None:
+    if image is None or not image_shown_to(user=user, image=image):
         return None
+    return image
+
+
+def image_shown_to(*, user: AbstractBaseUser | AnonymousUser, image: Image) -> bool:
+    """Whether some page may show ``user`` the photo ``image``: the one rule for every view
+    that answers with a photo's pixels (the file, its thumbnail, a crop or a drawing of it).
+
+    The same people see a photo as see the page it is on: anyone, a confirmed photo of a
+    public individual (public pages; stored photos carry no EXIF, so no place leaks);
+    experts and admins, every photo; the uploader, their own; volunteers who vote, the
+    animals waiting in the review queue and the photos of the individuals they are offered.
+    """
     if user.is_authenticated and (
         user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
     ):
-        return image
+        return True
     if confirmed_annotation_queryset().filter(image=image).exists():
-        return image
+        return True
     if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
-        queued = review_queue()
-        offered = MatchCandidate.objects.filter(identification__in=queued).values("individual")
-        if Annotation.objects.filter(
-            Q(pk__in=queued.values("annotation")) | Q(individual__in=offered), image=image
-        ).exists():
-            return image
-    return None
+        queued = review_queue_photos()
+        offered = MatchCandidate.objects.filter(identification__annotation__in=queued)
+        return Annotation.objects.filter(
+            Q(pk__in=queued.values("pk")) | Q(individual__in=offered.values("individual")),
+            image=image,
+        ).exists()
+    return False
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.urls import reverse
 
-from conftest import CeleryWorker
 from catalogue.models import Encounter
+from conftest import CeleryWorker
 from identification.models import Identification, IdentityDecision
 from notifications.models import Notification, NotificationPreference
 from tests.factories import (

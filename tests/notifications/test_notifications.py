@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Iterator
 
 import numpy as np
@@ -115,7 +116,45 @@ def test_expert_decision_tells_the_reporter_in_the_app_and_by_email(
     assert 'class="nav-badge"' in home
     listing = client.get(reverse("notifications")).content.decode()
     assert "identified as DOG-7" in listing
-    assert 'class="nav-badge"' not in client.get(reverse("home")).content.decode()
+
+
+def test_opening_the_list_marks_nothing_read_and_the_button_does() -> None:
+    volunteer = UserFactory(role="volunteer")
+    Notification.objects.create(
+        user=volunteer, kind=Kind.IDENTIFIED, message="Your sighting #1 was identified as X-1."
+    )
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(volunteer)
+    listing = client.get(reverse("notifications")).content.decode()
+    assert "identified as X-1" in listing and 'class="nav-badge"' in listing
+    assert Notification.objects.get().read_at is None
+    form = re.search(
+        r'<form method="post" action="([^"]+)" id="notifications-read">'
+        r'<input type="hidden" name="csrfmiddlewaretoken" value="([^"]+)">',
+        listing,
+    )
+    assert form, listing
+    assert client.get(form[1]).status_code == 405
+    assert client.post(form[1]).status_code == 403  # no CSRF token
+    assert Notification.objects.get().read_at is None
+    assert client.post(form[1], {"csrfmiddlewaretoken": form[2]}).status_code == 302
+    assert Notification.objects.get().read_at is not None
+    listing = client.get(reverse("notifications")).content.decode()
+    assert 'class="nav-badge"' not in listing and 'id="notifications-read"' not in listing
+
+
+def test_preferences_page_shows_the_defaults_without_saving_them() -> None:
+    client = Client()
+    client.force_login(UserFactory(role="volunteer"))
+    page = client.get(reverse("notification-preferences")).content.decode()
+    assert not NotificationPreference.objects.exists()
+    checked = set(re.findall(r'<input type="checkbox" name="(email_\w+)"[^>]*\bchecked', page))
+    defaults = {
+        field.name
+        for field in NotificationPreference._meta.fields
+        if field.name.startswith("email_") and field.default is True
+    }
+    assert checked == defaults == {"email_identified", "email_seen_again"}
 
 
 def test_new_individual_verdict_says_so(django_capture_on_commit_callbacks) -> None:  # noqa: ANN001
@@ -223,6 +262,7 @@ def test_candidates_flagged_probably_new_say_so() -> None:
 
 def test_preferences_whose_email_cannot_be_stored_change_nothing() -> None:
     reporter = UserFactory(role="volunteer", email="old@example.org")
+    NotificationPreference.objects.create(user=reporter, email_identified=True)
     client = Client()
     client.force_login(reporter)
     # Valid to the form (up to 320 characters) but longer than the account's 254.

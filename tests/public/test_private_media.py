@@ -28,8 +28,9 @@ from tests.factories import (
     SpeciesFactory,
     UserFactory,
     confirmed_sighting,
+    ranked_photo,
 )
-from tests.helpers import jpeg_bytes
+from tests.helpers import every_url, jpeg_bytes
 from training.models import TrainingRun
 from training.services.storage import private_files_move_from_media
 from training.services.training_data import run_directory
@@ -146,6 +147,64 @@ def test_unconfirmed_photo_is_served_to_its_uploader_reviewers_and_experts_only(
     assert other_volunteer.get(_media_url(name)).status_code == 200
     assert other_volunteer.get(_media_url(gallery.image.file.name)).status_code == 200
     assert anonymous.get(_media_url(gallery.image.file.name)).status_code == 404
+
+
+def _ranked_animal(*, queued: bool) -> MatchCandidate:
+    """Another volunteer's sighting of one animal in two photos, each ranked against a private
+    individual; the candidate returned rests on the second photo, which the queue does not list
+    (it lists an animal by its first photo). Not queued: its review is over."""
+    species = SpeciesFactory()
+    encounter = EncounterFactory(species=species, submitted_by=UserFactory(role="volunteer"))
+    ranked_photo(
+        encounter=encounter, ranking=[(IndividualFactory(species=species, is_public=False), 0.4)]
+    )
+    second = ranked_photo(
+        encounter=encounter, ranking=[(IndividualFactory(species=species, is_public=False), 0.9)]
+    )
+    second.image.thumbnail.save("thumb.jpg", ContentFile(jpeg_bytes((32, 24))))
+    if not queued:
+        Identification.objects.filter(annotation__image__encounter=encounter).update(
+            state=Identification.State.DECIDED
+        )
+    return MatchCandidate.objects.get(identification__annotation=second)
+
+
+def _image_urls(candidate: MatchCandidate) -> list[str]:
+    """Every URL of the site that answers with a picture of ``candidate``'s two photos: every
+    URL walked as an expert (who may see all photos), kept where the answer is an image."""
+    query, gallery = candidate.identification.annotation, candidate.gallery_annotation
+    urls, _ = every_url(
+        {
+            "path": [query.image.file.name, query.image.thumbnail.name, gallery.image.file.name],
+            "candidate_id": [candidate.pk],
+            "annotation_id": [query.pk, gallery.pk],
+            "encounter_id": [query.image.encounter_id, gallery.image.encounter_id],
+            "individual_id": [candidate.individual_id],
+            "slug": [query.species.slug],
+            "species_id": [query.species_id],
+        }
+    )
+    expert = _client("expert")
+    found = {}
+    for name, url in urls:
+        if expert.get(url).get("Content-Type", "").startswith("image/"):
+            found[url] = name
+    assert {"media-file", "candidate-correspondences"} <= set(found.values()), found
+    return list(found)
+
+
+def test_every_picture_url_follows_the_photo_rule_for_a_volunteer() -> None:
+    hidden = _image_urls(_ranked_animal(queued=False))
+    volunteer = _client("volunteer")
+    # A sighting no longer in review: guessing its ids opens neither its files nor its crops.
+    for url in hidden:
+        assert volunteer.get(url).status_code == 404, url
+    # While it waits in the queue, each photo of the animal and its candidate's photo load,
+    # the second photo's too, as the review page shows it and may draw its matches.
+    for url in _image_urls(_ranked_animal(queued=True)):
+        response = volunteer.get(url)
+        assert response.status_code == 200, url
+        assert response["Content-Type"].startswith("image/"), url
 
 
 def test_behind_a_proxy_the_view_hands_the_file_to_the_proxy(settings) -> None:  # noqa: ANN001
