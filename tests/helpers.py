@@ -1,4 +1,4 @@
-"""Small helpers shared by tests: polling, and photos made on the fly."""
+"""Small helpers shared by tests: polling, photos made on the fly, the project's own apps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import piexif
 from PIL import Image
@@ -89,3 +90,15 @@ def png_header_only(width: int, height: int) -> bytes:
         + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1) * 4))
         + chunk(b"IEND", b"")
     )
+
+
+def first_party_apps() -> list[str]:
+    """The INSTALLED_APPS entries whose package is a folder of this checkout (not a dependency)."""
+    from django.conf import settings
+
+    repo_root = Path(__file__).resolve().parent.parent
+    return [
+        app
+        for app in settings.INSTALLED_APPS
+        if (repo_root / app.split(".")[0] / "__init__.py").exists()
+    ]

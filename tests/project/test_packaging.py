@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import pytest
 
 from conftest import REPO_ROOT, _test_database_url
+from tests.helpers import first_party_apps
 
 pytestmark = pytest.mark.slow
 
@@ -41,16 +42,6 @@ NOT_SOURCE = shutil.ignore_patterns(
     "test-artifacts",
     "shared",
 )
-
-
-def first_party_apps() -> list[str]:
-    from django.conf import settings
-
-    return [
-        app
-        for app in settings.INSTALLED_APPS
-        if (REPO_ROOT / app.split(".")[0] / "__init__.py").exists()
-    ]
 
 
 def package_files(folder: str) -> list[str]:
