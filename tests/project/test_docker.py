@@ -3,8 +3,15 @@ the settings name, and nginx passes on the outer proxy's scheme."""
 
 from __future__ import annotations
 
+import http.client
 import re
 import shlex
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,3 +102,71 @@ def test_nginx_passes_on_the_outer_proxys_scheme() -> None:
     assert mapping, conf
     assert re.search(r"default\s+\$http_x_forwarded_proto;", mapping["body"])
     assert re.search(r'""\s+\$scheme;', mapping["body"])
+
+
+class _EchoProto(BaseHTTPRequestHandler):
+    """Stands in for ``web``: answers with the X-Forwarded-Proto it was sent."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = (self.headers.get("X-Forwarded-Proto") or "").encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _proto_seen_by_web(port: int, headers: dict[str, str]) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    connection.request("GET", "/", headers=headers)
+    response = connection.getresponse()
+    assert response.status == 200
+    return response.read().decode()
+
+
+def test_real_nginx_passes_on_the_outer_proxys_scheme(tmp_path: Path) -> None:
+    """docker/nginx.conf run by a real nginx, with only its listen and upstream moved."""
+    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not nginx:
+        pytest.skip("no nginx binary on this machine")
+    web = ThreadingHTTPServer(("127.0.0.1", 0), _EchoProto)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    port = _free_port()
+    site = (DOCKER / "nginx.conf").read_text()
+    site = site.replace("http://web:8000", f"http://127.0.0.1:{web.server_port}")
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
+    (tmp_path / "site.conf").write_text(site)
+    temp_paths = " ".join(
+        f"{kind}_temp_path {tmp_path / kind};" for kind in ("client_body", "proxy", "fastcgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"daemon off; pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};\n"
+        f"events {{}}\nhttp {{ access_log off; {temp_paths}\n"
+        f"uwsgi_temp_path {tmp_path / 'uwsgi'}; scgi_temp_path {tmp_path / 'scgi'};\n"
+        f"include {tmp_path / 'site.conf'}; }}\n"
+    )
+    server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")])
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                behind_tls = _proto_seen_by_web(port, {"X-Forwarded-Proto": "https"})
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "error.log").read_text()
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert behind_tls == "https"
+        assert _proto_seen_by_web(port, {}) == "http"  # no outer proxy: the scheme nginx saw
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        web.shutdown()
