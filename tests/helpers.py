@@ -1,4 +1,5 @@
-"""Small helpers shared by tests: polling, photos made on the fly, every URL of the site."""
+"""Small helpers shared by tests: polling, photos made on the fly, every URL of the site, the
+project's own apps."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import struct
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import piexif
 from PIL import Image
@@ -121,3 +123,15 @@ def every_url(values: dict[str, list[object]]) -> tuple[list[tuple[str, str]], s
 
     walk(get_resolver().url_patterns, "")
     return built, skipped
+
+
+def first_party_apps() -> list[str]:
+    """The INSTALLED_APPS entries whose package is a folder of this checkout (not a dependency)."""
+    from django.conf import settings
+
+    repo_root = Path(__file__).resolve().parent.parent
+    return [
+        app
+        for app in settings.INSTALLED_APPS
+        if (repo_root / app.split(".")[0] / "__init__.py").exists()
+    ]
