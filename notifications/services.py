@@ -158,9 +158,9 @@ def notification_email_send(*, notification_id: int) -> None:
             reason is recorded on the notification and the task retries.
     """
     notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
-    if notification is None or notification.emailed_at or not notification.user.email:
+    if notification is None or notification.emailed_at:
         return
-    if not notification_preference_get(user=notification.user).wants_email(notification.kind):
+    if not _email_wanted(user=notification.user, kind=notification.kind):
         return
     link = f"{settings.SITE_URL.rstrip('/')}{notification.link}" if notification.link else ""
     preferences = f"{settings.SITE_URL.rstrip('/')}{reverse('notification-preferences')}"
@@ -225,7 +225,10 @@ def _email_queue(*, notification: Notification) -> None:
     from wildweb.jobs import task_send
 
     user = get_user_model().objects.filter(pk=notification.user_id).only("email").first()
-    if user is None or not user.email:
-        return
-    if notification_preference_get(user=user).wants_email(notification.kind):
+    if user is not None and _email_wanted(user=user, kind=notification.kind):
         task_send(notification_email_task, notification.pk)
+
+
+def _email_wanted(*, user: AbstractBaseUser, kind: str) -> bool:
+    """The one rule for whether a notification becomes an e-mail: an address and the wish."""
+    return bool(user.email) and notification_preference_get(user=user).wants_email(kind)

@@ -166,15 +166,20 @@ def animal_review(*, annotation: Annotation) -> AnimalReview:
     )
 
 
+def _awaiting_review() -> QuerySet[Identification]:
+    """Searches with candidates whose photo nobody has decided yet: the review queue's rule."""
+    return Identification.objects.filter(
+        state=Identification.State.READY, annotation__individual__isnull=True
+    )
+
+
 def review_queue(*, species_id: int | None = None) -> QuerySet[Identification]:
     """Animals with candidates and no decision yet, oldest first.
 
     One entry per animal of a sighting (its first photo with candidates), however many photos
     show it.
     """
-    waiting = Identification.objects.filter(
-        state=Identification.State.READY, annotation__individual__isnull=True
-    )
+    waiting = _awaiting_review()
     if species_id:
         waiting = waiting.filter(annotation__species_id=species_id)
     animal = (
@@ -193,9 +198,7 @@ def review_queue(*, species_id: int | None = None) -> QuerySet[Identification]:
 def review_queue_photos() -> QuerySet[Annotation]:
     """Every photo of every animal in the review queue: its page shows them all, and its
     ranking may rest on any of them, not only the first photo the queue lists."""
-    waiting = Identification.objects.filter(
-        state=Identification.State.READY,
-        annotation__individual__isnull=True,
+    waiting = _awaiting_review().filter(
         annotation__image__encounter_id=OuterRef("image__encounter_id"),
         annotation__species_id=OuterRef("species_id"),
         annotation__animal_index=OuterRef("animal_index"),
