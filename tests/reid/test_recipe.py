@@ -3,6 +3,8 @@ augmentation."""
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -96,10 +98,15 @@ def test_miewid_augmentation_changes_the_image_and_can_occlude_a_corner() -> Non
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
     plain = eval_transform(64)(image)
+    # torchvision's RandomChoice draws from Python's `random`, the rest from torch: seed both,
+    # so the views do not depend on which tests ran before.
+    random.seed(0)
     torch.manual_seed(0)
     views = [train_transform(64, style="miewid")(image) for _ in range(8)]
     assert all(v.shape == plain.shape == (3, 64, 64) for v in views)
-    assert all(not torch.allclose(v, plain) for v in views)
+    # Every step is random, so a view equals the plain one with probability
+    # 0.2 * 0.2 * 0.5 * 0.7 = 1.4%; most must differ.
+    assert sum(not torch.allclose(v, plain) for v in views) >= 7
 
     torch.manual_seed(0)
     occluded = CornerOcclusion(p=1.0)(torch.ones(3, 50, 50))
