@@ -27,15 +27,16 @@ def sighting_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Encounter]:
     return (
         Encounter.objects.filter(submitted_by=user)
         .select_related("species")
-        .prefetch_related("images")
+        .prefetch_related("images__annotations")
         .order_by("-created_at")
     )
 
 
 def sighting_visible_to(*, user: AbstractBaseUser, encounter_id: int) -> Encounter | None:
     """A sighting as its submitter, an expert or an admin may see it."""
+    # The page says, under each photo, why its search failed: its identification, prefetched.
     queryset = Encounter.objects.select_related("species", "submitted_by").prefetch_related(
-        "images__annotations__individual"
+        "images__annotations__individual", "images__annotations__identification"
     )
     if not user.has_perm("catalogue.decide_annotation"):
         queryset = queryset.filter(submitted_by=user)

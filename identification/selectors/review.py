@@ -21,7 +21,9 @@ from identification.models import (
 def candidate_list(*, annotation_id: int) -> Identification | None:
     return (
         Identification.objects.filter(annotation_id=annotation_id)
-        .prefetch_related("candidates__individual", "candidates__gallery_annotation__image")
+        .prefetch_related(
+            "candidates__individual__species", "candidates__gallery_annotation__image"
+        )
         .select_related("annotation__image__encounter", "annotation__species")
         .first()
     )

@@ -81,6 +81,12 @@ def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]
     ):
         latest[annotation_id] = verdict
     created_new = {pk for pk, verdict in latest.items() if verdict == IdentityDecision.Verdict.NEW}
+    # Why the search failed, per animal (each photo fails on its own): one query for the page.
+    failed_searches = dict(
+        Identification.objects.filter(
+            annotation_id__in=annotation_ids, state=Identification.State.FAILED
+        ).values_list("annotation_id", "error")
+    )
     result = []
     for encounter in encounters:
         annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
@@ -100,19 +106,10 @@ def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]
                 status += " (others still in review)"
         else:
             status = encounter.get_status_display()
-        failed = _failed_searches(annotations)
+        failed = [failed_searches[a.pk] for a in annotations if a.pk in failed_searches]
         if failed:
             status += f" ({len(failed)} photo(s) failed: {failed[0]})"
         result.append(
             VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
         )
     return result
-
-
-def _failed_searches(annotations: list[Annotation]) -> list[str]:
-    """The reasons the search failed for these animals (each photo fails on its own)."""
-    return list(
-        Identification.objects.filter(
-            annotation__in=annotations, state=Identification.State.FAILED
-        ).values_list("error", flat=True)
-    )
