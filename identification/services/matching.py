@@ -60,9 +60,10 @@ def annotation_identify(*, annotation_id: int) -> Identification:
     Each stored candidate keeps its calibrated probability of being the same individual
     (``fused_score``), whatever the ranking method, so callers can combine photos.
 
-    The search is claimed as ``running``; it ends ``ready``, or ``failed`` with the reason
-    (also when its photo could not be embedded). Once no photo of the sighting is pending,
-    the sighting shows "Candidates ready".
+    The search is claimed as ``running`` (:func:`identification_claim`); it ends ``ready``,
+    or ``failed`` with the reason (also when its photo could not be embedded). When another
+    worker has it, or it is decided, it is returned unchanged. Once no photo of the sighting
+    is pending, the sighting shows "Candidates ready".
 
     Raises:
         NotEmbeddedYet: No vector yet under the species' active model.
@@ -83,8 +84,10 @@ def annotation_identify(*, annotation_id: int) -> Identification:
             identification.refresh_from_db()
             return identification
         raise NotEmbeddedYet(f"annotation {annotation_id} has no {version.name} vector yet")
-    if identification.attempts >= settings.JOBS_MAX_ATTEMPTS and identification.state in (
-        Identification.PENDING_STATES
+    # Only a search no worker is running gives up: a running one is another worker's to end.
+    if (
+        identification.state == Identification.State.QUEUED
+        and identification.attempts >= settings.JOBS_MAX_ATTEMPTS
     ):
         identifications_fail(
             annotation_ids=[annotation.pk],
@@ -92,14 +95,9 @@ def annotation_identify(*, annotation_id: int) -> Identification:
         )
         identification.refresh_from_db()
         return identification
-    Identification.objects.filter(pk=identification.pk).exclude(
-        state=Identification.State.DECIDED
-    ).update(
-        state=Identification.State.RUNNING,
-        worker=worker_name(),
-        started_at=timezone.now(),
-        attempts=F("attempts") + 1,
-    )
+    if identification_claim(identification=identification) is None:
+        identification.refresh_from_db()
+        return identification
     try:
         scored = candidates_score(
             species_id=annotation.species_id,
@@ -122,6 +120,20 @@ def annotation_identify(*, annotation_id: int) -> Identification:
         if isinstance(error, DatabaseError):
             raise SearchFailed(str(error)) from error
         raise
+    return _candidates_store(
+        identification=identification, annotation=annotation, setting=setting, scored=scored
+    )
+
+
+def _candidates_store(
+    *,
+    identification: Identification,
+    annotation: Annotation,
+    setting: SpeciesModel,
+    scored: list[Candidate],
+) -> Identification:
+    """Replace the search's candidates with ``scored``; the search ends ``ready``."""
+    version = setting.model_version
     with transaction.atomic():
         identification = Identification.objects.select_for_update().get(pk=identification.pk)
         identification.candidates.all().delete()
@@ -151,6 +163,32 @@ def annotation_identify(*, annotation_id: int) -> Identification:
         identification.save()
         encounter_status_refresh(encounter_id=annotation.image.encounter_id)
     return identification
+
+
+def identification_claim(*, identification: Identification) -> Identification | None:
+    """Mark a search as running in this process, if its row is still as this worker read it.
+
+    The update is conditional on the state and the attempts read, so of two workers that read
+    the same row, one claims it and the other's update touches no row. A running search is
+    another worker's (the sweep frees it if that worker died); a decided one has nothing left
+    to search.
+
+    Returns:
+        The claimed search, or ``None`` when it is not this worker's to run (nothing changed).
+    """
+    if identification.state in (Identification.State.RUNNING, Identification.State.DECIDED):
+        return None
+    claimed = Identification.objects.filter(
+        pk=identification.pk, state=identification.state, attempts=identification.attempts
+    ).update(
+        state=Identification.State.RUNNING,
+        worker=worker_name(),
+        started_at=timezone.now(),
+        attempts=F("attempts") + 1,
+    )
+    if claimed != 1:
+        return None
+    return Identification.objects.get(pk=identification.pk)
 
 
 def identifications_dispatch(*, identification_ids: list[int]) -> int:

@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
 import pytest
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from catalogue.models import Annotation, Encounter
 from catalogue.services.sightings import UploadedPhoto
+from conftest import CeleryWorker
 from identification.models import Embedding, EmbeddingJob, Identification
 from identification.services.embedding import embedding_jobs_recover
 from identification.services.embedding_run import embedding_jobs_run
-from identification.services.matching import annotation_identify, identifications_recover
+from identification.services.matching import (
+    annotation_identify,
+    identification_claim,
+    identifications_recover,
+)
+from identification.services.models import zero_shot_version
 from identification.services.pipeline import sighting_submit, species_register
-from tests.factories import AnnotationFactory, UserFactory
-from tests.helpers import jpeg_bytes
+from identification.tasks import annotation_identify_task
+from notifications.models import Notification
+from tests.factories import AnnotationFactory, IndividualFactory, UserFactory
+from tests.helpers import jpeg_bytes, wait_until
+from wildweb.jobs import task_send, worker_name
 
 pytestmark = pytest.mark.django_db
 
@@ -136,3 +147,90 @@ def test_a_batch_not_full_takes_other_queued_jobs_of_its_queue(
 
     assert sorted(embedded) == sorted([first_job.annotation_id, late.annotation_id])
     assert EmbeddingJob.objects.get(annotation=reported[1][1][0]).state == "queued"  # bulk's
+
+
+def _searchable_sighting() -> Annotation:
+    """A reported, embedded animal, queued for its search, and a gallery of three known ones."""
+    species = species_register(name="Dog")
+    version = zero_shot_version()
+    query = AnnotationFactory(
+        image__encounter__species=species,
+        image__encounter__submitted_by=UserFactory(role="volunteer"),
+        image__encounter__status=Encounter.Status.PROCESSING,
+    )
+    gallery = [
+        AnnotationFactory(
+            image__encounter__species=species, individual=IndividualFactory(species=species)
+        )
+        for _ in range(3)
+    ]
+    rng = np.random.default_rng(0)
+    for annotation in [query, *gallery]:
+        vector = rng.normal(size=version.embedding_dim)
+        Embedding.objects.create(
+            annotation=annotation,
+            model_version=version,
+            species=species,
+            vector=(vector / np.linalg.norm(vector)).tolist(),
+        )
+    Identification.objects.create(annotation=query)
+    return query
+
+
+def test_a_search_is_claimed_by_one_worker_and_the_other_changes_nothing() -> None:
+    query = _searchable_sighting()
+    read_by_first, read_by_second = (Identification.objects.get(annotation=query) for _ in "ab")
+
+    claimed = identification_claim(identification=read_by_first)
+
+    assert claimed is not None and claimed.state == "running"
+    assert claimed.worker == worker_name() and claimed.attempts == 1
+    row = Identification.objects.filter(pk=claimed.pk)
+    before = row.values().get()
+    assert identification_claim(identification=read_by_second) is None  # read before the claim
+    assert identification_claim(identification=claimed) is None  # running: not claimed again
+    assert row.values().get() == before
+
+    # A search sent again while a worker runs it leaves the row and the candidates alone.
+    Identification.objects.filter(pk=claimed.pk).update(worker="elsewhere:1")
+    before = row.values().get()
+    assert annotation_identify(annotation_id=query.pk).state == "running"
+    assert row.values().get() == before
+    assert not claimed.candidates.exists()
+
+
+def _sessions_waiting_for_a_lock() -> int:
+    """How many database sessions wait for a lock (``pg_locks`` is read live, unlike
+    ``pg_stat_activity``, which a transaction reads once)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_sent_the_same_search_at_once_run_it_once() -> None:
+    from wildweb.celery import app
+
+    app.control.purge()
+    query = _searchable_sighting()
+    # One worker per queue, so each takes one of the two messages.
+    workers = [CeleryWorker(queues=queue, name=queue) for queue in ("identify", "bulk")]
+    try:
+        # Holding the row keeps both workers at their claim until both have read the row.
+        with transaction.atomic():
+            Identification.objects.select_for_update().get(annotation=query)
+            for queue in ("identify", "bulk"):
+                assert task_send(annotation_identify_task, query.pk, queue=queue)
+            # Well within the statement timeout (30 s) the waiting workers run under.
+            wait_until(lambda: _sessions_waiting_for_a_lock() == 2, timeout=25)
+        for worker in workers:
+            worker.wait_for("succeeded", timeout=120)
+    finally:
+        for worker in workers:
+            worker.stop()
+    identification = Identification.objects.get(annotation=query)
+    assert identification.state == "ready" and identification.attempts == 1
+    assert identification.candidates.count() == 3
+    assert Notification.objects.filter(encounter=query.image.encounter_id).count() == 1
+    assert Encounter.objects.get(pk=query.image.encounter_id).status == "awaiting_review"
