@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -159,6 +162,79 @@ def test_the_import_check_sees_imports_inside_functions_and_from_imports() -> No
         "wildweb.tasks (wildweb wiring)",
     ]
     assert len(_forbidden_imports("reid.x", tree)) == 4  # two apps, the wiring, and Django
+
+
+APPS = ("catalogue", "identification", "training", "notifications", "reid", "wildweb")
+# Modules every Django app may have at its top, covered by the README's sentence about them.
+STANDARD_ROOMS = {
+    "__init__.py",
+    "admin.py",
+    "api.py",
+    "apps.py",
+    "context_processors.py",
+    "forms.py",
+    "models.py",
+    "selectors.py",
+    "serializers.py",
+    "services.py",
+    "tasks.py",
+    "urls.py",
+    "views.py",
+}
+
+
+@dataclass(frozen=True)
+class MapRow:
+    folder: Path
+    modules: list[Path]  # every ``.py`` the row names
+    text: str
+
+
+def _readme_map() -> list[MapRow]:
+    """The rows of the README's "How it is put together" table. The first cell names paths
+    from the repository root; the second names modules from the first cell's folder."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("\n## How it is put together\n", 1)[1].split("\n#", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        part, holds = line.strip("|").split("|", 1)
+        paths = [REPO_ROOT / name for name in re.findall(r"`([^`]+)`", part)]
+        folder = paths[0].parent if paths[0].suffix == ".py" else paths[0]
+        modules = [p for p in paths if p.suffix == ".py"]
+        modules += [folder / name for name in re.findall(r"`([\w/]+\.py)`", holds)]
+        rows.append(MapRow(folder=folder, modules=modules, text=line))
+    return rows
+
+
+def test_every_module_the_readme_map_names_exists() -> None:
+    rows = _readme_map()
+    assert len(rows) > 15
+    missing = [
+        str(m.relative_to(REPO_ROOT)) for row in rows for m in row.modules if not m.is_file()
+    ]
+    assert missing == []
+
+
+def test_every_module_of_the_apps_is_in_the_readme_map() -> None:
+    rows = _readme_map()
+    named = {module for row in rows for module in row.modules}
+    app_rows = {row.folder: row.text for row in rows}
+    unnamed = []
+    for app in APPS:
+        for path in sorted((REPO_ROOT / app).rglob("*.py")):
+            if "migrations" in path.parts or path.name == "__init__.py":
+                continue
+            if path.parent.name == "commands":  # a command is named in its app's row
+                covered = f"`{path.stem}`" in app_rows[REPO_ROOT / app]
+            else:
+                covered = path in named or (
+                    path.parent == REPO_ROOT / app and path.name in STANDARD_ROOMS
+                )
+            if not covered:
+                unnamed.append(str(path.relative_to(REPO_ROOT)))
+    assert unnamed == []
 
 
 def test_web_process_never_imports_torch() -> None:
