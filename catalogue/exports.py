@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
 from catalogue.coordinates import coordinates_for, user_sees_exact_coordinates
-from catalogue.models import Annotation, Encounter, Individual, Species
-from catalogue.selectors import CONFIRMED_SOURCES, confirmed_annotation_queryset
+from catalogue.models import Encounter, Individual, Species
+from catalogue.selectors import confirmed_identity_queryset, public_annotation_queryset
 from reid.schema import SchemaError, validate_date
 from wildweb.errors import ServiceError
 
@@ -111,13 +111,7 @@ def capture_history(
     Raises:
         ServiceError: The parameters make no sense, or the species has no dated sightings.
     """
-    annotations = (
-        confirmed_annotation_queryset()
-        if public_only
-        else Annotation.objects.filter(
-            identity_source__in=CONFIRMED_SOURCES, individual__merged_into__isnull=True
-        )
-    )
+    annotations = public_annotation_queryset() if public_only else confirmed_identity_queryset()
     seen = annotations.filter(
         species=species, image__encounter__observed_at__isnull=False
     ).values_list("individual_id", "image__encounter__observed_at")
@@ -163,14 +157,20 @@ def capture_history_inp(history: CaptureHistory) -> str:
 def encounter_export_queryset(
     *, species: Species | None = None, public_only: bool = False
 ) -> QuerySet[Encounter]:
-    """Sightings to export; public exports hold only confirmed sightings of public animals."""
-    queryset = Encounter.objects.select_related("species", "submitted_by").prefetch_related(
-        "images__annotations__individual"
-    )
+    """Sightings to export; public exports hold only the public photos, and sightings with one.
+
+    Each image's ``annotations`` are prefetched: in a public export, only its public ones.
+    """
+    queryset = Encounter.objects.select_related("species", "submitted_by")
     if public_only:
-        queryset = queryset.filter(
-            images__annotations__in=confirmed_annotation_queryset()
-        ).distinct()
+        public = public_annotation_queryset()
+        queryset = queryset.filter(images__annotations__in=public).distinct()
+        queryset = queryset.prefetch_related(
+            "images",
+            Prefetch("images__annotations", queryset=public.select_related("individual")),
+        )
+    else:
+        queryset = queryset.prefetch_related("images__annotations__individual")
     if species is not None:
         queryset = queryset.filter(species=species)
     return queryset.order_by("observed_at", "pk")
@@ -199,11 +199,7 @@ def encounters_csv(
             exact=exact,
         )
         annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
-        identified = [
-            a
-            for a in annotations
-            if a.individual_id and (not public_only or _publicly_confirmed(a))
-        ]
+        identified = [a for a in annotations if a.individual_id]
         row = [
             encounter.pk,
             encounter.species.name,
@@ -221,15 +217,6 @@ def encounters_csv(
         row.append(encounter.created_at.isoformat())
         writer.writerow(row)
     return buffer.getvalue()
-
-
-def _publicly_confirmed(annotation: Annotation) -> bool:
-    individual = annotation.individual
-    return (
-        annotation.identity_source in CONFIRMED_SOURCES
-        and individual.is_public
-        and individual.merged_into_id is None
-    )
 
 
 def _local_date(moment: datetime) -> date:

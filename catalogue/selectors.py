@@ -6,7 +6,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Case, Count, F, Max, OuterRef, Q, QuerySet, Subquery, When
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    When,
+)
 from django.db.models.functions import Coalesce
 
 from catalogue.coordinates import Coordinates, coordinates_for, user_sees_exact_coordinates
@@ -43,21 +54,33 @@ def sighting_visible_to(*, user: AbstractBaseUser, encounter_id: int) -> Encount
     return queryset.filter(pk=encounter_id).first()
 
 
-# --- Public site: only public, unmerged individuals and confirmed identities ---------------
+# --- Public site: the one rule for what anyone may see ---------------------------------------
+#
+# A photo (annotation) is public when its identity is confirmed (an expert's decision or an
+# imported label) and its individual is public and not merged away; an individual is public
+# when it has such a photo. Every public page, API, export, notification link and photo file
+# asks these selectors; tests/public/test_public_rule.py checks that they agree.
 
 CONFIRMED_SOURCES = (Annotation.IdentitySource.EXPERT, Annotation.IdentitySource.IMPORT)
 
 
-def public_individual_queryset() -> QuerySet[Individual]:
-    return Individual.objects.filter(is_public=True, merged_into__isnull=True)
-
-
-def confirmed_annotation_queryset() -> QuerySet[Annotation]:
-    """Annotations of public individuals whose identity an expert confirmed or an import gave."""
+def confirmed_identity_queryset() -> QuerySet[Annotation]:
+    """Annotations of unmerged individuals whose identity an expert confirmed or an import
+    gave, public or not: what experts' exports and "seen again" notices count."""
     return Annotation.objects.filter(
-        identity_source__in=CONFIRMED_SOURCES,
-        individual__is_public=True,
-        individual__merged_into__isnull=True,
+        identity_source__in=CONFIRMED_SOURCES, individual__merged_into__isnull=True
+    )
+
+
+def public_annotation_queryset() -> QuerySet[Annotation]:
+    """The photos anyone may see: confirmed identities of public, unmerged individuals."""
+    return confirmed_identity_queryset().filter(individual__is_public=True)
+
+
+def public_individual_queryset() -> QuerySet[Individual]:
+    """The individuals anyone may see: those with at least one public photo."""
+    return Individual.objects.filter(
+        Exists(public_annotation_queryset().filter(individual=OuterRef("pk")))
     )
 
 
@@ -73,7 +96,7 @@ def public_species_list() -> QuerySet[Species]:
         .values("n")
     )
     sightings = (
-        confirmed_annotation_queryset()
+        public_annotation_queryset()
         .filter(species=OuterRef("pk"))
         .order_by()
         .values("species")
@@ -88,13 +111,19 @@ def public_species_list() -> QuerySet[Species]:
 
 def public_species_individuals(*, species: Species) -> QuerySet[Individual]:
     """The species' public individuals with sighting counts and last seen, most recent first."""
-    confirmed = Q(annotations__identity_source__in=CONFIRMED_SOURCES)
+    # Subqueries over the public photos, so the counts follow the same rule as the list.
+    photos = public_annotation_queryset().filter(individual=OuterRef("pk")).order_by()
+    per_individual = photos.values("individual")
     return (
         public_individual_queryset()
         .filter(species=species)
         .annotate(
-            sighting_count=Count("annotations__image__encounter", distinct=True, filter=confirmed),
-            last_seen=Max("annotations__image__encounter__observed_at", filter=confirmed),
+            sighting_count=Subquery(
+                per_individual.annotate(n=Count("image__encounter", distinct=True)).values("n")
+            ),
+            last_seen=Subquery(
+                per_individual.annotate(m=Max("image__encounter__observed_at")).values("m")
+            ),
         )
         .order_by(F("last_seen").desc(nulls_last=True), "code")
     )
@@ -194,7 +223,7 @@ def individual_life_history(
     *, individual: Individual, user: AbstractBaseUser | None = None
 ) -> LifeHistory:
     """An individual's confirmed sightings, oldest first, with the photos that show it."""
-    annotations = confirmed_annotation_queryset().filter(individual=individual).order_by("pk")
+    annotations = public_annotation_queryset().filter(individual=individual).order_by("pk")
     return LifeHistory(
         individual=individual,
         sightings=_public_sightings(annotations, user=user, newest_first=False),
@@ -206,7 +235,7 @@ def public_recent_sightings(
 ) -> list[PublicSighting]:
     """The most recently seen confirmed sightings (by date seen, then by date reported)."""
     encounter_ids = (
-        confirmed_annotation_queryset()
+        public_annotation_queryset()
         .order_by(
             F("image__encounter__observed_at").desc(nulls_last=True),
             "-image__encounter__created_at",
@@ -221,9 +250,7 @@ def public_recent_sightings(
             chosen.append(encounter_id)
         if len(chosen) == limit:
             break
-    annotations = (
-        confirmed_annotation_queryset().filter(image__encounter_id__in=chosen).order_by("pk")
-    )
+    annotations = public_annotation_queryset().filter(image__encounter_id__in=chosen).order_by("pk")
     return _public_sightings(annotations, user=user, newest_first=True)
 
 

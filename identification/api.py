@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from django.db.models import Q
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, status
@@ -8,9 +10,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalogue.models import Annotation, Individual
+from catalogue.models import Annotation
 from catalogue.roles import UPLOAD_PERMISSION, VOTE_PERMISSION
-from catalogue.selectors import sighting_list_for_user
+from catalogue.selectors import (
+    public_annotation_queryset,
+    public_individual_get,
+    public_individual_queryset,
+    sighting_list_for_user,
+)
 from catalogue.serializers import SightingSerializer, SightingUploadSerializer
 from catalogue.services.sightings import uploaded_photo_from_file
 from identification.selectors import review as selectors
@@ -94,26 +101,26 @@ class IndividualListApi(generics.ListAPIView):
     permission_classes = [permissions.AllowAny]
 
     def get_queryset(self):  # noqa: ANN201
-        queryset = Individual.objects.filter(is_public=True, merged_into__isnull=True)
+        queryset = public_individual_queryset()
         if self.request.query_params.get("species"):
             queryset = queryset.filter(species__slug=self.request.query_params["species"])
         if self.request.query_params.get("q"):
-            from django.db.models import Q
-
             q = self.request.query_params["q"]
             queryset = queryset.filter(Q(code__icontains=q) | Q(name__icontains=q))
         return queryset.select_related("species")
 
 
 class IndividualAnnotationListApi(generics.ListAPIView):
-    """Confirmed photos of a public individual."""
+    """The public photos of a public individual."""
 
     serializer_class = IndividualPhotoSerializer
     permission_classes = [permissions.AllowAny]
 
     def get_queryset(self):  # noqa: ANN201
-        individual = get_object_or_404(Individual, pk=self.kwargs["individual_id"], is_public=True)
-        return individual.annotations.select_related("image")
+        individual = public_individual_get(individual_id=self.kwargs["individual_id"])
+        if individual is None:
+            raise Http404("No public individual has this number.")
+        return public_annotation_queryset().filter(individual=individual).select_related("image")
 
 
 class SightingListCreateApi(APIView):

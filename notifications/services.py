@@ -1,8 +1,9 @@
 """Telling volunteers what became of their sightings, in the app and by e-mail.
 
 The identification side calls :func:`notify_candidates_ready` when a sighting's candidates
-are stored and :func:`notify_decision` where an expert's decision is applied; both write
-the notifications in the caller's transaction and queue their e-mails once it commits, so a
+are stored and :func:`notify_identity_confirmed` where an expert's decision is applied, passing
+plain values: this app builds on the catalogue only, never on identification. Both write the
+notifications in the caller's transaction and queue their e-mails once it commits, so a
 decision that rolls back tells nobody. E-mails are sent by a worker
 (``notifications.tasks.notification_email_task``), never by the web process, so a slow or
 absent mail server delays only the mail.
@@ -22,8 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from catalogue.models import Encounter, Individual
-from catalogue.selectors import CONFIRMED_SOURCES, public_individual_get
-from identification.models import Identification, IdentityDecision
+from catalogue.selectors import confirmed_identity_queryset, public_individual_get
 from notifications.models import Notification, NotificationPreference
 from notifications.selectors import notification_preference_get
 from wildweb.errors import full_clean
@@ -32,14 +32,16 @@ logger = logging.getLogger(__name__)
 Kind = Notification.Kind
 
 
-def notify_candidates_ready(*, encounter_id: int) -> None:
-    """The model has ranked candidates for a sighting: tell the person who reported it."""
+def notify_candidates_ready(*, encounter_id: int, probably_new: bool) -> None:
+    """The model has ranked candidates for a sighting: tell the person who reported it.
+
+    Args:
+        encounter_id: The sighting.
+        probably_new: Whether the model flagged an animal of it as probably not seen before.
+    """
     encounter = Encounter.objects.select_related("species").filter(pk=encounter_id).first()
     if encounter is None or encounter.submitted_by_id is None:
         return
-    probably_new = Identification.objects.filter(
-        annotation__image__encounter=encounter, probably_new=True
-    ).exists()
     _notify(
         user_id=encounter.submitted_by_id,
         kind=Kind.CANDIDATES_READY,
@@ -55,21 +57,24 @@ def notify_candidates_ready(*, encounter_id: int) -> None:
     )
 
 
-def notify_decision(*, decision: IdentityDecision) -> None:
-    """An expert decided who an animal is (an ``IdentityDecision`` that sets an identity).
+def notify_identity_confirmed(
+    *, encounter: Encounter, individual: Individual, decided_by_id: int, is_new: bool
+) -> None:
+    """An expert confirmed who the animal in ``encounter`` is.
 
     The sighting's reporter hears that it was identified or is a new individual; everyone
     else who reported a confirmed sighting of that individual hears it was seen again. Only
     the date is told, never the place or who saw it.
+
+    Args:
+        encounter: The sighting the decision was about.
+        individual: Who the animal is now.
+        decided_by_id: The expert, who is told nothing.
+        is_new: The expert created ``individual`` for this animal.
     """
-    individual: Individual | None = decision.individual_after
-    if individual is None or decision.verdict == IdentityDecision.Verdict.REJECT:
-        return
-    encounter = decision.annotation.image.encounter
     public = public_individual_get(individual_id=individual.pk)
-    told = {decision.decided_by_id}
+    told = {decided_by_id}
     if encounter.submitted_by_id and encounter.submitted_by_id not in told:
-        is_new = decision.verdict == IdentityDecision.Verdict.NEW
         _notify(
             user_id=encounter.submitted_by_id,
             kind=Kind.NEW_INDIVIDUAL if is_new else Kind.IDENTIFIED,
@@ -83,15 +88,16 @@ def notify_decision(*, decision: IdentityDecision) -> None:
             link=reverse("sighting-detail", args=[encounter.pk]),
         )
         told.add(encounter.submitted_by_id)
-    if decision.verdict != IdentityDecision.Verdict.SAME:
+    if is_new:
         return
     seen = encounter.observed_at
     when = f" on {seen.day} {seen:%b %Y}" if seen else ""
     reporters = (
         get_user_model()
         .objects.filter(
-            encounters__images__annotations__individual=individual,
-            encounters__images__annotations__identity_source__in=CONFIRMED_SOURCES,
+            encounters__images__annotations__in=confirmed_identity_queryset().filter(
+                individual=individual
+            )
         )
         .exclude(pk__in=[pk for pk in told if pk])
         .distinct()

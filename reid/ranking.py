@@ -1,9 +1,12 @@
 """The shortlist ranking: embedding neighbours → best photos per individual → local evidence →
 one ordering per method.
 
-The app ranks every animal with these two functions, and every evaluation (``evaluate``,
-``calibrate``, the training report, ``reid eval``, the benchmarks) ranks its queries with the
-same two, so what is measured is what the expert sees.
+The app's matching ranks each photo with these two functions and stores its candidates, each
+with its probability as ``fused_score``; every evaluation (``evaluate``, ``calibrate``, the
+training report, ``reid eval``, the benchmarks) ranks its queries with the same two. The
+review page does not show that order: it orders an animal's candidates by the stored scores
+of its best photo (``fused_score`` unless the species ranks by embedding or local features;
+``identification.selectors.review``), which can differ from what is measured here.
 """
 
 from __future__ import annotations

@@ -82,31 +82,3 @@ def queue_waiting(queue: str) -> int | None:
             return connection.default_channel.queue_declare(queue).message_count
     except BROKER_ERRORS:
         return None
-
-
-def jobs_sweep() -> dict[str, int]:
-    """Send again every job the database says is pending but no live worker will run.
-
-    Embedding jobs, searches, thumbnails, training runs and promotions waiting for their
-    re-embedding; each part is idempotent (claims are conditional), so a duplicate is harmless.
-
-    Returns:
-        How many of each were sent.
-    """
-    from catalogue.services.sightings import thumbnails_missing_send
-    from identification.services.embedding import embedding_jobs_recover
-    from identification.services.matching import identifications_recover
-    from training.services.promotion import promotions_switch_check
-    from training.services.runs import training_runs_recover
-    from wildweb.storage import partial_files_remove
-
-    return {
-        "embedding_jobs": embedding_jobs_recover(),
-        "identifications": identifications_recover(),
-        "thumbnails": thumbnails_missing_send(),
-        # Runs have no "sent" mark: send again only when no message waits in their queue,
-        # or every sweep would add a duplicate behind a long run.
-        "training_runs": len(training_runs_recover()) if queue_waiting("training") == 0 else 0,
-        "promotions_switched": len(promotions_switch_check()),
-        "partial_files_removed": partial_files_remove(),
-    }

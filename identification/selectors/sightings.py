@@ -9,7 +9,11 @@ from django.db.models import Q
 
 from catalogue.models import Annotation, Encounter, Image, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
-from catalogue.selectors import confirmed_annotation_queryset, sighting_list_for_user
+from catalogue.selectors import (
+    public_annotation_queryset,
+    public_individual_queryset,
+    sighting_list_for_user,
+)
 from identification.models import Identification, IdentityDecision, MatchCandidate
 from identification.selectors.review import review_queue_photos
 
@@ -41,7 +45,7 @@ def image_shown_to(*, user: AbstractBaseUser | AnonymousUser, image: Image) -> b
         user.has_perm(DECIDE_PERMISSION) or image.encounter.submitted_by_id == user.pk
     ):
         return True
-    if confirmed_annotation_queryset().filter(image=image).exists():
+    if public_annotation_queryset().filter(image=image).exists():
         return True
     if user.is_authenticated and user.has_perm(VOTE_PERMISSION):
         queued = review_queue_photos()
@@ -58,6 +62,7 @@ class VolunteerSighting:
     encounter: Encounter
     status: str  # what a volunteer reads: Processing, Candidates ready, Identified as X, ...
     individuals: list[Individual]
+    public_individuals: list[Individual]  # those of ``individuals`` with a public page
 
 
 def volunteer_sightings(*, user: AbstractBaseUser) -> list[VolunteerSighting]:
@@ -87,6 +92,11 @@ def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]
             annotation_id__in=annotation_ids, state=Identification.State.FAILED
         ).values_list("annotation_id", "error")
     )
+    public_ids = set(
+        public_individual_queryset()
+        .filter(annotations__pk__in=annotation_ids)
+        .values_list("pk", flat=True)
+    )
     result = []
     for encounter in encounters:
         annotations = [a for image in encounter.images.all() for a in image.annotations.all()]
@@ -110,6 +120,11 @@ def sighting_statuses(*, encounters: list[Encounter]) -> list[VolunteerSighting]
         if failed:
             status += f" ({len(failed)} photo(s) failed: {failed[0]})"
         result.append(
-            VolunteerSighting(encounter=encounter, status=status, individuals=individuals)
+            VolunteerSighting(
+                encounter=encounter,
+                status=status,
+                individuals=individuals,
+                public_individuals=[i for i in individuals if i.pk in public_ids],
+            )
         )
     return result

@@ -14,7 +14,7 @@ from catalogue.models import Annotation, Encounter, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from catalogue.services.species import individual_create
 from identification.models import Identification, IdentityDecision, IndividualMerge, Vote
-from notifications.services import notify_decision
+from notifications.services import notify_identity_confirmed
 from wildweb.errors import ConflictError, ServiceError
 
 Verdict = IdentityDecision.Verdict
@@ -85,7 +85,12 @@ def match_decide(
             **ranking,
         )
         _sighting_others_identify(annotation=annotation, decided_ids=photo_ids)
-        notify_decision(decision=decision)
+        notify_identity_confirmed(
+            encounter=decision.annotation.image.encounter,
+            individual=individual,
+            decided_by_id=decided_by.pk,
+            is_new=verdict == Verdict.NEW,
+        )
     return decision
 
 

@@ -43,7 +43,10 @@ def encounter_status_refresh(*, encounter_id: int) -> str:
         pass
     elif states - {Identification.State.FAILED}:
         if processing.update(status=Encounter.Status.AWAITING_REVIEW):
-            notify_candidates_ready(encounter_id=encounter_id)
+            probably_new = Identification.objects.filter(
+                annotation__image__encounter_id=encounter_id, probably_new=True
+            ).exists()
+            notify_candidates_ready(encounter_id=encounter_id, probably_new=probably_new)
     elif states:
         processing.update(status=Encounter.Status.FAILED)
     return Encounter.objects.filter(pk=encounter_id).values_list("status", flat=True).first()

@@ -249,14 +249,17 @@ def test_unreachable_mail_server_keeps_the_decision_and_records_why(
 
 def test_candidates_flagged_probably_new_say_so() -> None:
     from identification.models import Identification
-    from notifications.services import notify_candidates_ready
+    from identification.services.progress import encounter_status_refresh
 
     volunteer = UserFactory(role="volunteer")
     annotation = _reported_animal(volunteer)
+    Encounter.objects.filter(pk=annotation.image.encounter_id).update(
+        status=Encounter.Status.PROCESSING
+    )
     Identification.objects.create(
         annotation=annotation, state=Identification.State.READY, probably_new=True
     )
-    notify_candidates_ready(encounter_id=annotation.image.encounter_id)
+    encounter_status_refresh(encounter_id=annotation.image.encounter_id)
     assert "not seen before" in Notification.objects.get(user=volunteer).message
 
 

@@ -84,7 +84,8 @@ def _world(owner: object) -> tuple[dict[str, list[object]], dict[str, str]]:
         decided_by=expert,
         individual=private,
     )
-    notify_candidates_ready(encounter_id=encounter.pk)  # unread: opening the list keeps it so
+    # Unread: opening the list keeps it so.
+    notify_candidates_ready(encounter_id=encounter.pk, probably_new=False)
     # Training: a species without a model setting row (pages show version 0, create nothing)
     # and one whose pending version is ready to switch (a worker's job, not a page view's).
     unset, promoted = SpeciesFactory(), SpeciesFactory()
