@@ -309,10 +309,10 @@ class ListRoute:
 
 LIST_ROUTES = [
     # Volunteers
-    ListRoute("my-sightings", "volunteer", my_sightings, 15),
-    ListRoute("my-sightings", "volunteer", my_sightings, 15, htmx=True),
-    ListRoute("sighting-detail", "volunteer", sighting_detail, 13),
-    ListRoute("sighting-detail", "volunteer", sighting_detail, 13, htmx=True),
+    ListRoute("my-sightings", "volunteer", my_sightings, 16),
+    ListRoute("my-sightings", "volunteer", my_sightings, 16, htmx=True),
+    ListRoute("sighting-detail", "volunteer", sighting_detail, 14),
+    ListRoute("sighting-detail", "volunteer", sighting_detail, 14, htmx=True),
     ListRoute("api-sightings", "volunteer", api_sightings, 7),
     ListRoute("notifications", "volunteer", notifications, 7),
     # Review
