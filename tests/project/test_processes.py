@@ -92,8 +92,7 @@ def test_a_child_ignoring_sigterm_is_killed_with_its_group_after_the_grace_perio
         # The grace period, then the kill at once.
         assert 3 <= seconds < 3 + KILL_WAIT_SECONDS + LOADED_MACHINE_MARGIN, seconds
     finally:
-        for process in _alive(descendants):
-            process.kill()
+        _leave_nothing_running(supervisor, descendants)
 
 
 def test_a_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
@@ -106,8 +105,7 @@ def test_a_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
         print(f"stopped {seconds:.1f} s after the first Ctrl-C")
         assert seconds < 1 + KILL_WAIT_SECONDS + LOADED_MACHINE_MARGIN
     finally:
-        for process in _alive(descendants):
-            process.kill()
+        _leave_nothing_running(supervisor, descendants)
 
 
 def test_ctrl_c_stops_everything_when_started_by_a_shell_that_ignores_it(tmp_path: Path) -> None:
@@ -122,10 +120,7 @@ def test_ctrl_c_stops_everything_when_started_by_a_shell_that_ignores_it(tmp_pat
         assert "stopped: interrupted" in log.read_text()
         assert not _alive(descendants), [p.cmdline() for p in _alive(descendants)]
     finally:
-        if supervisor.poll() is None:
-            supervisor.kill()
-        for process in _alive(descendants):
-            process.kill()
+        _leave_nothing_running(supervisor, descendants)
 
 
 SUPERVISOR = """
@@ -168,6 +163,7 @@ def test_ctrl_c_and_kill_stop_the_server_every_worker_and_beat(stop_signal) -> N
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
+    descendants: list[psutil.Process] = []
     try:
         wait_until(lambda: log.read_text().count(" ready.") == 3, timeout=180)
         wait_until(lambda: "beat: Starting" in log.read_text(), timeout=60)
@@ -182,7 +178,89 @@ def test_ctrl_c_and_kill_stop_the_server_every_worker_and_beat(stop_signal) -> N
         assert not _alive(descendants), [p.cmdline() for p in _alive(descendants)]
         assert seconds < STOP_BOUND_SECONDS + LOADED_MACHINE_MARGIN
     finally:
-        if supervisor.poll() is None:  # the test failed: leave nothing running
-            for process in psutil.Process(supervisor.pid).children(recursive=True):
-                process.kill()
-            supervisor.kill()
+        _leave_nothing_running(supervisor, descendants)
+
+
+def _leave_nothing_running(supervisor: subprocess.Popen, descendants: list[psutil.Process]) -> None:
+    """After a failed test: kill the supervisor and whatever it left."""
+    if supervisor.poll() is None:
+        descendants = [*descendants, *psutil.Process(supervisor.pid).children(recursive=True)]
+        supervisor.kill()
+        supervisor.wait()
+    for process in _alive(descendants):
+        process.kill()
+
+
+TRAINING_SUPERVISOR = """
+from wildweb.celery import worker_command
+from wildweb.processes import processes_supervise
+
+command = worker_command(queues="training", name="training", quiet_cluster=True)
+print("stopped:", processes_supervise({"worker-training": command}), flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_in_a_long_training_run_is_killed_after_the_grace_and_the_sweep_requeues_it(
+    shared_datasets: Path, tmp_path: Path
+) -> None:
+    from django.conf import settings
+
+    from tests.training.conftest import TINY, species_import
+    from training.models import TrainingRun
+    from training.services.runs import training_run_start
+    from wildweb.celery import app
+    from wildweb.jobs import jobs_sweep
+
+    app.control.purge()  # no run of an earlier test may be waiting in the queue
+    species = species_import(shared_datasets, "chimp_faces_demo", "Chimpanzee", images=3)
+    log = tmp_path / "log.txt"
+    env = {
+        **os.environ,
+        "DATABASE_URL": _test_database_url(),
+        "CELERY_KEY_PREFIX": CELERY_KEY_PREFIX,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PRIVATE_ROOT": str(settings.PRIVATE_ROOT),
+        "PYTHONUNBUFFERED": "1",
+    }
+    with log.open("w") as sink:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-c", TRAINING_SUPERVISOR],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    descendants: list[psutil.Process] = []
+    try:
+        wait_until(lambda: " ready." in log.read_text(), timeout=180)
+        # Far more epochs than the test waits for, and no early stop: the run outlasts the
+        # worker's warm shutdown, which would otherwise wait for it to finish.
+        run = training_run_start(
+            species=species,
+            engine_mode="cached",
+            mode="new-data-only",
+            hyperparameters={**TINY, "epochs": 500, "samples_per_epoch": 80, "patience": 500},
+        )
+        wait_until(lambda: TrainingRun.objects.get(pk=run.pk).epoch >= 1, timeout=300)
+        descendants = psutil.Process(supervisor.pid).children(recursive=True)
+        assert len(descendants) == 2  # the worker and the pool process running the task
+
+        seconds = _stop_seconds(supervisor, [signal.SIGTERM])
+        print(f"stopped {seconds:.1f} s after SIGTERM, in the middle of a training run")
+
+        assert not _alive(descendants), [p.cmdline() for p in _alive(descendants)]
+        assert "Killing worker-training." in log.read_text()  # warm shutdown had to give up
+        assert STOP_GRACE_SECONDS <= seconds < STOP_BOUND_SECONDS + LOADED_MACHINE_MARGIN
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.RUNNING  # nobody told the database
+        assert run.epoch < 500
+
+        swept = jobs_sweep()
+        run.refresh_from_db()
+        assert swept["training_runs"] == 1
+        assert run.status == TrainingRun.Status.QUEUED, run.log
+        assert "was lost; queued again" in run.log
+    finally:
+        _leave_nothing_running(supervisor, descendants)
