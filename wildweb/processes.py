@@ -68,13 +68,13 @@ def processes_supervise(
                 out.write(f"{reason} exited (code {_exit_code(running[reason])}); stopping.\n")
                 break
             time.sleep(POLL_SECONDS)
+    finally:  # also when a command cannot start: those started must not be left running
         _processes_stop(
             running,
             grace_seconds=grace_seconds,
             hurry=lambda: stop_signals_received >= 2,
             out=out,
         )
-    finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
     return reason

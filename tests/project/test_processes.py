@@ -3,6 +3,7 @@ stop them all within ``STOP_GRACE_SECONDS`` and a few seconds more."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import pytest
 
 from conftest import CELERY_KEY_PREFIX, REPO_ROOT, _test_database_url
 from tests.helpers import wait_until
-from wildweb.processes import KILL_WAIT_SECONDS, STOP_GRACE_SECONDS
+from wildweb.processes import KILL_WAIT_SECONDS, STOP_GRACE_SECONDS, processes_supervise
 
 # `make demo` stops within 30 s (STOP_GRACE_SECONDS, then KILL_WAIT_SECONDS at most); a
 # machine loaded by other work may add this much to that.
@@ -30,7 +31,7 @@ STUBBORN = """
 import os, signal, subprocess, sys, time
 for ignored in (signal.SIGINT, signal.SIGTERM):  # inherited by the grandchild
     signal.signal(ignored, signal.SIG_IGN)
-grandchild = [sys.executable, "-c", "import time; time.sleep(600)"]
+grandchild = [sys.executable, "-c", "import time; time.sleep(600)", *sys.argv[1:]]
 subprocess.Popen(grandchild)
 print("stubborn ready", flush=True)
 time.sleep(600)
@@ -93,6 +94,25 @@ def test_a_child_ignoring_sigterm_is_killed_with_its_group_after_the_grace_perio
         assert 3 <= seconds < 3 + KILL_WAIT_SECONDS + LOADED_MACHINE_MARGIN, seconds
     finally:
         _leave_nothing_running(supervisor, descendants)
+
+
+def test_a_command_that_cannot_start_stops_those_started_before(tmp_path: Path) -> None:
+    marker = str(tmp_path)  # on the command line of the child and the grandchild
+
+    def started() -> list[psutil.Process]:
+        return [p for p in _alive(list(psutil.process_iter())) if marker in p.cmdline()]
+
+    commands = {
+        "stubborn": [sys.executable, "-c", STUBBORN, marker],
+        "missing": [str(tmp_path / "no-such-program")],
+    }
+    try:
+        with pytest.raises(FileNotFoundError):
+            processes_supervise(commands, grace_seconds=1, out=io.StringIO())
+        assert not started(), [p.cmdline() for p in started()]
+    finally:
+        for process in started():
+            process.kill()
 
 
 def test_a_second_ctrl_c_kills_at_once(tmp_path: Path) -> None:
