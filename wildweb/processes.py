@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # The signals that stop everything: Ctrl-C, ``kill`` and the terminal closing.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -84,7 +84,7 @@ def _processes_stop(
     running: dict[str, subprocess.Popen],
     *,
     grace_seconds: float,
-    hurry,  # noqa: ANN001
+    hurry: Callable[[], bool],
     out,  # noqa: ANN001
 ) -> None:
     """SIGTERM to every child at once; after ``grace_seconds`` (or once ``hurry()``), SIGKILL
