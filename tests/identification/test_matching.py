@@ -63,3 +63,43 @@ def test_search_timeout_marks_identification_failed_with_message(monkeypatch) ->
     identification.refresh_from_db()
     assert identification.state == Identification.State.READY and not identification.error
     assert identification.candidates.count() == 4
+
+
+def test_migration_backfills_each_candidates_score_from_its_cosine_and_inliers() -> None:
+    """Rows stored before the score existed get their species' method score; a search that
+    matched no keypoints was ranked by the embedding, so its rows get the cosine."""
+    import importlib
+
+    from django.apps import apps
+
+    from identification.models import MatchCandidate, SpeciesModel
+    from reid.ranking import method_score
+    from tests.factories import EncounterFactory, searched_photo
+
+    backfill = importlib.import_module(
+        "identification.migrations.0012_matchcandidate_score"
+    ).scores_backfill
+    fused, local = species_register(name="Dog"), species_register(name="Cow")
+    SpeciesModel.objects.filter(species=local).update(ranking_method="local")
+    rows = {}
+    for species, evidence, method in (
+        (fused, [(0.85, 0), (0.50, 8)], None),
+        (local, [(0.85, 3), (0.50, 8)], None),
+        (fused, [(0.70, None), (0.60, None)], "embedding"),  # before a switch to fused
+    ):
+        photo = searched_photo(
+            encounter=EncounterFactory(species=species),
+            evidence=[(IndividualFactory(species=species), c, n) for c, n in evidence],
+            method=method,
+        )
+        rows[photo.pk] = {c.pk: c.score for c in photo.identification.candidates.all()}
+    MatchCandidate.objects.update(score=0.0)  # as the column is added
+    backfill(apps, None)
+    stored = {c.pk: c.score for c in MatchCandidate.objects.all()}
+    for expected in rows.values():
+        assert {pk: stored[pk] for pk in expected} == pytest.approx(expected)
+    dog = MatchCandidate.objects.get(
+        embedding_score=0.85, identification__annotation__species=fused
+    )
+    assert dog.score == pytest.approx(method_score("fused", 0.85, 0))
+    assert MatchCandidate.objects.get(embedding_score=0.70).score == pytest.approx(0.70)
