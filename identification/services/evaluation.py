@@ -26,7 +26,7 @@ from reid.evaluation import (
     QueryShortlist,
     honest_queries,
     open_set_metrics,
-    ranking_metrics,
+    shortlist_metrics,
     threshold_select,
 )
 from reid.method_selection import method_select
@@ -156,7 +156,9 @@ def species_evaluate(
 
     Returns:
         ``top1, top5, mAP`` (mAP is the mean of 1/rank, 0 outside the shortlist), their
-        standard errors and ``n_queries``; with ``open_set``, ``open_set``.
+        standard errors and ``n_queries``; ``sighting_top1``, ``sighting_top1_se`` and
+        ``n_sightings``: each sighting's photos of one individual ranked together, as the
+        review page ranks them; with ``open_set``, ``open_set``.
     """
     setting = species_model_setting(species=species)
     method = method or setting.ranking_method
@@ -169,7 +171,7 @@ def species_evaluate(
         open_set=open_set,
     )
     calibrator = species_calibrator(setting=setting)
-    metrics = ranking_metrics((s.truth, rank(s.candidates, method, calibrator)) for s in shortlists)
+    metrics = shortlist_metrics(shortlists, method, calibrator)
     report = {
         "species": species.name,
         "method": method,
@@ -195,6 +197,7 @@ def _described(scored: list[Candidate]) -> list[dict]:
             "individual_id": s.individual_id,
             "code": individuals[s.individual_id].code,
             "name": individuals[s.individual_id].name,
+            "score": round(s.score, 4),
             "fused_score": round(s.probability, 4),
             "embedding_score": round(s.cosine, 4),
             "inlier_count": s.inliers,
