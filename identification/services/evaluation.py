@@ -20,6 +20,7 @@ from identification.services.matching import (
     candidates_shortlist,
     gallery_keypoints,
     species_calibrator,
+    species_identifications_refresh,
 )
 from identification.services.models import model_version_embedder, species_model_setting
 from reid.evaluation import (
@@ -217,7 +218,8 @@ def species_calibrate(
     when its leave-one-out top-1 is at least the best single method's; otherwise the best
     single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
     each query ranked again with its individual removed (leave-individuals-out). Everything
-    is stored for the species' current model version and local method only.
+    is stored for the species' current model version and local method only, and the
+    species' undecided animals are ranked again under it (on the ``bulk`` queue).
 
     Args:
         species: The species.
@@ -266,6 +268,9 @@ def species_calibrate(
             "local_method",
         ]
     )
+    # The animals waiting for review keep the score the old ranking stored; re-rank them so a
+    # sighting's photos are ordered, combined and flagged by the ranking adopted now.
+    species_identifications_refresh(species_id=species.pk)
     return {
         "species": species.name,
         "model_version": setting.model_version.name,
