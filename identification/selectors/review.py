@@ -72,8 +72,8 @@ def photo_candidates_combine(*, candidates: list[MatchCandidate]) -> list[Animal
         candidates: MatchCandidate rows of any number of photos of the animal.
     """
     photos: dict[int, list[MatchCandidate]] = defaultdict(list)
-    for candidate in sorted(candidates, key=lambda c: (c.identification_id, c.rank)):
-        photos[candidate.identification_id].append(candidate)
+    for candidate in sorted(candidates, key=lambda c: (c.identification.annotation_id, c.rank)):
+        photos[candidate.identification.annotation_id].append(candidate)
     return [
         AnimalCandidate(rank=rank, best=c.best, photo_count=c.photo_count)
         for rank, c in enumerate(sighting_combine(list(photos.values())), start=1)
