@@ -250,6 +250,10 @@ class MatchCandidate(models.Model):
     )
     embedding_score = models.FloatField(help_text="Cosine similarity, -1..1.")
     inlier_count = models.PositiveIntegerField(null=True, blank=True)
+    score = models.FloatField(
+        help_text="What the species' ranking method orders by (reid.ranking.method_score); "
+        "the review ranks a sighting's photos by it."
+    )
     fused_score = models.FloatField(help_text="Calibrated probability of the same individual.")
     match_pairs = models.JSONField(
         default=list, blank=True, help_text="Inlier correspondences [x1, y1, x2, y2] for drawing."

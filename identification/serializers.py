@@ -23,6 +23,7 @@ class CandidateSerializer(serializers.ModelSerializer):
             "rank",
             "individual",
             "gallery_annotation",
+            "score",
             "fused_score",
             "embedding_score",
             "inlier_count",

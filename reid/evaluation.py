@@ -11,8 +11,9 @@ Choosing the ranking method a species adopts (calibrated fusion against the best
 method) is :mod:`reid.method_selection`, on the shortlists built here.
 
 Metrics. Top-1, top-5 and mAP over individuals (one is correct, so AP is 1/rank, 0 outside
-the shortlist), with binomial / sample standard errors; open set: BAKS, BAUS and their
-geometric mean (AnimalCLEF 2025).
+the shortlist), with binomial / sample standard errors; top-1 per sighting, its photos
+combined as the review combines them; open set: BAKS, BAUS and their geometric mean
+(AnimalCLEF 2025).
 
 Callers: the app's ``evaluate`` and ``calibrate`` (shortlists from pgvector), the training
 report, ``reid eval`` and the benchmarks (shortlists from :func:`record_shortlists`).
@@ -40,6 +41,7 @@ from reid.ranking import (
     Neighbour,
     rank,
     shortlist,
+    sighting_combine,
 )
 from reid.ranking import photos_per_candidate as ranking_photos
 
@@ -77,6 +79,47 @@ def ranking_metrics(rankings: Iterable[tuple[Hashable, Sequence[Candidate]]]) ->
         ids = [c.individual_id for c in ranked]
         reciprocal.append(1.0 / (ids.index(truth) + 1) if truth in ids else 0.0)
     return _reciprocal_rank_metrics(reciprocal)
+
+
+def sighting_metrics(
+    rankings: Iterable[tuple[Hashable, Hashable, Sequence[Candidate]]],
+) -> dict[str, Any]:
+    """Top-1 per animal of a sighting: its photos' rankings combined as the review combines
+    them (:func:`reid.ranking.sighting_combine`).
+
+    Args:
+        rankings: ``(sighting, true individual, ranked candidates)`` per query photo; the
+            photos of one individual in one sighting are one animal.
+
+    Returns:
+        ``sighting_top1``, its binomial standard error ``sighting_top1_se`` and
+        ``n_sightings`` (``None`` values when there is no query).
+    """
+    animals: dict[tuple[Hashable, Hashable], list[Sequence[Candidate]]] = defaultdict(list)
+    for sighting, truth, ranked in rankings:
+        animals[(sighting, truth)].append(ranked)
+    metrics = ranking_metrics(
+        (truth, [c.best for c in sighting_combine(photos)])
+        for (_, truth), photos in animals.items()
+    )
+    return {
+        "sighting_top1": metrics["top1"],
+        "sighting_top1_se": metrics["top1_se"],
+        "n_sightings": metrics["n_queries"],
+    }
+
+
+def shortlist_metrics(
+    shortlists: Sequence[QueryShortlist],
+    method: str,
+    calibrator: FusionCalibrator | None = None,
+) -> dict[str, Any]:
+    """:func:`ranking_metrics` per photo and :func:`sighting_metrics` per sighting, of the
+    shortlists ranked by one method."""
+    ranked = [(s, rank(s.candidates, method, calibrator)) for s in shortlists]
+    return ranking_metrics((s.truth, r) for s, r in ranked) | sighting_metrics(
+        (s.encounter, s.truth, r) for s, r in ranked
+    )
 
 
 def _reciprocal_rank_metrics(reciprocal: Sequence[float]) -> dict[str, Any]:
@@ -139,13 +182,9 @@ def methods_compare(
     methods: Sequence[str],
     calibrator: FusionCalibrator | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Metrics of each ranking method over the same shortlists (matched once)."""
-    return {
-        method: ranking_metrics(
-            (s.truth, rank(s.candidates, method, calibrator)) for s in shortlists
-        )
-        for method in methods
-    }
+    """Metrics of each ranking method over the same shortlists (matched once), per photo and
+    per sighting (:func:`shortlist_metrics`)."""
+    return {method: shortlist_metrics(shortlists, method, calibrator) for method in methods}
 
 
 def open_set_metrics(

@@ -1,12 +1,11 @@
 """The shortlist ranking: embedding neighbours → best photos per individual → local evidence →
-one ordering per method.
+one ordering per method → one ordering per sighting.
 
-The app's matching ranks each photo with these two functions and stores its candidates, each
-with its probability as ``fused_score``; every evaluation (``evaluate``, ``calibrate``, the
-training report, ``reid eval``, the benchmarks) ranks its queries with the same two. The
-review page does not show that order: it orders an animal's candidates by the stored scores
-of its best photo (``fused_score`` unless the species ranks by embedding or local features;
-``identification.selectors.review``), which can differ from what is measured here.
+The app ranks every animal with these functions, and every evaluation (``evaluate``,
+``calibrate``, the training report, ``reid eval``, the benchmarks) ranks its queries with the
+same ones, so what is measured is what the expert sees: :func:`method_score` is the one score
+each method orders by (stored with every candidate the app finds), :func:`rank` orders a
+photo's shortlist by it, and :func:`sighting_combine` orders a sighting's photos together.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -111,6 +111,48 @@ def shortlist(
     return candidates
 
 
+def method_score(
+    method: str,
+    cosine: float | Sequence[float] | np.ndarray,
+    inliers: float | Sequence[float] | np.ndarray | None = None,
+    calibrator: FusionCalibrator | None = None,
+    cosine_weight: float = COSINE_WEIGHT,
+) -> float | np.ndarray:
+    """What a ranking method orders candidates by, higher first.
+
+    Args:
+        method: ``embedding`` (the cosine), ``local`` (inliers; ties go to the higher
+            cosine), ``fused`` (the hand-set ``cosine_weight * cosine + log1p(inliers)``) or
+            ``calibrated`` (the fitted probability; the hand-set fusion while none is fitted).
+        cosine: embedding cosine per candidate (or one).
+        inliers: verified inlier count per candidate; needed by every method but embedding.
+        calibrator: the species' calibration (only ``calibrated`` reads it).
+        cosine_weight: weight of the cosine in the hand-set fusion.
+
+    Returns:
+        One score per candidate, float64 (a float for a scalar ``cosine``).
+
+    Raises:
+        ValueError: an unknown method, or a local method without inliers.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cosines = np.asarray(cosine, dtype=np.float64).reshape(-1)
+    if method == EMBEDDING:
+        score = cosines
+    elif inliers is None:
+        raise ValueError(f"ranking by {method} needs the candidates' inliers")
+    else:
+        counts = np.asarray(inliers, dtype=np.float64).reshape(-1)
+        if method == LOCAL:
+            score = counts + 1e-3 * cosines  # inlier ties go to the more similar embedding
+        elif method == CALIBRATED and calibrator is not None and calibrator.is_fitted:
+            score = calibrator.predict(cosines, counts)
+        else:
+            score = cosine_weight * cosines + np.log1p(counts)
+    return float(score[0]) if np.ndim(cosine) == 0 else score
+
+
 def rank(
     candidates: Sequence[Candidate],
     method: str,
@@ -121,9 +163,7 @@ def rank(
 
     Args:
         candidates: from :func:`shortlist` (with inliers for the local methods).
-        method: ``embedding`` (cosine), ``local`` (inliers, then cosine), ``fused`` (the
-            hand-set ``COSINE_WEIGHT * cosine + log1p(inliers)``) or ``calibrated`` (the
-            fitted probability; the hand-set fusion while none is fitted).
+        method: one of :data:`METHODS`, scored by :func:`method_score`.
         calibrator: the species' fitted calibration, or ``None`` for the hand-set one. It
             gives every candidate its probability, whatever the method.
         cosine_weight: weight of the cosine in the hand-set fusion.
@@ -133,27 +173,86 @@ def rank(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == CALIBRATED and (calibrator is None or not calibrator.is_fitted):
-        method = FUSED
-    calibrator = calibrator or FusionCalibrator.default()
     ranked = [dataclasses.replace(c) for c in candidates]
     if not ranked:
         return ranked
     cosine = np.array([c.cosine for c in ranked], dtype=np.float64)
     has_local = all(c.inliers is not None for c in ranked)
-    if method != EMBEDDING and not has_local:
-        raise ValueError(f"ranking by {method} needs the candidates' inliers")
     inliers = np.array([c.inliers for c in ranked], dtype=np.float64) if has_local else None
-    probability = calibrator.predict(cosine, inliers)
-    if method == EMBEDDING:
-        score = cosine
-    elif method == LOCAL:
-        score = inliers + 1e-3 * cosine  # inlier ties go to the more similar embedding
-    elif method == FUSED:
-        score = cosine_weight * cosine + np.log1p(inliers)
-    else:
-        score = probability
+    score = method_score(method, cosine, inliers, calibrator, cosine_weight)
+    probability = (calibrator or FusionCalibrator.default()).predict(cosine, inliers)
     for candidate, p, s in zip(ranked, probability, score, strict=True):
         candidate.probability, candidate.score = float(p), float(s)
     order = np.argsort(-score, kind="stable")
     return [ranked[i] for i in order]
+
+
+class Scored(Protocol):
+    """A photo's candidate as :func:`sighting_combine` reads it: a reid :class:`Candidate` or
+    a candidate row the app stored."""
+
+    individual_id: Hashable
+    score: float
+
+
+ScoredT = TypeVar("ScoredT", bound=Scored)
+
+
+@dataclass
+class SightingCandidate(Generic[ScoredT]):
+    """One individual a sighting's animal could be.
+
+    Attributes:
+        best: the photo candidate with the highest score for this individual.
+        photo_count: how many of the sighting's photos have the individual among candidates.
+    """
+
+    best: ScoredT
+    photo_count: int
+
+    @property
+    def individual_id(self) -> Hashable:
+        return self.best.individual_id
+
+    @property
+    def score(self) -> float:
+        return self.best.score
+
+
+def sighting_combine(rankings: Sequence[Sequence[ScoredT]]) -> list[SightingCandidate[ScoredT]]:
+    """One ranking for an animal from the rankings of each of its photos.
+
+    An individual's evidence is its best photo's score (the maximum), not a sum over photos.
+    Photos of one sighting share light, pose and background, so their evidence is far from
+    independent: summing would count one look several times over, and would need an invented
+    score wherever an individual is missing from one photo's shortlist. With the maximum, the
+    photo that shows the animal best (often the only flank shot) decides, and a weak extra
+    photo can never push the right individual down. Ties on the score go to the individual
+    more photos agree on, then to the better position in its photo, then to the earlier
+    photo. A sighting of one photo therefore ranks exactly as :func:`rank` ranked that photo.
+
+    Args:
+        rankings: each photo's candidates, best first, each scored by the same method
+            (:func:`method_score`).
+
+    Returns:
+        The sighting's candidates, best first.
+    """
+    best: dict[Hashable, tuple[float, int, int, ScoredT]] = {}
+    photos: dict[Hashable, set[int]] = {}
+    for photo, ranked in enumerate(rankings):
+        for position, candidate in enumerate(ranked):
+            individual = candidate.individual_id
+            photos.setdefault(individual, set()).add(photo)
+            held = best.get(individual)
+            # Of equal scores, the better position is the individual's evidence.
+            if held is None or (candidate.score, -position) > (held[0], -held[1]):
+                best[individual] = (candidate.score, position, photo, candidate)
+    order = sorted(
+        best.items(),
+        key=lambda item: (-item[1][0], -len(photos[item[0]]), item[1][1], item[1][2]),
+    )
+    return [
+        SightingCandidate(best=candidate, photo_count=len(photos[individual]))
+        for individual, (_, _, _, candidate) in order
+    ]

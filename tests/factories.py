@@ -96,15 +96,21 @@ def confirmed_sighting(
     )
 
 
-def ranked_photo(
-    *,
-    encounter: Encounter,
-    ranking: list[tuple[Individual, float]],
-    probably_new: bool = False,
-    model_version: object = None,
-) -> Annotation:
-    """A photo of a sighting, ranked: its candidates (individual, probability) in rank order."""
-    from identification.models import Identification, MatchCandidate
+def _species_ranking(species: Species) -> tuple[str, object]:
+    """The species' ranking method and calibration, as its searches rank (no row: defaults)."""
+    from identification.models import SpeciesModel
+    from identification.services.matching import species_calibrator
+
+    setting = SpeciesModel.objects.filter(species=species).first()
+    if setting is None:
+        return SpeciesModel.RankingMethod.FUSED, None
+    return setting.ranking_method, species_calibrator(setting=setting)
+
+
+def _photo_identification(
+    *, encounter: Encounter, probably_new: bool, model_version: object
+) -> tuple[Annotation, object]:
+    from identification.models import Identification
     from identification.services.models import zero_shot_version
 
     photo = AnnotationFactory(image=ImageFactory(encounter=encounter))
@@ -114,6 +120,28 @@ def ranked_photo(
         model_version=model_version or zero_shot_version(),
         probably_new=probably_new,
     )
+    return photo, identification
+
+
+def ranked_photo(
+    *,
+    encounter: Encounter,
+    ranking: list[tuple[Individual, float]],
+    probably_new: bool = False,
+    model_version: object = None,
+) -> Annotation:
+    """A photo of a sighting, ranked: its candidates (individual, probability) in rank order.
+
+    Each candidate's cosine is its probability and it has 10 inliers, so every method's score
+    (stored as the search stores it) keeps the order given.
+    """
+    from identification.models import MatchCandidate
+    from reid.ranking import method_score
+
+    photo, identification = _photo_identification(
+        encounter=encounter, probably_new=probably_new, model_version=model_version
+    )
+    method, calibrator = _species_ranking(encounter.species)
     for rank, (individual, probability) in enumerate(ranking, start=1):
         MatchCandidate.objects.create(
             identification=identification,
@@ -124,6 +152,62 @@ def ranked_photo(
             ),
             embedding_score=probability,
             inlier_count=10,
+            score=method_score(method, probability, 10, calibrator),
             fused_score=probability,
         )
+    return photo
+
+
+def searched_photo(
+    *,
+    encounter: Encounter,
+    evidence: list[tuple[Individual, float, int | None]],
+    method: str | None = None,
+    model_version: object = None,
+) -> Annotation:
+    """A photo of a sighting whose search found these candidates (individual, cosine,
+    inliers), stored as ``annotation_identify`` stores them: ranked by the species' method
+    (``reid.ranking.rank``), each with its score and probability, and the "probably new"
+    flag from the first candidate's probability. ``method``: another than the species' own
+    (as before a switch)."""
+    from identification.models import MatchCandidate, SpeciesModel
+    from reid.ranking import Candidate, rank
+
+    species_method, calibrator = _species_ranking(encounter.species)
+    method = method or species_method
+    gallery = {
+        individual.pk: AnnotationFactory(
+            image__encounter__species=encounter.species, individual=individual
+        )
+        for individual, _, _ in evidence
+    }
+    scored = rank(
+        [Candidate(i.pk, gallery[i.pk].pk, cosine, inliers) for i, cosine, inliers in evidence],
+        method,
+        calibrator,
+    )
+    setting = SpeciesModel.objects.filter(species=encounter.species).first()
+    threshold = (
+        setting.probably_new_threshold if setting else SpeciesModel.DEFAULT_NEW_INDIVIDUAL_THRESHOLD
+    )
+    photo, identification = _photo_identification(
+        encounter=encounter,
+        probably_new=not scored or scored[0].probability < threshold,
+        model_version=model_version,
+    )
+    MatchCandidate.objects.bulk_create(
+        [
+            MatchCandidate(
+                identification=identification,
+                rank=position,
+                individual_id=c.individual_id,
+                gallery_annotation_id=c.annotation_id,
+                embedding_score=c.cosine,
+                inlier_count=c.inliers,
+                score=c.score,
+                fused_score=c.probability,
+            )
+            for position, c in enumerate(scored, start=1)
+        ]
+    )
     return photo

@@ -161,6 +161,7 @@ def _timed_write(species_id: int, version_id: int, vector: np.ndarray, found: li
                 gallery_annotation_id=neighbour.annotation_id,
                 embedding_score=neighbour.cosine,
                 inlier_count=0,
+                score=neighbour.cosine,
                 fused_score=0.5,
             )
             for rank, neighbour in enumerate(found, start=1)

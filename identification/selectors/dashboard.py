@@ -3,6 +3,7 @@ and how the ranking does on the experts' decisions (live accuracy)."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -36,6 +37,12 @@ class LiveAccuracy:
         return self.share(self.top1, self.confirmed)
 
     @property
+    def top1_se(self) -> float | None:
+        """Binomial standard error of the top-1 rate, as ``evaluate`` reports its own."""
+        rate = self.top1_rate
+        return math.sqrt(rate * (1 - rate) / self.confirmed) if rate is not None else None
+
+    @property
     def top5_rate(self) -> float | None:
         return self.share(self.top5, self.confirmed)
 
@@ -52,6 +59,10 @@ class LiveAccuracy:
 
 def live_accuracy() -> list[LiveAccuracy]:
     """Every standing expert decision on a ranked animal, counted as evaluation data.
+
+    A decision keeps the rank its individual had in the review's ranking of the animal (all
+    its photos, ``reid.ranking.sighting_combine`` of the stored scores), the order
+    ``evaluate``'s sighting-level top-1 measures.
 
     Decisions made before the ranking was recorded with them (no model version) and
     rejections (they say who the animal is not) are left out.

@@ -13,9 +13,9 @@ from identification.models import (
     Identification,
     IdentityDecision,
     MatchCandidate,
-    SpeciesModel,
     Vote,
 )
+from reid.ranking import sighting_combine
 
 
 def candidate_list(*, annotation_id: int) -> Identification | None:
@@ -51,7 +51,7 @@ class AnimalCandidate:
     """One individual the animal could be, with the best evidence any of its photos gave."""
 
     rank: int
-    best: MatchCandidate  # the photo pair with the strongest evidence for this individual
+    best: MatchCandidate  # the photo pair with the highest score for this individual
     photo_count: int  # how many of the animal's photos have this individual among candidates
 
     @property
@@ -63,50 +63,22 @@ class AnimalCandidate:
         return self.best.individual_id
 
 
-def _evidence(candidate: MatchCandidate, method: str) -> tuple[float, ...]:
-    """How strongly a photo's candidate row speaks for its individual, by the species' method.
+def photo_candidates_combine(*, candidates: list[MatchCandidate]) -> list[AnimalCandidate]:
+    """One ranking for an animal from the stored candidates of each of its photos.
 
-    The same order as the per-photo ranking, so a sighting of one photo ranks as that photo.
-    """
-    if method == "embedding":
-        return (candidate.embedding_score,)
-    if method == "local":
-        return (float(candidate.inlier_count or 0), candidate.embedding_score)
-    return (candidate.fused_score,)
-
-
-def photo_candidates_combine(
-    *, candidates: list[MatchCandidate], method: str = "fused"
-) -> list[AnimalCandidate]:
-    """One ranking for an animal from the ranked candidates of each of its photos.
-
-    An individual's evidence is its best photo's (the maximum probability), not the sum of
-    log-odds over photos. Photos of one sighting share light, pose and background, so their
-    evidence is far from independent: summing would count one look several times over, and
-    would need an invented score wherever an individual is missing from one photo's short
-    list. With the maximum, the photo that shows the animal best (often the only flank shot)
-    decides, and a weak extra photo can never push the right individual down. Ties go to the
-    individual more photos agree on.
+    ``reid.ranking.sighting_combine`` on the scores the search stored: each individual keeps
+    its best photo's score, the order ``evaluate`` measures. A photo's rows are its ranking
+    (by ``rank``); photos come in the order of their annotations.
 
     Args:
         candidates: MatchCandidate rows of any number of photos of the animal.
-        method: The species' ranking method: ``fused``, ``embedding`` or ``local``.
     """
-    best: dict[int, MatchCandidate] = {}
-    photos: dict[int, set[int]] = defaultdict(set)
-    for candidate in candidates:
-        photos[candidate.individual_id].add(candidate.identification_id)
-        held = best.get(candidate.individual_id)
-        if held is None or _evidence(candidate, method) > _evidence(held, method):
-            best[candidate.individual_id] = candidate
-    order = sorted(
-        best.values(),
-        key=lambda c: (_evidence(c, method), len(photos[c.individual_id]), -c.rank),
-        reverse=True,
-    )
+    photos: dict[int, list[MatchCandidate]] = defaultdict(list)
+    for candidate in sorted(candidates, key=lambda c: (c.identification.annotation_id, c.rank)):
+        photos[candidate.identification.annotation_id].append(candidate)
     return [
-        AnimalCandidate(rank=rank, best=c, photo_count=len(photos[c.individual_id]))
-        for rank, c in enumerate(order, start=1)
+        AnimalCandidate(rank=rank, best=c.best, photo_count=c.photo_count)
+        for rank, c in enumerate(sighting_combine(list(photos.values())), start=1)
     ]
 
 
@@ -134,8 +106,12 @@ class AnimalReview:
 
     @property
     def probably_new(self) -> bool:
-        """Flagged when every ranked photo says "probably new" (with the maximum rule, exactly
-        when the sighting's best candidate is below the threshold)."""
+        """Flagged when the animal's first candidate is below the threshold: the flag of the
+        photo that candidate's evidence comes from (its search compared the probability of
+        its first candidate, which is the animal's first). Without any candidate, when every
+        ranked photo is flagged."""
+        if self.candidates:
+            return self.candidates[0].best.identification.probably_new
         ranked = [i for i in self.identifications if i.model_version_id]
         return bool(ranked) and all(i.probably_new for i in ranked)
 
@@ -154,17 +130,10 @@ def animal_review(*, annotation: Annotation) -> AnimalReview:
             "individual", "gallery_annotation__image", "identification"
         )
     )
-    # A species without a setting ranks by the default method (a read never creates one).
-    method = (
-        SpeciesModel.objects.filter(species_id=annotation.species_id)
-        .values_list("ranking_method", flat=True)
-        .first()
-        or SpeciesModel.RankingMethod.FUSED
-    )
     return AnimalReview(
         photos=photos,
         identifications=identifications,
-        candidates=photo_candidates_combine(candidates=candidates, method=method),
+        candidates=photo_candidates_combine(candidates=candidates),
     )
 
 

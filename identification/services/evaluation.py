@@ -20,13 +20,14 @@ from identification.services.matching import (
     candidates_shortlist,
     gallery_keypoints,
     species_calibrator,
+    species_identifications_refresh,
 )
 from identification.services.models import model_version_embedder, species_model_setting
 from reid.evaluation import (
     QueryShortlist,
     honest_queries,
     open_set_metrics,
-    ranking_metrics,
+    shortlist_metrics,
     threshold_select,
 )
 from reid.method_selection import method_select
@@ -156,7 +157,9 @@ def species_evaluate(
 
     Returns:
         ``top1, top5, mAP`` (mAP is the mean of 1/rank, 0 outside the shortlist), their
-        standard errors and ``n_queries``; with ``open_set``, ``open_set``.
+        standard errors and ``n_queries``; ``sighting_top1``, ``sighting_top1_se`` and
+        ``n_sightings``: each sighting's photos of one individual ranked together, as the
+        review page ranks them; with ``open_set``, ``open_set``.
     """
     setting = species_model_setting(species=species)
     method = method or setting.ranking_method
@@ -169,7 +172,7 @@ def species_evaluate(
         open_set=open_set,
     )
     calibrator = species_calibrator(setting=setting)
-    metrics = ranking_metrics((s.truth, rank(s.candidates, method, calibrator)) for s in shortlists)
+    metrics = shortlist_metrics(shortlists, method, calibrator)
     report = {
         "species": species.name,
         "method": method,
@@ -195,6 +198,7 @@ def _described(scored: list[Candidate]) -> list[dict]:
             "individual_id": s.individual_id,
             "code": individuals[s.individual_id].code,
             "name": individuals[s.individual_id].name,
+            "score": round(s.score, 4),
             "fused_score": round(s.probability, 4),
             "embedding_score": round(s.cosine, 4),
             "inlier_count": s.inliers,
@@ -214,7 +218,8 @@ def species_calibrate(
     when its leave-one-out top-1 is at least the best single method's; otherwise the best
     single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
     each query ranked again with its individual removed (leave-individuals-out). Everything
-    is stored for the species' current model version and local method only.
+    is stored for the species' current model version and local method only, and the
+    species' undecided animals are ranked again under it (on the ``bulk`` queue).
 
     Args:
         species: The species.
@@ -263,6 +268,9 @@ def species_calibrate(
             "local_method",
         ]
     )
+    # The animals waiting for review keep the score the old ranking stored; re-rank them so a
+    # sighting's photos are ordered, combined and flagged by the ranking adopted now.
+    species_identifications_refresh(species_id=species.pk)
     return {
         "species": species.name,
         "model_version": setting.model_version.name,

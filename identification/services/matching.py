@@ -57,8 +57,9 @@ class SearchFailed(Exception):
 def annotation_identify(*, annotation_id: int) -> Identification:
     """Rank candidates for one annotation and store them (replacing earlier ones).
 
-    Each stored candidate keeps its calibrated probability of being the same individual
-    (``fused_score``), whatever the ranking method, so callers can combine photos.
+    Each stored candidate keeps the score its ranking method ordered it by (``score``, which
+    the review combines photos by) and its calibrated probability of being the same
+    individual (``fused_score``), whatever the method.
 
     The search is claimed as ``running`` (:func:`identification_claim`); it ends ``ready``,
     or ``failed`` with the reason (also when its photo could not be embedded). When another
@@ -146,6 +147,7 @@ def _candidates_store(
                     gallery_annotation_id=c.annotation_id,
                     embedding_score=c.cosine,
                     inlier_count=c.inliers,
+                    score=c.score,
                     fused_score=c.probability,
                     match_pairs=c.pairs or [],
                 )

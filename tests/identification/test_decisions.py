@@ -17,6 +17,7 @@ from identification.services.decisions import (
     merge_revert,
     vote_cast,
 )
+from reid.ranking import method_score
 from tests.factories import AnnotationFactory, IndividualFactory, UserFactory
 from wildweb.errors import ConflictError, ServiceError
 
@@ -39,6 +40,7 @@ def animal(db):  # noqa: ANN001, ANN201
             ),
             embedding_score=0.9 / rank,
             inlier_count=20 // rank,
+            score=method_score("fused", 0.9 / rank, 20 // rank),
             fused_score=0.8 / rank,
         )
     return annotation, candidates

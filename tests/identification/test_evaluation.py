@@ -114,15 +114,25 @@ def test_evaluate_reports_leave_one_out_for_each_method(chimps) -> None:  # noqa
         assert 0.2 <= report["top1"] <= 1.0  # 5 individuals: chance is 0.2 at top-1
         assert report["top5"] == 1.0  # the shortlist holds every individual
         assert report["top1"] <= report["mAP"] <= 1.0
+        # Per sighting too: a sighting's photos of one individual ranked together.
+        assert 1 <= report["n_sightings"] <= report["n_queries"]
+        assert 0.0 <= report["sighting_top1"] <= 1.0 and report["sighting_top1_se"] >= 0.0
 
 
 def test_calibration_is_fitted_stored_and_separates_same_from_different(chimps) -> None:  # noqa: ANN001
-    from identification.models import ModelVersion
+    from identification.models import Identification, ModelVersion
     from identification.services.matching import species_calibrator
     from reid.fusion import FusionCalibrator
+    from tests.factories import AnnotationFactory
 
+    waiting = Identification.objects.create(
+        annotation=AnnotationFactory(image__encounter__species=chimps),
+        state=Identification.State.READY,
+    )
     report = run("calibrate", "--species", "Chimpanzee")
     assert report["pairs"] == 15 * 5 and report["same_pairs"] == 15
+    waiting.refresh_from_db()  # ranked again under the adopted ranking
+    assert (waiting.queue, waiting.sent_at) == ("bulk", None)
     setting = SpeciesModel.objects.get(species=chimps)
     assert setting.calibration == report["calibration"]
     calibrator = FusionCalibrator.from_dict(setting.calibration)

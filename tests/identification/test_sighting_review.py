@@ -12,19 +12,21 @@ from identification.models import (
     Embedding,
     Identification,
     IdentityDecision,
-    MatchCandidate,
     SpeciesModel,
     Vote,
 )
-from identification.selectors.review import animal_review, photo_candidates_combine, review_queue
+from identification.selectors.review import animal_review, review_queue
 from identification.services.decisions import (
     annotation_animal_join,
     annotation_split_off,
     decision_revert,
     match_decide,
 )
+from identification.services.matching import species_calibrator
 from identification.services.models import species_model_setting
 from identification.services.pipeline import species_register
+from reid.fusion import FusionCalibrator
+from reid.ranking import Candidate, rank, sighting_combine
 from tests.factories import (
     AnnotationFactory,
     EncounterFactory,
@@ -32,6 +34,7 @@ from tests.factories import (
     IndividualFactory,
     UserFactory,
     ranked_photo,
+    searched_photo,
 )
 from wildweb.errors import ConflictError, ServiceError
 
@@ -63,22 +66,135 @@ def test_photos_of_one_sighting_are_ranked_together_by_their_best_evidence(chimp
         assert review.candidates[0].best.identification.annotation_id == second.pk
 
 
-def test_one_photo_ranks_as_the_species_method_ranks_it() -> None:
-    """Combining never reorders a single photo: the evidence follows the species' method."""
-    rows = [
-        MatchCandidate(
-            identification_id=1, rank=r, individual_id=i, embedding_score=cos,
-            inlier_count=inl, fused_score=fused,
-        )
-        for r, (i, cos, inl, fused) in enumerate(
-            [(1, 0.9, 5, 0.3), (2, 0.8, 40, 0.6), (3, 0.7, 20, 0.9)], start=1
-        )
-    ]  # fmt: skip
-    order = {
-        method: [c.individual_id for c in photo_candidates_combine(candidates=rows, method=method)]
-        for method in ("embedding", "local", "fused")
-    }
-    assert order == {"embedding": [1, 2, 3], "local": [2, 3, 1], "fused": [3, 2, 1]}
+# Candidates whose order differs by method: embedding C A D B, local D B C A, fused D C B A,
+# and by the hand-set probability D C A B (what the review ordered by before the score).
+EVIDENCE = [("A", 0.85, 0), ("B", 0.50, 8), ("C", 0.90, 4), ("D", 0.70, 30)]
+TRUSTS_COSINE = FusionCalibrator((30.0, -20.0), (0.01, 0.0), fitted_pairs=100)
+
+
+def _species_ranking_by(method: str, *, threshold: float | None = None):  # noqa: ANN202
+    """A species ranked by ``method`` (``calibrated`` with a fit under its version)."""
+    species = species_register(name=f"Chimpanzee {method}")
+    setting = species_model_setting(species=species)
+    setting.ranking_method = method
+    if method == "calibrated":
+        setting.calibration = {**TRUSTS_COSINE.to_dict(), "local_method": setting.local_method}
+        setting.calibration_version = setting.model_version
+    if threshold is not None:  # fitted under the version that ranks
+        setting.calibration_version = setting.model_version
+        setting.new_individual_threshold = threshold
+    setting.save()
+    return species, {code: IndividualFactory(species=species, code=code) for code in "ABCD"}
+
+
+def _evaluate_order(photo: Annotation) -> list[int]:
+    """The order ``evaluate`` gives the photo's stored candidates: ``reid.ranking.rank`` by
+    the species' method and calibration, as ``species_evaluate`` ranks each query."""
+    setting = species_model_setting(species=photo.species)
+    candidates = [
+        Candidate(c.individual_id, c.gallery_annotation_id, c.embedding_score, c.inlier_count)
+        for c in photo.identification.candidates.all()
+    ]
+    ranked = rank(candidates, setting.ranking_method, species_calibrator(setting=setting))
+    return [c.individual_id for c in ranked]
+
+
+@pytest.mark.parametrize("method", SpeciesModel.RankingMethod.values)
+def test_one_photo_ranks_on_the_review_page_as_evaluate_ranks_it(method) -> None:  # noqa: ANN001
+    species, individuals = _species_ranking_by(method)
+    photo = searched_photo(
+        encounter=EncounterFactory(species=species),
+        evidence=[(individuals[code], cosine, inliers) for code, cosine, inliers in EVIDENCE],
+    )
+    review = animal_review(annotation=photo)
+    assert [c.individual_id for c in review.candidates] == _evaluate_order(photo)
+    assert [c.best.rank for c in review.candidates] == [1, 2, 3, 4]
+    expected = {
+        "embedding": "CADB",
+        "local": "DBCA",
+        "fused": "DCBA",
+        "calibrated": "CADB",  # the fitted calibration trusts the cosine
+    }[method]
+    assert "".join(c.individual.code for c in review.candidates) == expected
+    scores = [c.best.score for c in review.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_two_photos_combine_as_reid_sighting_combine_says() -> None:
+    """Each individual keeps its best photo's score: Bobo's one photo (0.50, 8 inliers) beats
+    Akili's best (0.78, 1), though Akili is in both photos and more probable by the
+    calibrated probability."""
+    species, ind = _species_ranking_by("fused")
+    sighting = EncounterFactory(species=species)
+    evidence = (
+        [(ind["A"], 0.85, 0), (ind["C"], 0.60, 2)],
+        [(ind["B"], 0.50, 8), (ind["A"], 0.78, 1)],
+    )
+    photos = [searched_photo(encounter=sighting, evidence=e) for e in evidence]
+    review = animal_review(annotation=photos[0])
+    expected = sighting_combine(
+        [
+            rank([Candidate(i.pk, None, cosine, inliers) for i, cosine, inliers in e], "fused")
+            for e in evidence
+        ]
+    )
+    assert [(c.individual_id, c.photo_count) for c in review.candidates] == [
+        (c.individual_id, c.photo_count) for c in expected
+    ]
+    assert [c.best.score for c in review.candidates] == pytest.approx([c.score for c in expected])
+    assert "".join(c.individual.code for c in review.candidates) == "BAC"
+    akili = review.candidates[1]
+    assert akili.photo_count == 2 and akili.best.embedding_score == pytest.approx(0.78)
+    assert akili.best.identification.annotation_id == photos[1].pk
+    assert akili.best.fused_score > review.candidates[0].best.fused_score  # the probability
+
+
+def test_the_reported_flip_ranks_the_same_on_the_review_page_and_in_evaluate(client) -> None:  # noqa: ANN001
+    """Fused: 0.85 cosine with no inliers against 0.50 with 8. The score (5 cos + log1p)
+    ranks the second first; the calibrated probability the first. The page follows the score,
+    as evaluate does, and shows it."""
+    species, ind = _species_ranking_by("fused")
+    photo = searched_photo(
+        encounter=EncounterFactory(species=species),
+        evidence=[(ind["A"], 0.85, 0), (ind["B"], 0.50, 8)],
+    )
+    assert _evaluate_order(photo) == [ind["B"].pk, ind["A"].pk]
+    client.force_login(UserFactory(role="expert"))
+    response = client.get(reverse("review-annotation", args=[photo.pk]))
+    shown = [view.candidate for view in response.context["candidates"]]
+    assert [c.individual_id for c in shown] == _evaluate_order(photo)
+    bobo, akili = (c.best for c in shown)
+    assert bobo.score == pytest.approx(5 * 0.50 + np.log1p(8))
+    assert bobo.fused_score < akili.fused_score
+    page = response.content.decode()
+    assert f"score {bobo.score:.2f}" in page and f"match {bobo.fused_score:.2f}" in page
+    assert page.index(f"score {bobo.score:.2f}") < page.index(f"score {akili.score:.2f}")
+    listed = client.get(reverse("api-candidates", args=[photo.pk])).json()["candidates"]
+    assert [(c["individual"]["id"], c["score"], c["fused_score"]) for c in listed] == [
+        (c.individual_id, c.score, c.fused_score) for c in (bobo, akili)
+    ]
+
+
+def test_probably_new_follows_the_animals_first_candidate() -> None:
+    """Threshold 0.3: the photo whose first candidate leads the animal (Bobo, probability
+    0.21) is flagged; the other photo's first (Akili, 0.33, a lower score) is not. The
+    animal's first candidate is below the threshold, so the animal is probably new."""
+    species, ind = _species_ranking_by("fused", threshold=0.3)
+    sighting = EncounterFactory(species=species)
+    flagged = searched_photo(encounter=sighting, evidence=[(ind["B"], 0.50, 8)])
+    searched_photo(encounter=sighting, evidence=[(ind["A"], 0.85, 0)])
+    review = animal_review(annotation=flagged)
+    assert [i.probably_new for i in review.identifications] == [True, False]
+    assert review.candidates[0].individual.code == "B"
+    assert review.candidates[0].best.fused_score < 0.3
+    assert review.probably_new
+    decision = match_decide(
+        annotation=flagged,
+        verdict="same",
+        individual=ind["B"],
+        decided_by=UserFactory(role="expert"),
+    )
+    assert (decision.confirmed_rank, decision.probably_new) == (1, True)
 
 
 def test_the_queue_and_the_dashboard_count_the_sighting_once(client, chimp_sighting) -> None:  # noqa: ANN001

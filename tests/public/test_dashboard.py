@@ -106,3 +106,46 @@ def test_live_accuracy_counts_every_standing_expert_decision(client) -> None:  #
     assert (lynxes.confirmed, lynxes.top1, lynxes.top5, lynxes.flag_precision) == (1, 0, 1, None)
     text = response.content.decode()
     assert "0.50 (2/4)" in text and "0.75 (3/4)" in text and "0.50 (1/2)" in text
+
+
+def test_live_accuracy_and_evaluate_agree_on_the_same_decisions() -> None:
+    """The experts confirm four animals ranked by the hand-set fusion. The dashboard counts
+    each decision at its individual's rank on the review page; evaluate's sighting-level top-1
+    ranks the same stored candidates with ``reid.ranking``: the two agree (where ordering by
+    the calibrated probability would have found 2 of 4, not 3)."""
+    from identification.selectors.dashboard import live_accuracy
+    from identification.services.decisions import match_decide
+    from identification.services.pipeline import species_register
+    from reid.evaluation import sighting_metrics
+    from reid.ranking import Candidate, rank
+    from tests.factories import EncounterFactory, searched_photo
+
+    chimp = species_register(name="Chimpanzee")
+    ind = {code: IndividualFactory(species=chimp, code=code) for code in "ABCD"}
+    flip = [("A", 0.85, 0), ("B", 0.50, 8)]
+    two_photos = [[("A", 0.85, 0), ("C", 0.60, 2)], [("B", 0.50, 8), ("A", 0.78, 1)]]
+    clear = [[("C", 0.90, 4), ("D", 0.70, 30)]]
+    animals = [([flip], "B"), (two_photos, "A"), (two_photos, "B"), (clear, "D")]
+    expert, rankings = UserFactory(role="expert"), []
+    for photos, truth in animals:
+        sighting = EncounterFactory(species=chimp)
+        stored = [
+            searched_photo(
+                encounter=sighting, evidence=[(ind[code], c, n) for code, c, n in evidence]
+            )
+            for evidence in photos
+        ]
+        match_decide(annotation=stored[0], verdict="same", individual=ind[truth], decided_by=expert)
+        for photo in stored:
+            candidates = [
+                Candidate(
+                    c.individual_id, c.gallery_annotation_id, c.embedding_score, c.inlier_count
+                )
+                for c in photo.identification.candidates.all()
+            ]
+            rankings.append((sighting.pk, ind[truth].pk, rank(candidates, "fused")))
+    evaluated = sighting_metrics(rankings)
+    (live,) = live_accuracy()
+    assert (live.confirmed, live.top1) == (evaluated["n_sightings"], 3)
+    assert live.top1_rate == pytest.approx(evaluated["sighting_top1"])
+    assert live.top1_se == pytest.approx(evaluated["sighting_top1_se"])

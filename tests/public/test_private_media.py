@@ -142,6 +142,7 @@ def test_unconfirmed_photo_is_served_to_its_uploader_reviewers_and_experts_only(
         individual=private_candidate,
         gallery_annotation=gallery,
         embedding_score=0.9,
+        score=0.9,  # ranked by the embedding
         fused_score=0.9,
     )
     assert other_volunteer.get(_media_url(name)).status_code == 200

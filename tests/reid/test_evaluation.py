@@ -13,6 +13,8 @@ from reid.evaluation import (
     open_set_metrics,
     ranking_metrics,
     record_shortlists,
+    shortlist_metrics,
+    sighting_metrics,
     threshold_select,
 )
 from reid.method_selection import method_select
@@ -62,6 +64,44 @@ def test_ranking_metrics_and_standard_errors() -> None:
     assert stats["top1"] == 0.25 and stats["top5"] == 0.75
     assert stats["mAP"] == pytest.approx((1 + 1 / 2 + 0 + 1 / 3) / 4)
     assert stats["top1_se"] == pytest.approx(np.sqrt(0.25 * 0.75 / 4))
+
+
+def test_sighting_top1_ranks_an_animals_photos_together() -> None:
+    """Sighting s1 shows A in two photos: one ranks B first, the other A with a higher score,
+    so the animal ranks A first. Sighting s2 shows B in one photo, which ranks A first."""
+
+    def photo(*rows: tuple[str, float]) -> list[Candidate]:
+        return [Candidate(i, f"{i}{s}", s, score=s) for i, s in rows]
+
+    rankings = [
+        ("s1", "A", photo(("B", 0.9), ("A", 0.8))),
+        ("s1", "A", photo(("A", 0.95), ("C", 0.3))),
+        ("s2", "B", photo(("A", 0.7), ("B", 0.6))),
+    ]
+    per_photo = ranking_metrics((truth, ranked) for _, truth, ranked in rankings)
+    per_sighting = sighting_metrics(rankings)
+    assert (per_photo["top1"], per_photo["n_queries"]) == (pytest.approx(1 / 3), 3)
+    assert (per_sighting["sighting_top1"], per_sighting["n_sightings"]) == (0.5, 2)
+    assert per_sighting["sighting_top1_se"] == pytest.approx(np.sqrt(0.25 / 2))
+    # Two individuals in one sighting are two animals.
+    two = sighting_metrics([("s1", "A", photo(("A", 0.9))), ("s1", "B", photo(("A", 0.9)))])
+    assert (two["sighting_top1"], two["n_sightings"]) == (0.5, 2)
+    assert sighting_metrics([]) == {
+        "sighting_top1": None,
+        "sighting_top1_se": None,
+        "n_sightings": 0,
+    }
+
+
+def test_shortlist_metrics_rank_each_photo_and_each_sighting_by_the_method() -> None:
+    shortlists = [
+        QueryShortlist(0, "B", "s1", [Candidate("A", 1, 0.85, 0), Candidate("B", 2, 0.50, 8)]),
+        QueryShortlist(1, "B", "s1", [Candidate("B", 3, 0.40, 0), Candidate("A", 4, 0.45, 0)]),
+    ]
+    fused = shortlist_metrics(shortlists, "fused")
+    assert (fused["top1"], fused["sighting_top1"], fused["n_sightings"]) == (0.5, 1.0, 1)
+    embedding = shortlist_metrics(shortlists, "embedding")
+    assert (embedding["top1"], embedding["sighting_top1"]) == (0.0, 0.0)
 
 
 def _first(individual: str, probability: float) -> list[Candidate]:

@@ -41,7 +41,8 @@ class Command(BaseCommand):
             return
         for row in ranked:
             self.stdout.write(
-                f"{row['rank']:>3}  {row['code']:<20} fused {row['fused_score']:.3f}  "
+                f"{row['rank']:>3}  {row['code']:<20} score {row['score']:.3f}  "
+                f"probability {row['fused_score']:.3f}  "
                 f"cos {row['embedding_score']:.3f}  inliers {row['inlier_count']}"
             )
 
