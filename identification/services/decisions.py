@@ -14,6 +14,7 @@ from catalogue.models import Annotation, Encounter, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from catalogue.services.species import individual_create
 from identification.models import Identification, IdentityDecision, IndividualMerge, Vote
+from identification.services.calibration import calibration_request_if_decided
 from notifications.services import notify_decision
 from wildweb.errors import ConflictError, ServiceError
 
@@ -86,6 +87,8 @@ def match_decide(
         )
         _sighting_others_identify(annotation=annotation, decided_ids=photo_ids)
         notify_decision(decision=decision)
+        # Every AUTO_CALIBRATE_DECISIONS new identities, the ranking method is chosen again.
+        calibration_request_if_decided(species_id=annotation.species_id)
     return decision
 
 
