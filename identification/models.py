@@ -232,6 +232,10 @@ class CalibrationJob(models.Model):
     class Meta:
         indexes = [models.Index(fields=["state", "requested_at"])]
 
+    @property
+    def is_pending(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
+
 
 class LocalFeatures(models.Model):
     """Cached keypoints and descriptors of an annotation's crop, per extraction method
