@@ -121,6 +121,13 @@ class SpeciesModel(models.Model):
         help_text="Below this probability of the first candidate the animal is probably new.",
     )
     switched_at = models.DateTimeField(auto_now_add=True)
+    method_choice = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Why the ranking method was chosen: its honest top-1 and standard error, "
+        "every method's top-1, the reason (see reid.method_selection).",
+    )
+    method_chosen_at = models.DateTimeField(null=True, blank=True)
 
     DEFAULT_NEW_INDIVIDUAL_THRESHOLD = 0.5
 
@@ -131,6 +138,15 @@ class SpeciesModel(models.Model):
             bool(self.calibration)
             and self.calibration_version_id == self.model_version_id
             and self.calibration.get("local_method", self.LocalMethod.SIFT) == self.local_method
+        )
+
+    @property
+    def method_choice_current(self) -> bool:
+        """The stored choice was measured under the version and local method that rank now."""
+        return (
+            bool(self.method_choice)
+            and self.calibration_version_id == self.model_version_id
+            and self.method_choice.get("local_method") == self.local_method
         )
 
     @property
@@ -178,6 +194,47 @@ class EmbeddingJob(models.Model):
             )
         ]
         indexes = [models.Index(fields=["state", "created_at"])]
+
+
+class CalibrationJob(models.Model):
+    """The database's record that a species' ranking method and calibration must be chosen
+    (again), by ``species_calibrate`` on the ``bulk`` queue.
+
+    Asked for when a species' labelled photos have been embedded, after its model switched,
+    and after every ``AUTO_CALIBRATE_DECISIONS`` expert decisions. One row per species: a
+    worker claims it with a conditional UPDATE to ``running``, so one species is never
+    calibrated twice at once; asked again while running (``requested_at`` after
+    ``started_at``), it is queued again when the run ends. The sweep sends a queued job that
+    was never sent or whose message was lost, and frees one whose worker died, at most
+    ``JOBS_MAX_ATTEMPTS`` times; ``error`` says why one failed.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    species = models.OneToOneField(
+        Species, on_delete=models.CASCADE, primary_key=True, related_name="calibration_job"
+    )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    requested_at = models.DateTimeField(help_text="When a choice was last asked for.")
+    requested_because = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    sent_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last handed to the broker; empty: never (broker down)."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the claimer.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "requested_at"])]
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state in (self.State.QUEUED, self.State.RUNNING)
 
 
 class LocalFeatures(models.Model):

@@ -39,3 +39,11 @@ def species_model_switch_task(species_id: int) -> bool:
 
     species = Species.objects.filter(pk=species_id).first()  # deleted meanwhile: nothing to do
     return species is not None and species_model_switch_if_ready(species=species)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def species_calibrate_task(species_id: int) -> None:
+    """Choose a species' ranking method and calibration (queue ``bulk``; the row is the truth)."""
+    from identification.services.calibration import species_calibration_run
+
+    species_calibration_run(species_id=species_id)

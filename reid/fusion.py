@@ -89,6 +89,20 @@ class FusionCalibrator:
     def is_fitted(self) -> bool:
         return self.fitted_pairs > 0
 
+    def wrong_sign_scores(self) -> list[str]:
+        """The scores whose weight is not positive: with them a higher cosine or more verified
+        inliers would make the same individual *less* likely, which no matcher means. Such a
+        fit learned an accident of its few pairs and must not rank.
+
+        Returns:
+            ``"cosine"`` and/or ``"inliers"``; empty when both weights are positive.
+        """
+        return [
+            name
+            for name, (weight, _) in (("cosine", self.cosine), ("inliers", self.local))
+            if weight <= 0
+        ]
+
     def fit(self, cosine: Any, inliers: Any, same: Any) -> FusionCalibrator:
         """Fit both calibrations on labelled pairs (in place) and return ``self``.
 

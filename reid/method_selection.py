@@ -2,17 +2,21 @@
 
 Each method is scored by the honest leave-one-out top-1 of :mod:`reid.evaluation`; the
 calibrated fusion is cross-fitted by encounter so its score is not fitted on its own queries.
-A fusion is adopted only when it is at least as good as the best single method.
+A fusion is adopted only when it is at least as good as the best single method, and a fitted
+calibration only when more of each score means more likely the same individual.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from reid.evaluation import QueryShortlist, methods_compare, ranking_metrics
 from reid.fusion import FusionCalibrator
 from reid.ranking import CALIBRATED, EMBEDDING, FUSED, LOCAL, Candidate, rank
+
+logger = logging.getLogger(__name__)
 
 SINGLE_METHODS = (EMBEDDING, LOCAL)
 CALIBRATION_FOLDS = 5
@@ -30,7 +34,10 @@ def method_select(
     and each fold is ranked with a calibration fitted on pairs from the other folds whose
     gallery photo is not in the fold's encounters either (sighting-disjoint). A fusion (the
     hand-set one or the fitted one) is adopted only when its top-1 is at least that of the
-    best single method; otherwise the best single method ranks.
+    best single method; otherwise the best single method ranks. A fitted calibration with a
+    weight that is not positive (a higher cosine or more inliers meaning *less* likely the
+    same individual) is refused and logged, whatever its top-1: it neither ranks nor gives
+    probabilities, and the guard chooses among the other methods.
 
     Args:
         shortlists: queries with local evidence (``inliers``) on every candidate.
@@ -39,11 +46,20 @@ def method_select(
 
     Returns:
         ``method`` (adopted), ``reason``, ``top1`` and ``metrics`` per method, ``calibrator``
-        (fitted on all pairs; ``None`` when the pairs lack one class), ``pairs``,
-        ``same_pairs``.
+        (fitted on all pairs; ``None`` when the pairs lack one class or it was refused),
+        ``calibration_refused`` (why, or ``None``), ``pairs``, ``same_pairs``.
     """
     metrics = methods_compare(shortlists, (EMBEDDING, LOCAL, FUSED))
     calibrator = _calibrator_fit(shortlists, encounter_of, exclude=set())
+    refused = None
+    if calibrator is not None and calibrator.wrong_sign_scores():
+        refused = (
+            "refused calibration: its weight on "
+            + " and ".join(calibrator.wrong_sign_scores())
+            + " is not positive (more evidence would mean less likely the same individual)"
+        )
+        logger.warning("%s; the fit was %s", refused, calibrator.to_dict())
+        calibrator = None
     cross_fitted = _cross_fitted_rankings(shortlists, encounter_of, folds)
     if calibrator is not None and cross_fitted is not None:
         metrics[CALIBRATED] = ranking_metrics(cross_fitted)
@@ -53,6 +69,7 @@ def method_select(
         "metrics": metrics,
         "top1": top1,
         "calibrator": calibrator,
+        "calibration_refused": refused,
         "pairs": len(pairs),
         "same_pairs": int(sum(pairs)),
     }
@@ -79,6 +96,8 @@ def method_select(
                 f"{top1[best_single]:.3f}, so {best_single} ranks"
             ),
         )
+    if refused:
+        result["reason"] += f"; {refused}"
     return result
 
 

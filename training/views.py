@@ -14,6 +14,7 @@ from catalogue.models import Species
 from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from identification.models import SpeciesModel
 from identification.selectors.species_models import (
+    calibration_job_get,
     embedding_progress,
     reembedding_progress,
     species_model_get,
@@ -71,9 +72,12 @@ def _species_context(species: Species) -> dict:
     """Read-only: the switch after re-embedding is the workers' job, never a page's."""
     setting = species_model_get(species_id=species.pk)
     run_list = list(selectors.training_run_list(species=species)[:20])
+    calibration_job = calibration_job_get(species_id=species.pk)
     return {
         "species": species,
         "setting": setting,
+        "calibration_job": calibration_job,
+        "calibrating": calibration_job is not None and calibration_job.is_pending,
         "reembedding": reembedding_progress(setting=setting),
         "embedding": _backlog(setting),
         "runs": run_list,

@@ -4,7 +4,7 @@
 * ``identify``: embedding and matching of interactive uploads; a new sighting never waits
   behind a backlog.
 * ``bulk``: imports, re-embedding after a promotion, an uploader's flood beyond
-  ``INTERACTIVE_PENDING_SIGHTINGS``, other backlog.
+  ``INTERACTIVE_PENDING_SIGHTINGS``, choosing a species' ranking method, other backlog.
 * ``training``: training runs, on a worker process of their own with concurrency 1, so an
   upload is identified while a fine-tune runs.
 
@@ -37,6 +37,8 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 app.conf.task_routes = {
     "catalogue.tasks.*": {"queue": "default"},
+    # Exact names win over the patterns below: choosing a method is backlog work.
+    "identification.tasks.species_calibrate_task": {"queue": "bulk"},
     "identification.tasks.*": {"queue": "identify"},
     "training.tasks.training_run_task": {"queue": "training"},
     "training.tasks.*": {"queue": "default"},  # promotion checks and recovery: quick chores

@@ -255,6 +255,9 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 300)
 EMBED_TIME_LIMIT = env_int("EMBED_TIME_LIMIT", 600)  # a batch of 16 photos on a slow CPU
 TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 12 * 3600)
+# Choosing a species' ranking method matches every sampled query's shortlist twice (known
+# and new), ~30x slower with XFeat than with SIFT.
+CALIBRATE_TIME_LIMIT = env_int("CALIBRATE_TIME_LIMIT", 1800)
 CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = TASK_TIME_LIMIT - 30
 CELERY_TASK_ANNOTATIONS = {
@@ -265,6 +268,10 @@ CELERY_TASK_ANNOTATIONS = {
     "training.tasks.training_run_task": {
         "time_limit": TRAINING_TIME_LIMIT,
         "soft_time_limit": TRAINING_TIME_LIMIT - 300,
+    },
+    "identification.tasks.species_calibrate_task": {
+        "time_limit": CALIBRATE_TIME_LIMIT,
+        "soft_time_limit": CALIBRATE_TIME_LIMIT - 30,
     },
 }
 # Redis hands an unacknowledged message to another worker after this long; it must outlast
@@ -281,6 +288,10 @@ JOBS_SWEEP_SECONDS = env_int("JOBS_SWEEP_SECONDS", 30)
 JOBS_RESEND_SECONDS = env_int("JOBS_RESEND_SECONDS", 900)
 # A photo whose job was started this many times (its worker died each time) fails for good.
 JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
+# A species' ranking method and calibration are chosen again (on ``bulk``) after this many
+# expert decisions that set an identity since they were last asked for; a species without
+# an import is first calibrated once its experts have decided this many animals.
+AUTO_CALIBRATE_DECISIONS = env_int("AUTO_CALIBRATE_DECISIONS", 20)
 CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},

@@ -20,13 +20,15 @@ def jobs_sweep_task() -> None:
 def jobs_sweep() -> dict[str, int]:
     """Send again every job the database says is pending but no live worker will run.
 
-    Embedding jobs, searches, thumbnails, training runs and promotions waiting for their
-    re-embedding; each part is idempotent (claims are conditional), so a duplicate is harmless.
+    Embedding jobs, searches, thumbnails, training runs, promotions waiting for their
+    re-embedding and species waiting for their ranking method to be chosen; each part is
+    idempotent (claims are conditional), so a duplicate is harmless.
 
     Returns:
         How many of each were sent.
     """
     from catalogue.services.sightings import thumbnails_missing_send
+    from identification.services.calibration import calibration_jobs_recover
     from identification.services.embedding import embedding_jobs_recover
     from identification.services.matching import identifications_recover
     from training.services.promotion import promotions_switch_check
@@ -42,6 +44,7 @@ def jobs_sweep() -> dict[str, int]:
         # or every sweep would add a duplicate behind a long run.
         "training_runs": len(training_runs_recover()) if queue_waiting("training") == 0 else 0,
         "promotions_switched": len(promotions_switch_check()),
+        "calibrations": calibration_jobs_recover(),
         "partial_files_removed": partial_files_remove(),
     }
 

@@ -1,4 +1,5 @@
-"""Which model ranks a species, and how far re-embedding under a pending one has got."""
+"""Which model ranks a species, how far re-embedding under a pending one has got, and whether
+its ranking method is being chosen."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from django.db.models import Count, Q
 
 from catalogue.models import Annotation
 from identification.models import (
+    CalibrationJob,
     EmbeddingJob,
     SpeciesModel,
 )
@@ -43,3 +45,8 @@ def embedding_progress(*, species_id: int, version_id: int) -> dict[str, int]:
         "failed": failed,
         "percent": round(100 * done / total) if total else 100,
     }
+
+
+def calibration_job_get(*, species_id: int) -> CalibrationJob | None:
+    """The species' calibration job (``None``: its ranking method was never asked for)."""
+    return CalibrationJob.objects.filter(species_id=species_id).first()

@@ -14,6 +14,7 @@ from catalogue.models import Annotation, Encounter, Individual
 from catalogue.roles import DECIDE_PERMISSION, VOTE_PERMISSION
 from catalogue.services.species import individual_create
 from identification.models import Identification, IdentityDecision, IndividualMerge, Vote
+from identification.services.calibration import calibration_request_if_decided
 from notifications.services import notify_identity_confirmed
 from wildweb.errors import ConflictError, ServiceError
 
@@ -91,6 +92,8 @@ def match_decide(
             decided_by_id=decided_by.pk,
             is_new=verdict == Verdict.NEW,
         )
+        # Every AUTO_CALIBRATE_DECISIONS new identities, the ranking method is chosen again.
+        calibration_request_if_decided(species_id=annotation.species_id)
     return decision
 
 

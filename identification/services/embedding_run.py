@@ -26,6 +26,7 @@ from identification.models import (
     ModelVersion,
     SpeciesModel,
 )
+from identification.services.calibration import calibration_request_if_embedded
 from identification.services.crops import annotation_crop, local_features_extract
 from identification.services.embedding import (
     EMBED_BATCH_SIZE,
@@ -73,6 +74,8 @@ def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
     embedding_indexes_restore(species_ids={job.annotation.species_id for job in jobs})
     _identifications_dispatch(annotation_ids=embedded)
     _model_switch_checks_dispatch(version_ids=list(by_version), annotation_ids=embedded)
+    # An import's last labelled vectors: its ranking method is chosen again by itself.
+    calibration_request_if_embedded(jobs=[job for job in jobs if job.annotation_id in embedded])
     return embedded
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from django.utils import timezone
 from PIL import Image as PILImage
 
 from catalogue.models import Annotation, Individual, Species
@@ -214,12 +215,16 @@ def species_calibrate(
 
     Every confirmed photo (a seeded sample of ``queries``) is ranked as the app ranks it,
     honestly. Each shortlisted candidate is a labelled pair (cosine, inliers, same or not).
-    ``reid.method_selection.method_select`` fits the per-score calibration and adopts a fusion only
-    when its leave-one-out top-1 is at least the best single method's; otherwise the best
-    single method ranks. The threshold maximises the geometric mean of BAKS and BAUS, with
-    each query ranked again with its individual removed (leave-individuals-out). Everything
-    is stored for the species' current model version and local method only, and the
-    species' undecided animals are ranked again under it (on the ``bulk`` queue).
+    ``reid.method_selection.method_select`` fits the per-score calibration (refused when a
+    weight has the wrong sign; the hand-set one then gives the probabilities) and adopts a
+    fusion only when its leave-one-out top-1 is at least the best single method's; otherwise
+    the best single method ranks. The choice, with its honest top-1 and standard error, is
+    stored with when it was made (``method_choice``, ``method_chosen_at``). The threshold
+    maximises the geometric mean of BAKS and BAUS, with each query ranked again with its
+    individual removed (leave-individuals-out). Everything is stored for the species' current
+    model version and local method only, and the species' undecided animals are ranked again
+    under it (on the ``bulk`` queue). Admins may run it (``manage.py calibrate``); the
+    workers run it by themselves (:mod:`identification.services.calibration`).
 
     Args:
         species: The species.
@@ -244,8 +249,9 @@ def species_calibrate(
         open_set=True,
     )
     selection = method_select(known, confirmed.encounter_of)
+    # None also when the fit was refused (a wrong sign): the hand-set calibration applies.
     calibrator = selection["calibrator"]
-    if calibrator is None:
+    if calibrator is None and not selection["calibration_refused"]:
         raise ServiceError(
             f"{species}: too few identified photos to calibrate (need several individuals "
             "seen in at least two sightings each)."
@@ -255,10 +261,24 @@ def species_calibrate(
         [(s.truth, rank(s.candidates, method, calibrator)) for s in known],
         [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
     )
+    chosen = selection["metrics"][method]
     setting.ranking_method = method
-    setting.calibration = {**calibrator.to_dict(), "local_method": setting.local_method}
+    setting.calibration = (
+        {**calibrator.to_dict(), "local_method": setting.local_method} if calibrator else {}
+    )
     setting.calibration_version = setting.model_version
     setting.new_individual_threshold = open_set["threshold"]
+    setting.method_choice = {
+        "method": method,
+        "top1": chosen["top1"],
+        "top1_se": chosen["top1_se"],
+        "n_queries": chosen["n_queries"],
+        "top1_by_method": selection["top1"],
+        "reason": selection["reason"],
+        "local_method": setting.local_method,
+        "model_version": setting.model_version.name,
+    }
+    setting.method_chosen_at = timezone.now()
     setting.save(
         update_fields=[
             "ranking_method",
@@ -266,6 +286,8 @@ def species_calibrate(
             "calibration_version",
             "new_individual_threshold",
             "local_method",
+            "method_choice",
+            "method_chosen_at",
         ]
     )
     # The animals waiting for review keep the score the old ranking stored; re-rank them so a
@@ -280,6 +302,7 @@ def species_calibrate(
         "same_pairs": selection["same_pairs"],
         "calibration": setting.calibration,
         "top1": selection["top1"],
+        "top1_se": chosen["top1_se"],
         "ranking_method": method,
         "decision": selection["reason"],
         "open_set": open_set,

@@ -14,6 +14,7 @@ from django.utils import timezone
 from catalogue.models import Annotation, Species
 from identification.models import EmbeddingJob, ModelVersion, SpeciesModel
 from identification.selectors.species_models import reembedding_progress
+from identification.services.calibration import calibration_request
 from identification.services.embedding import annotations_embed_enqueue
 from identification.services.matching import species_identifications_refresh
 from identification.services.models import species_model_setting
@@ -60,7 +61,8 @@ def species_model_switch_if_ready(*, species: Species) -> bool:
     ``model_version ← pending``, ``previous_version ← old``, ``pending ← None``, and the
     ranking method becomes the one the version's evaluation recommended
     (``metrics["recommended_ranking_method"]``). Once that commits, every undecided animal
-    of the species is ranked again with the new model. Animals stored after the promotion
+    of the species is ranked again with the new model, and its ranking method is chosen
+    again on the new vectors (a calibration job). Animals stored after the promotion
     have no job under the pending version; once nothing else is queued, they are queued.
 
     Returns:
@@ -92,6 +94,8 @@ def species_model_switch_if_ready(*, species: Species) -> bool:
             fields.append("ranking_method")
         setting.save(update_fields=fields)
         species_identifications_refresh(species_id=species.pk)
+        # The old version's choice and calibration do not apply to the new vectors.
+        calibration_request(species_id=species.pk, because=f"switched to {pending.name}")
     return True
 
 

@@ -231,7 +231,7 @@ def test_a_worker_in_a_long_training_run_is_killed_after_the_grace_and_the_sweep
     from training.models import TrainingRun
     from training.services.runs import training_run_start
     from wildweb.celery import app
-    from wildweb.jobs import jobs_sweep
+    from wildweb.tasks import jobs_sweep
 
     app.control.purge()  # no run of an earlier test may be waiting in the queue
     species = species_import(shared_datasets, "chimp_faces_demo", "Chimpanzee", images=3)

@@ -17,8 +17,9 @@ from reid.evaluation import (
     sighting_metrics,
     threshold_select,
 )
+from reid.fusion import FusionCalibrator
 from reid.method_selection import method_select
-from reid.ranking import Candidate
+from reid.ranking import Candidate, rank
 from tests.reid.conftest import make_records
 
 
@@ -172,6 +173,37 @@ def test_a_calibration_that_helps_is_adopted() -> None:
     assert selection["top1"]["embedding"] < 0.8
     assert selection["method"] in ("calibrated", "fused")
     assert selection["top1"][selection["method"]] >= selection["top1"]["local"]
+
+
+def test_a_calibration_with_a_wrong_sign_is_refused_even_when_it_ranks_better(caplog) -> None:  # noqa: ANN001
+    # Here the wrong candidate always has more inliers: a fit learns "more inliers, less
+    # likely the same" and would rank every query right by trusting that accident. It is
+    # refused and logged, and the guard chooses among the other methods (embedding here).
+    rng = np.random.default_rng(1)
+    queries = []
+    for i in range(40):
+        a, b = rng.uniform(0.6, 0.7, size=2)
+        queries.append(
+            _two_candidate_query(i, (a, int(rng.integers(0, 5))), (b, int(rng.integers(20, 40))))
+        )
+    encounter_of = {c.annotation_id: f"g{c.annotation_id}" for q in queries for c in q.candidates}
+    pairs = [
+        (c.cosine, c.inliers, c.individual_id == q.truth) for q in queries for c in q.candidates
+    ]
+    wrong_signed = FusionCalibrator.default().fit(*zip(*pairs))
+    assert wrong_signed.wrong_sign_scores() == ["inliers"]
+    trusted = [rank(q.candidates, "calibrated", wrong_signed)[0].individual_id for q in queries]
+    assert trusted.count("T") == 40  # what adopting it would have "won"
+
+    with caplog.at_level("WARNING", logger="reid.method_selection"):
+        selection = method_select(queries, encounter_of)
+
+    assert selection["calibrator"] is None and "calibrated" not in selection["top1"]
+    assert "inliers" in selection["calibration_refused"]
+    assert "refused calibration" in selection["reason"]
+    assert selection["method"] == "embedding"
+    assert selection["top1"]["local"] == 0.0 and selection["top1"]["fused"] < 0.5
+    assert any("refused calibration" in r.getMessage() for r in caplog.records)
 
 
 def _brute_force_honest(vectors, records):  # noqa: ANN001, ANN202

@@ -38,3 +38,15 @@ def test_fused_probability_is_the_mean_of_the_calibrated_scores() -> None:
     from_local = 1 / (1 + np.exp(-(1.5 * np.log1p(inliers) - 3.0)))
     np.testing.assert_allclose(calibrator.predict(cosine, inliers), (from_cosine + from_local) / 2)
     np.testing.assert_allclose(calibrator.predict(cosine), from_cosine)
+
+
+def test_wrong_sign_scores_names_each_score_whose_weight_is_not_positive() -> None:
+    assert FusionCalibrator.default().wrong_sign_scores() == []
+    assert FusionCalibrator((-3.0, 1.0), (1.5, -3.0), 10).wrong_sign_scores() == ["cosine"]
+    assert FusionCalibrator((3.0, 1.0), (0.0, -3.0), 10).wrong_sign_scores() == ["inliers"]
+    rng = np.random.default_rng(0)
+    same = rng.random(200) < 0.3
+    cosine = np.where(same, 0.8, 0.6) + rng.normal(scale=0.05, size=200)
+    inliers = np.where(same, rng.poisson(2, 200), rng.poisson(30, 200))  # backwards
+    fitted = FusionCalibrator.default().fit(cosine, inliers, same)
+    assert fitted.wrong_sign_scores() == ["inliers"]

@@ -11,6 +11,7 @@ from django.urls import reverse
 from catalogue.models import Species
 from identification.models import EmbeddingJob
 from identification.services.embedding_run import embedding_jobs_run
+from identification.tasks import species_calibrate_task
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,12 @@ def test_species_page_shows_embedding_progress_until_every_photo_has_a_vector(
 
     embedding_jobs_run(job_ids=list(EmbeddingJob.objects.values_list("pk", flat=True)))
     page = client.get(url).content.decode()
-    assert "Embedding photos" not in page and "hx-trigger" not in page
+    assert "Embedding photos" not in page
+    # The labelled photos' ranking method is chosen next, by itself; the page waits for it.
+    assert "Choosing the ranking method" in page and "hx-trigger" in page
+    species_calibrate_task(species.pk)
+    page = client.get(url).content.decode()
+    assert "Choosing the ranking method" not in page and "hx-trigger" not in page
 
 
 def test_import_command_waits_for_the_workers_to_embed_everything(

@@ -105,3 +105,28 @@ def test_promote_with_warnings_needs_the_confirmation_in_the_post(client) -> Non
     client.post(reverse("training-run-promote", args=[run.pk]), {"confirm": "yes"})
     pending = SpeciesModel.objects.get(species=species).pending_version
     assert pending is not None and pending.name == f"run{run.pk}-zebra"
+
+
+def test_a_switch_and_a_rollback_each_ask_for_the_ranking_method_to_be_chosen_again(db) -> None:  # noqa: ANN001
+    from identification.models import CalibrationJob
+    from identification.services.model_switch import species_model_switch_if_ready
+    from training.services.promotion import model_promote, model_rollback
+
+    species = species_register(name="Zebra")
+    run = TrainingRun.objects.create(
+        species=species,
+        base_version=zero_shot_version(),
+        status=TrainingRun.Status.SUCCEEDED,
+        report=_report("Zebra", individuals=2, images=5),
+    )
+    model_promote(run=run, confirmed=True)
+    assert not CalibrationJob.objects.exists()  # the old vectors still rank: nothing new yet
+
+    assert species_model_switch_if_ready(species=species)  # no photo left to re-embed
+    job = CalibrationJob.objects.get(species=species)
+    assert job.state == "queued" and job.requested_because == f"switched to run{run.pk}-zebra"
+
+    CalibrationJob.objects.filter(pk=species.pk).update(state="done")
+    model_rollback(species=species)
+    job.refresh_from_db()
+    assert job.state == "queued" and job.requested_because == "rolled back"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from identification.models import EmbeddingJob, Identification, SpeciesModel
+from identification.models import CalibrationJob, EmbeddingJob, Identification, SpeciesModel
 from identification.services.models import ZERO_SHOT_NAME
 from tests.helpers import wait_until
 from tests.training.conftest import TINY, sighting_report
@@ -101,7 +101,20 @@ def test_run_reports_second_run_waits_cancel_and_promotion_switches_after_reembe
         .exclude(state=EmbeddingJob.State.DONE)
         .exists()
     )
-    assert setting.ranking_method == first.report["recommended_ranking_method"]
+    # The switch adopts the run's recommendation and asks for the guarded choice on the new
+    # vectors, which a worker may already have made.
+    setting.refresh_from_db()
+    assert CalibrationJob.objects.get(species=chimp).requested_because == (
+        f"switched to {candidate.name}"
+    )
+    chosen_since_switch = setting.method_chosen_at and setting.method_chosen_at >= (
+        setting.switched_at
+    )
+    assert setting.ranking_method == (
+        setting.method_choice["method"]
+        if chosen_since_switch
+        else first.report["recommended_ranking_method"]
+    )
     wait_until(lambda: ranked_with(candidate.pk), timeout=60)  # re-ranked after the switch
 
     rolled = model_rollback(species=chimp)

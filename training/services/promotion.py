@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from catalogue.models import Species
 from identification.models import ModelVersion, SpeciesModel
+from identification.services.calibration import calibration_request
 from identification.services.matching import species_identifications_refresh
 from identification.services.model_switch import (
     species_model_switch_if_ready,
@@ -79,7 +80,8 @@ def model_promote(*, run: TrainingRun, confirmed: bool = False) -> SpeciesModel:
 
 def model_rollback(*, species: Species) -> SpeciesModel:
     """Go back to the previous version in one step (its vectors were kept), then rank every
-    undecided animal of the species again with it."""
+    undecided animal of the species again with it and choose its ranking method again
+    (a promoted version's switch asks for that itself, in ``species_model_switch_if_ready``)."""
     with transaction.atomic():
         setting = SpeciesModel.objects.select_for_update().filter(species=species).first()
         if setting is None or setting.previous_version_id is None:
@@ -95,6 +97,7 @@ def model_rollback(*, species: Species) -> SpeciesModel:
             update_fields=["model_version", "previous_version", "pending_version", "switched_at"]
         )
         species_identifications_refresh(species_id=species.pk)
+        calibration_request(species_id=species.pk, because="rolled back")
     return setting
 
 
