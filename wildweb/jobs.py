@@ -87,8 +87,9 @@ def queue_waiting(queue: str) -> int | None:
 def jobs_sweep() -> dict[str, int]:
     """Send again every job the database says is pending but no live worker will run.
 
-    Embedding jobs, searches, thumbnails, training runs and promotions waiting for their
-    re-embedding; each part is idempotent (claims are conditional), so a duplicate is harmless.
+    Embedding jobs, searches, thumbnails, training runs, imports and promotions waiting for
+    their re-embedding; each part is idempotent (claims are conditional), so a duplicate is
+    harmless.
 
     Returns:
         How many of each were sent.
@@ -96,6 +97,7 @@ def jobs_sweep() -> dict[str, int]:
     from catalogue.services.sightings import thumbnails_missing_send
     from identification.services.embedding import embedding_jobs_recover
     from identification.services.matching import identifications_recover
+    from training.services.imports import dataset_imports_recover
     from training.services.promotion import promotions_switch_check
     from training.services.runs import training_runs_recover
     from wildweb.storage import partial_files_remove
@@ -108,5 +110,6 @@ def jobs_sweep() -> dict[str, int]:
         # or every sweep would add a duplicate behind a long run.
         "training_runs": len(training_runs_recover()) if queue_waiting("training") == 0 else 0,
         "promotions_switched": len(promotions_switch_check()),
+        "imports": dataset_imports_recover(),
         "partial_files_removed": partial_files_remove(),
     }

@@ -255,12 +255,17 @@ CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 TASK_TIME_LIMIT = env_int("TASK_TIME_LIMIT", 300)
 EMBED_TIME_LIMIT = env_int("EMBED_TIME_LIMIT", 600)  # a batch of 16 photos on a slow CPU
 TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 12 * 3600)
+IMPORT_TIME_LIMIT = env_int("IMPORT_TIME_LIMIT", 3 * 3600)  # planning or storing 100k photos
 CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = TASK_TIME_LIMIT - 30
 CELERY_TASK_ANNOTATIONS = {
     "identification.tasks.embedding_jobs_run_task": {
         "time_limit": EMBED_TIME_LIMIT,
         "soft_time_limit": EMBED_TIME_LIMIT - 30,
+    },
+    "training.tasks.dataset_import_task": {
+        "time_limit": IMPORT_TIME_LIMIT,
+        "soft_time_limit": IMPORT_TIME_LIMIT - 60,
     },
     "training.tasks.training_run_task": {
         "time_limit": TRAINING_TIME_LIMIT,
@@ -281,6 +286,9 @@ JOBS_SWEEP_SECONDS = env_int("JOBS_SWEEP_SECONDS", 30)
 JOBS_RESEND_SECONDS = env_int("JOBS_RESEND_SECONDS", 900)
 # A photo whose job was started this many times (its worker died each time) fails for good.
 JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
+# An import whose worker has not written a heartbeat for this long (another host's worker
+# died while planning or storing) is handed to the next worker.
+IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", IMPORT_TIME_LIMIT + 600)
 CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},
