@@ -289,6 +289,8 @@ JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
 # An import whose worker has not written a heartbeat for this long (another host's worker
 # died while planning or storing) is handed to the next worker.
 IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", IMPORT_TIME_LIMIT + 600)
+# How often a stored import checks whether its species' photos all have their vectors.
+IMPORT_FOLLOW_SECONDS = env_int("IMPORT_FOLLOW_SECONDS", 5)
 CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},

@@ -104,8 +104,9 @@ def dataset_import_execute(
 ) -> DatasetImport | None:
     """The step a job's state calls for (what a ``bulk`` worker does with its message).
 
-    A queued job is planned; a confirmed one is stored. Any other state means another worker
-    did the step already, and the message is a harmless duplicate.
+    A queued job is planned; a confirmed one is stored; an embedding one is checked, and
+    checked again ``IMPORT_FOLLOW_SECONDS`` later until every photo has its vector. Any other
+    state means another worker did the step already, and the message is a harmless duplicate.
 
     Args:
         progress: Called with 1 after each stored row (``import_dataset``'s tqdm bar).
@@ -117,6 +118,8 @@ def dataset_import_execute(
         _step_run(job, _plan_step)
     elif job.state == State.STORING and _claim(job, State.STORING, State.STORING):
         _step_run(job, lambda j: _store_step(j, progress))
+    elif job.state == State.EMBEDDING and not dataset_import_finish_check(job=job):
+        _task_send(job.pk, countdown=settings.IMPORT_FOLLOW_SECONDS)
     job.refresh_from_db()
     return job
 
@@ -238,7 +241,8 @@ def _store_step(job: DatasetImport, progress: Callable[[int], object] | None) ->
         )
     import_folder_remove(path=Path(job.folder))
     job.refresh_from_db()
-    dataset_import_finish_check(job=job)
+    if not dataset_import_finish_check(job=job):
+        _task_send(job.pk, countdown=settings.IMPORT_FOLLOW_SECONDS)
 
 
 class _StoredRowsWriter:
@@ -309,10 +313,11 @@ def _admin_tell(job: DatasetImport) -> None:
         )
 
 
-def _task_send(import_id: int) -> None:
+def _task_send(import_id: int, countdown: float | None = None) -> None:
     from training.tasks import dataset_import_task
 
-    if task_send(dataset_import_task, import_id):  # broker down: the sweep sends it later
+    # Broker down: the sweep sends it later.
+    if task_send(dataset_import_task, import_id, countdown=countdown):
         DatasetImport.objects.filter(pk=import_id).update(sent_at=timezone.now())
 
 
