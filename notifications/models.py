@@ -14,6 +14,7 @@ class Notification(models.Model):
         IDENTIFIED = "identified", "Identified"
         NEW_INDIVIDUAL = "new_individual", "New individual"
         SEEN_AGAIN = "seen_again", "Seen again"
+        IMPORT_FINISHED = "import_finished", "Import finished"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
@@ -36,9 +37,10 @@ class Notification(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["user", "read_at"])]
         constraints = [
-            # Matching again or re-deciding the same thing does not tell anyone twice.
+            # Matching again or re-deciding the same thing does not tell anyone twice; the
+            # link tells imports (which name no encounter or individual) apart.
             models.UniqueConstraint(
-                fields=["user", "kind", "encounter", "individual"],
+                fields=["user", "kind", "encounter", "individual", "link"],
                 name="one_notification_per_event",
                 nulls_distinct=False,
             )
@@ -72,4 +74,5 @@ class NotificationPreference(models.Model):
             Notification.Kind.IDENTIFIED: self.email_identified,
             Notification.Kind.NEW_INDIVIDUAL: self.email_identified,
             Notification.Kind.SEEN_AGAIN: self.email_seen_again,
+            Notification.Kind.IMPORT_FINISHED: False,  # an admin's own job: shown in the app
         }[kind]

@@ -125,6 +125,27 @@ def notify_identity_confirmed(
 
 
 @transaction.atomic
+def notify_import_finished(
+    *, user_id: int, import_id: int, species_name: str, result: dict, error: str = ""
+) -> None:
+    """An import ended (done with ``result``'s counts, or failed with ``error``): tell the
+    admin who started it."""
+    if error:
+        message = f"Your import into {species_name} failed: {error}"
+    else:
+        message = (
+            f"Your import into {species_name} is done: {result.get('annotations_created', 0)} "
+            f"animals, {result.get('individuals_created', 0)} new individuals, "
+            f"{result.get('duplicates_skipped', 0)} duplicate photos skipped."
+        )
+    _notify(
+        user_id=user_id,
+        kind=Kind.IMPORT_FINISHED,
+        message=message,
+        link=reverse("training-import-detail", args=[import_id]),
+    )
+
+
 def notification_preference_update(
     *,
     user: AbstractBaseUser,

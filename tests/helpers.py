@@ -135,3 +135,15 @@ def first_party_apps() -> list[str]:
         for app in settings.INSTALLED_APPS
         if (repo_root / app.split(".")[0] / "__init__.py").exists()
     ]
+
+
+def imports_worker_run() -> None:
+    """Do what a ``bulk`` worker does with each import waiting for one (tests with no worker)."""
+    from training.models import DatasetImport
+    from training.services.imports import dataset_import_execute
+
+    waiting = DatasetImport.objects.filter(
+        state__in=(DatasetImport.State.QUEUED, DatasetImport.State.STORING), worker=""
+    )
+    for import_id in waiting.values_list("pk", flat=True):
+        dataset_import_execute(import_id=import_id)

@@ -1,12 +1,11 @@
-"""API of training: species, imports (dry run, then confirm), runs, promotion."""
+"""API of training: species, imports (jobs: dry run, then confirm), runs, promotion."""
 
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import permissions, status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,14 +15,16 @@ from catalogue.roles import MANAGE_SPECIES_PERMISSION
 from catalogue.serializers import SpeciesSerializer
 from identification.services.pipeline import species_register
 from training import selectors
-from training.models import TrainingRun
+from training.models import DatasetImport, TrainingRun
 from training.serializers import (
-    DatasetImportSerializer,
+    DatasetImportActionSerializer,
+    DatasetImportJobSerializer,
+    DatasetImportUploadSerializer,
     SpeciesCreateSerializer,
     TrainingRunSerializer,
     TrainingRunStartSerializer,
 )
-from training.services import promotion, runs, uploads
+from training.services import imports, promotion, runs
 from wildweb.errors import ServiceError
 
 
@@ -55,41 +56,66 @@ class SpeciesCreateApi(APIView):
 
 
 class DatasetImportApi(APIView):
-    """First call with ``file``: the dry-run report and a token. Then ``token`` + ``confirm``."""
+    """A species' imports: GET lists them; POST a file to queue its dry run (202, at once).
 
-    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    Then follow ``api/imports/<id>/`` until ``state`` is ``awaiting`` and confirm there.
+    """
+
+    parser_classes = [MultiPartParser, FormParser]
     permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
 
+    @extend_schema(responses={200: DatasetImportJobSerializer(many=True)})
+    def get(self, request: Request, species_id: int) -> Response:
+        species = get_object_or_404(Species, pk=species_id)
+        jobs = selectors.dataset_import_list(species=species)[:100]
+        return Response(DatasetImportJobSerializer(jobs, many=True).data)
+
     @extend_schema(
-        request=DatasetImportSerializer,
-        responses={200: OpenApiTypes.OBJECT, 201: OpenApiTypes.OBJECT},
+        request=DatasetImportUploadSerializer, responses={202: DatasetImportJobSerializer}
     )
     def post(self, request: Request, species_id: int) -> Response:
         species = get_object_or_404(Species, pk=species_id)
-        serializer = DatasetImportSerializer(data=request.data)
+        serializer = DatasetImportUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        options = {
-            "file_format": data.get("file_format"),
-            "max_individuals": data.get("max_individuals"),
-            "images_per_individual": data.get("images_per_individual"),
-        }
         try:
-            if data.get("file"):
-                token = uploads.dataset_upload_store(
-                    uploaded_file=data["file"], photos_zip=data.get("photos")
-                )
-                plan = uploads.dataset_upload_plan(token=token, species=species, **options)
-                return Response({"token": token, "dry_run": plan.report()})
-            if not data["confirm"]:
-                plan = uploads.dataset_upload_plan(token=data["token"], species=species, **options)
-                return Response({"token": data["token"], "dry_run": plan.report()})
-            result = uploads.dataset_upload_import(
-                token=data["token"], species=species, imported_by=request.user, **options
+            job = imports.dataset_import_upload(
+                species=species,
+                uploaded_file=data["file"],
+                photos_zip=data.get("photos"),
+                started_by=request.user,
+                options={k: v for k, v in data.items() if k not in ("file", "photos")},
             )
         except ServiceError as error:
             return _error(error)
-        return Response(result.report(), status=status.HTTP_201_CREATED)
+        return Response(DatasetImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetImportDetailApi(APIView):
+    """One import: GET its state (and dry-run report); POST ``confirm`` or ``discard``."""
+
+    permission_classes = [permissions.IsAuthenticated, IsTrainingAdmin]
+
+    @extend_schema(responses={200: DatasetImportJobSerializer})
+    def get(self, request: Request, import_id: int) -> Response:
+        job = get_object_or_404(DatasetImport, pk=import_id)
+        return Response(DatasetImportJobSerializer(job).data)
+
+    @extend_schema(
+        request=DatasetImportActionSerializer, responses={202: DatasetImportJobSerializer}
+    )
+    def post(self, request: Request, import_id: int) -> Response:
+        job = get_object_or_404(DatasetImport, pk=import_id)
+        serializer = DatasetImportActionSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            if serializer.validated_data["action"] == "confirm":
+                job = imports.dataset_import_confirm(job=job)
+            else:
+                job = imports.dataset_import_discard(job=job)
+        except ServiceError as error:
+            return _error(error)
+        return Response(DatasetImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
 class TrainingRunListCreateApi(APIView):

@@ -93,3 +93,70 @@ class TrainingRun(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in self.ACTIVE_STATUSES
+
+
+class DatasetImport(models.Model):
+    """One import of labelled photos, followed from upload to the last embedded photo.
+
+    The database is the source of truth: the upload only stores the file and this row, and a
+    ``bulk`` worker plans it (the dry run) and, once an admin confirms, stores its rows in one
+    transaction. A worker killed meanwhile leaves the row claimed by a dead process; the job
+    sweep hands it to another worker (the rollback left nothing stored) or, after
+    ``JOBS_MAX_ATTEMPTS`` starts, fails it with the reason.
+    """
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        PLANNING = "planning", "Checking the file"
+        AWAITING_CONFIRMATION = "awaiting", "Awaiting confirmation"
+        STORING = "storing", "Storing"
+        EMBEDDING = "embedding", "Embedding"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        DISCARDED = "discarded", "Discarded"
+
+    # A worker holds the row (``worker`` set) in these states; the sweep frees a dead one's.
+    WORKER_STATES = (State.QUEUED, State.PLANNING, State.STORING)
+    ACTIVE_STATES = (*WORKER_STATES, State.AWAITING_CONFIRMATION, State.EMBEDDING)
+
+    species = models.ForeignKey(
+        Species, null=True, blank=True, on_delete=models.CASCADE, related_name="imports"
+    )
+    species_name = models.CharField(
+        max_length=120, help_text="The species to create with the import, if it does not exist."
+    )
+    species_sensitive = models.BooleanField(default=False)
+    source = models.CharField(
+        max_length=1000, help_text="The uploaded file under PRIVATE_ROOT, or an admin's path."
+    )
+    folder = models.CharField(
+        max_length=1000, help_text="Working folder under PRIVATE_ROOT, removed at the end."
+    )
+    follow_links = models.BooleanField(default=False)
+    options = models.JSONField(default=dict, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    report = models.JSONField(default=dict, blank=True, help_text="The dry run's report.")
+    result = models.JSONField(default=dict, blank=True, help_text="What the import stored.")
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_stored = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["state"]), models.Index(fields=["species", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} into {self.species_name} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES

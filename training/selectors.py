@@ -8,8 +8,9 @@ from django.db.models import QuerySet
 
 from catalogue.models import Annotation, Species
 from identification.models import SpeciesModel
+from identification.selectors.species_models import embedding_progress
 from training.budget import BudgetPlan, budget_plan, rate_from_runs
-from training.models import TrainingRun
+from training.models import DatasetImport, TrainingRun
 
 FORGETTING_TOLERANCE = 0.02  # top-1 another species may lose before the report flags it
 # Below either size a held-out top-1 is too uncertain to promote on without a second look.
@@ -20,6 +21,21 @@ SMALL_HELD_OUT_IMAGES = 30
 def training_run_list(*, species: Species | None = None) -> QuerySet[TrainingRun]:
     runs = TrainingRun.objects.select_related("species", "base_version", "candidate_version")
     return runs.filter(species=species) if species is not None else runs
+
+
+def dataset_import_list(*, species: Species) -> QuerySet[DatasetImport]:
+    """A species' imports, newest first, with who started each."""
+    return DatasetImport.objects.filter(species=species).select_related("started_by")
+
+
+def dataset_import_embedding_progress(*, job: DatasetImport) -> dict[str, int] | None:
+    """The species' embedding progress under its active model, while the import embeds."""
+    if job.state != DatasetImport.State.EMBEDDING or job.species_id is None:
+        return None
+    setting = SpeciesModel.objects.filter(species_id=job.species_id).first()
+    if setting is None:
+        return None
+    return embedding_progress(species_id=job.species_id, version_id=setting.model_version_id)
 
 
 def species_overview_list() -> list[dict[str, Any]]:

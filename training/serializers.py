@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from catalogue.services.imports import FORMATS
-from training.models import TrainingRun
+from training.models import DatasetImport, TrainingRun
 
 
 class SpeciesCreateSerializer(serializers.Serializer):
@@ -12,21 +12,48 @@ class SpeciesCreateSerializer(serializers.Serializer):
     viewpoints = serializers.ListField(child=serializers.CharField(max_length=30), default=list)
 
 
-class DatasetImportSerializer(serializers.Serializer):
-    file = serializers.FileField(required=False, help_text="The dataset (first, dry-run call).")
+class DatasetImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The dataset: CSV, COCO or MegaDetector JSON, or ZIP.")
     photos = serializers.FileField(
         required=False, help_text="ZIP of the photos a CSV or JSON file names."
     )
-    token = serializers.CharField(required=False, help_text="From the dry run, to confirm.")
-    confirm = serializers.BooleanField(default=False)
     file_format = serializers.ChoiceField(choices=FORMATS, required=False, allow_null=True)
     max_individuals = serializers.IntegerField(required=False, min_value=1, allow_null=True)
     images_per_individual = serializers.IntegerField(required=False, min_value=1, allow_null=True)
 
-    def validate(self, attrs: dict) -> dict:
-        if not attrs.get("file") and not attrs.get("token"):
-            raise serializers.ValidationError("Send a file (dry run) or a token (confirm).")
-        return attrs
+
+class DatasetImportActionSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=["confirm", "discard"])
+
+
+class DatasetImportJobSerializer(serializers.ModelSerializer):
+    started_by = serializers.StringRelatedField()
+    embedding = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DatasetImport
+        fields = [
+            "id",
+            "species",
+            "species_name",
+            "state",
+            "options",
+            "report",
+            "result",
+            "rows_total",
+            "rows_stored",
+            "embedding",
+            "error",
+            "attempts",
+            "started_by",
+            "created_at",
+            "finished_at",
+        ]
+
+    def get_embedding(self, job: DatasetImport) -> dict | None:
+        from training.selectors import dataset_import_embedding_progress
+
+        return dataset_import_embedding_progress(job=job)
 
 
 class TrainingRunStartSerializer(serializers.Serializer):

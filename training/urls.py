@@ -10,9 +10,10 @@ urlpatterns = [
         "species/<int:species_id>/model/", views.species_model_status, name="training-species-model"
     ),
     path("species/<int:species_id>/import/", views.dataset_upload, name="training-import"),
+    path("imports/<int:import_id>/", views.dataset_import_detail, name="training-import-detail"),
     path(
-        "species/<int:species_id>/import/<str:token>/",
-        views.dataset_confirm,
+        "imports/<int:import_id>/confirm/",
+        views.dataset_import_confirm,
         name="training-import-confirm",
     ),
     path("species/<int:species_id>/runs/", views.run_start, name="training-run-start"),
@@ -27,6 +28,11 @@ urlpatterns = [
         "api/species/<int:species_id>/imports/",
         api.DatasetImportApi.as_view(),
         name="api-training-import",
+    ),
+    path(
+        "api/imports/<int:import_id>/",
+        api.DatasetImportDetailApi.as_view(),
+        name="api-training-import-detail",
     ),
     path(
         "api/species/<int:species_id>/runs/",

@@ -22,8 +22,8 @@ from identification.selectors.species_models import (
 from identification.services.pipeline import species_register
 from training import selectors
 from training.forms import DatasetUploadForm, SpeciesForm, TrainingRunForm
-from training.models import TrainingRun
-from training.services import promotion, runs, uploads
+from training.models import DatasetImport, TrainingRun
+from training.services import imports, promotion, runs
 from wildweb.errors import ServiceError
 
 TRAIN_PERMISSION = "training.add_trainingrun"
@@ -82,6 +82,7 @@ def _species_context(species: Species) -> dict:
         "embedding": _backlog(setting),
         "runs": run_list,
         "runs_active": any(r.is_active for r in run_list),
+        "imports": list(selectors.dataset_import_list(species=species)[:20]),
     }
 
 
@@ -126,6 +127,7 @@ def species_model_status(request: HttpRequest, species_id: int) -> HttpResponse:
 @_admin_only
 @require_POST
 def dataset_upload(request: HttpRequest, species_id: int) -> HttpResponse:
+    """Keep the file and queue its dry run: answers at once, the import page follows it."""
     species = get_object_or_404(Species, pk=species_id)
     form = DatasetUploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -135,60 +137,46 @@ def dataset_upload(request: HttpRequest, species_id: int) -> HttpResponse:
             {**_species_context(species), "upload_form": form, "run_form": TrainingRunForm()},
             status=400,
         )
-    options = {k: form.cleaned_data[k] for k in ("max_individuals", "images_per_individual")}
-    options["file_format"] = form.cleaned_data["file_format"] or None
     try:
-        token = uploads.dataset_upload_store(
-            uploaded_file=form.cleaned_data["file"], photos_zip=form.cleaned_data["photos"]
+        job = imports.dataset_import_upload(
+            species=species,
+            uploaded_file=form.cleaned_data["file"],
+            photos_zip=form.cleaned_data["photos"],
+            started_by=request.user,
+            options={
+                k: form.cleaned_data[k]
+                for k in ("file_format", "max_individuals", "images_per_individual")
+            },
         )
-        plan = uploads.dataset_upload_plan(token=token, species=species, **options)
     except ServiceError as error:
         messages.error(request, error.message)
         return redirect("training-species", species_id=species.pk)
-    return render(
-        request,
-        "training/import_report.html",
-        {"species": species, "report": plan.report(), "token": token, "options": options},
-    )
+    return redirect("training-import-detail", import_id=job.pk)
+
+
+@_admin_only
+def dataset_import_detail(request: HttpRequest, import_id: int) -> HttpResponse:
+    """An import's state, live while a worker has it (htmx asks for the status part)."""
+    job = get_object_or_404(DatasetImport.objects.select_related("species"), pk=import_id)
+    context = {"job": job, "embedding": selectors.dataset_import_embedding_progress(job=job)}
+    if request.headers.get("HX-Request"):
+        return render(request, "training/_import_status.html", context)
+    return render(request, "training/import_detail.html", context)
 
 
 @_admin_only
 @require_POST
-def dataset_confirm(request: HttpRequest, species_id: int, token: str) -> HttpResponse:
-    species = get_object_or_404(Species, pk=species_id)
-    if request.POST.get("discard"):
-        try:
-            uploads.dataset_upload_discard(token=token)
-        except ServiceError as error:
-            messages.error(request, error.message)
-        else:
-            messages.info(request, "The upload was discarded.")
-        return redirect("training-species", species_id=species.pk)
-    options = {
-        "file_format": request.POST.get("file_format") or None,
-        "max_individuals": _positive(request.POST.get("max_individuals")),
-        "images_per_individual": _positive(request.POST.get("images_per_individual")),
-    }
+def dataset_import_confirm(request: HttpRequest, import_id: int) -> HttpResponse:
+    job = get_object_or_404(DatasetImport, pk=import_id)
     try:
-        result = uploads.dataset_upload_import(
-            token=token, species=species, imported_by=request.user, **options
-        )
+        if request.POST.get("discard"):
+            imports.dataset_import_discard(job=job)
+            messages.info(request, "The upload was discarded.")
+        else:
+            imports.dataset_import_confirm(job=job)
     except ServiceError as error:
         messages.error(request, error.message)
-    else:
-        report = result.report()
-        messages.success(
-            request,
-            f"Imported {report['annotations_created']} animals "
-            f"({report['individuals_created']} new individuals, "
-            f"{report['duplicates_skipped']} duplicate photos skipped); "
-            "embedding is queued.",
-        )
-    return redirect("training-species", species_id=species.pk)
-
-
-def _positive(text: str | None) -> int | None:
-    return int(text) if text and text.isdigit() and int(text) > 0 else None
+    return redirect("training-import-detail", import_id=job.pk)
 
 
 @_admin_only

@@ -41,6 +41,7 @@ app.conf.task_routes = {
     "identification.tasks.species_calibrate_task": {"queue": "bulk"},
     "identification.tasks.*": {"queue": "identify"},
     "training.tasks.training_run_task": {"queue": "training"},
+    "training.tasks.dataset_import_task": {"queue": "bulk"},
     "training.tasks.*": {"queue": "default"},  # promotion checks and recovery: quick chores
     "wildweb.tasks.*": {"queue": "default"},
     "notifications.tasks.*": {"queue": "default"},

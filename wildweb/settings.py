@@ -258,12 +258,17 @@ TRAINING_TIME_LIMIT = env_int("TRAINING_TIME_LIMIT", 12 * 3600)
 # Choosing a species' ranking method matches every sampled query's shortlist twice (known
 # and new), ~30x slower with XFeat than with SIFT.
 CALIBRATE_TIME_LIMIT = env_int("CALIBRATE_TIME_LIMIT", 1800)
+IMPORT_TIME_LIMIT = env_int("IMPORT_TIME_LIMIT", 3 * 3600)  # planning or storing 100k photos
 CELERY_TASK_TIME_LIMIT = TASK_TIME_LIMIT
 CELERY_TASK_SOFT_TIME_LIMIT = TASK_TIME_LIMIT - 30
 CELERY_TASK_ANNOTATIONS = {
     "identification.tasks.embedding_jobs_run_task": {
         "time_limit": EMBED_TIME_LIMIT,
         "soft_time_limit": EMBED_TIME_LIMIT - 30,
+    },
+    "training.tasks.dataset_import_task": {
+        "time_limit": IMPORT_TIME_LIMIT,
+        "soft_time_limit": IMPORT_TIME_LIMIT - 60,
     },
     "training.tasks.training_run_task": {
         "time_limit": TRAINING_TIME_LIMIT,
@@ -292,6 +297,11 @@ JOBS_MAX_ATTEMPTS = env_int("JOBS_MAX_ATTEMPTS", 3)
 # expert decisions that set an identity since they were last asked for; a species without
 # an import is first calibrated once its experts have decided this many animals.
 AUTO_CALIBRATE_DECISIONS = env_int("AUTO_CALIBRATE_DECISIONS", 20)
+# An import whose worker has not written a heartbeat for this long (another host's worker
+# died while planning or storing) is handed to the next worker.
+IMPORT_STALE_SECONDS = env_int("IMPORT_STALE_SECONDS", IMPORT_TIME_LIMIT + 600)
+# How often a stored import checks whether its species' photos all have their vectors.
+IMPORT_FOLLOW_SECONDS = env_int("IMPORT_FOLLOW_SECONDS", 5)
 CELERY_IMPORTS = ("wildweb.tasks",)  # the sweep; the apps' tasks are autodiscovered
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "wildweb.tasks.jobs_sweep_task", "schedule": JOBS_SWEEP_SECONDS},

@@ -43,7 +43,7 @@ def _shared_dataset_zip(source: Path, target: Path) -> tuple[Path, list[dict]]:
 
 
 def test_admin_imports_a_shared_dataset_zip_from_the_browser(
-    live_server, new_page, screenshot, shared_datasets, tmp_path
+    live_server, celery_worker, new_page, screenshot, shared_datasets, tmp_path
 ) -> None:
     species = species_register(name="Chimpanzee")
     admin = UserFactory(role="admin", username="importer")
@@ -59,23 +59,32 @@ def test_admin_imports_a_shared_dataset_zip_from_the_browser(
 
     page.set_input_files("#id_file", str(archive))
     page.evaluate("""() => {
-      window.uploadProgress = [];
+      // Kept in sessionStorage: the tab then navigates to the import's page.
+      const seen = [];
       const bar = document.querySelector('#import-progress');
-      new MutationObserver(() => window.uploadProgress.push(bar.value))
-        .observe(bar, {attributes: true});
+      new MutationObserver(() => {
+        seen.push(bar.value);
+        sessionStorage.setItem('uploadProgress', JSON.stringify(seen));
+      }).observe(bar, {attributes: true});
     }""")
     page.get_by_role("button", name="Check file").click()
-    page.wait_for_selector("#import-report")
+    # The upload answers at once with the import's page; a bulk worker checks the file and the
+    # page follows it (htmx) to the dry-run report.
+    page.wait_for_url(f"{live_server.url}/training/imports/*/")
+    page.wait_for_selector("#import-report", timeout=120_000)
     report = page.locator("#import-report").inner_text()
     assert "metadata.csv" in report and "3 (3 new, 0 existing)" in report
     assert "Atra, Sagu, Louise" in report or "Atra, Louise, Sagu" in report
     assert not Annotation.objects.exists()  # the dry run wrote nothing
-    assert 100 in page.evaluate("window.uploadProgress")  # the bar followed the upload
+    # The bar followed the upload.
+    assert 100 in page.evaluate("JSON.parse(sessionStorage.getItem('uploadProgress'))")
     screenshot(page, "dry-run-report")
 
     page.get_by_role("button", name="Import", exact=True).click()
-    page.wait_for_selector("text=Imported 12 animals")
+    page.wait_for_selector("text=Imported 12 animals", timeout=120_000)
+    page.wait_for_selector(".import-state:text('Done')", timeout=300_000)  # all embedded
     screenshot(page, "imported")
+    assert admin.notifications.filter(message__startswith="Your import into Chimpanzee is done")
 
     annotations = Annotation.objects.select_related("image__encounter", "individual")
     assert annotations.count() == len(rows) == 12

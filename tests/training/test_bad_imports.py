@@ -22,7 +22,7 @@ from catalogue.models import Annotation, Encounter, Image, Individual
 from catalogue.services.imports import dataset_file_plan
 from identification.services.pipeline import dataset_ingest, species_register
 from tests.factories import UserFactory
-from tests.helpers import jpeg_bytes
+from tests.helpers import imports_worker_run, jpeg_bytes
 from wildweb.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
@@ -228,10 +228,12 @@ def test_bad_dataset_through_the_web_page_is_refused_and_writes_nothing(
     response = client.post(
         reverse("training-import", args=[species.pk]),
         {"file": SimpleUploadedFile(path.name, path.read_bytes())},
-        follow=True,
     )
-    assert response.status_code == 200, case
-    assert message in response.content.decode(), case
+    assert response.status_code == 302, case  # to the import's page: a worker checks the file
+    imports_worker_run()
+    page = client.get(response.url)
+    assert message in page.content.decode(), case
+    assert "Failed" in page.content.decode(), case
     assert not Image.objects.exists() and not Annotation.objects.exists()
     media = Path(settings.MEDIA_ROOT)
     unpacked = [p for p in media.rglob("*") if p.is_file() and "unpacked" in p.parts]
@@ -258,8 +260,9 @@ def test_a_bare_csv_uploaded_in_the_browser_says_it_brings_no_photos(client, tmp
         reverse("training-import", args=[species.pk]),
         {"file": SimpleUploadedFile("metadata.csv", metadata.read_bytes())},
     )
-    assert response.status_code == 200
-    assert "a CSV or JSON file alone brings no images" in response.content.decode()
+    imports_worker_run()
+    page = client.get(response.url)
+    assert "a CSV or JSON file alone brings no images" in page.content.decode()
 
 
 def test_a_photo_already_stored_under_another_species_is_reported_not_a_500(
@@ -296,13 +299,15 @@ def test_a_photo_already_stored_under_another_species_is_reported_not_a_500(
         reverse("api-training-import", args=[zebra.pk]),
         {"file": SimpleUploadedFile("u.zip", upload.read_bytes())},
     )
-    assert response.status_code == 200 and response.json()["dry_run"]["duplicate_photos"] == 2
-    confirm = client.post(
-        reverse("api-training-import", args=[zebra.pk]),
-        {"token": response.json()["token"], "confirm": True},
-        content_type="application/json",
-    )
-    assert confirm.status_code == 201 and confirm.json()["annotations_created"] == 0
+    assert response.status_code == 202 and response.json()["state"] == "queued"
+    detail = reverse("api-training-import-detail", args=[response.json()["id"]])
+    imports_worker_run()
+    planned = client.get(detail).json()
+    assert planned["state"] == "awaiting" and planned["report"]["duplicate_photos"] == 2
+    confirm = client.post(detail, {"action": "confirm"}, content_type="application/json")
+    assert confirm.status_code == 202 and confirm.json()["state"] == "storing"
+    imports_worker_run()
+    assert client.get(detail).json()["result"]["annotations_created"] == 0
 
 
 def test_an_import_that_fails_half_way_leaves_no_row_and_no_file(tmp_path, settings) -> None:  # noqa: ANN001
@@ -364,16 +369,18 @@ def test_a_failed_command_line_import_leaves_no_new_species_behind(
     monkeypatch,  # noqa: ANN001
 ) -> None:
     from catalogue.models import Species
-    from training.management.commands import import_dataset
+    from training.services import imports
 
     metadata = _csv(tmp_path, ["1,A,images/a.jpg,,", "2,B,images/b.jpg,,"])
+    plans = []
 
-    def plan_then_damage(**kwargs):  # noqa: ANN003, ANN202 - a photo changes after the dry run
-        plan = dataset_file_plan(**kwargs)
-        (tmp_path / "images" / "b.jpg").write_bytes(b"damaged after the dry run")
-        return plan
+    def plan_then_damage(**kwargs):  # noqa: ANN003, ANN202 - a photo changes once planned
+        plans.append(dataset_file_plan(**kwargs))
+        if len(plans) == 2:  # the plan the rows are stored from, after the dry run's
+            (tmp_path / "images" / "b.jpg").write_bytes(b"damaged after the dry run")
+        return plans[-1]
 
-    monkeypatch.setattr(import_dataset, "dataset_file_plan", plan_then_damage)
+    monkeypatch.setattr(imports, "dataset_file_plan", plan_then_damage)
     with pytest.raises(CommandError, match="Nothing was imported"):
         call_command("import_dataset", str(metadata), "--species", "Zebra", stdout=io.StringIO())
     assert not Species.objects.exists()

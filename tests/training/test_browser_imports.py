@@ -12,7 +12,8 @@ from django.urls import reverse
 from catalogue.models import Annotation, Image
 from identification.services.pipeline import species_register
 from tests.factories import UserFactory
-from tests.helpers import jpeg_bytes
+from tests.helpers import imports_worker_run, jpeg_bytes
+from training.models import DatasetImport
 
 pytestmark = pytest.mark.django_db
 
@@ -111,13 +112,15 @@ def test_every_layout_of_the_command_line_imports_from_the_browser(client, layou
     client.force_login(UserFactory(role="admin"))
     species = species_register(name="Zebra")
     fields, animals = _layouts()[layout]
-    dry = client.post(reverse("training-import", args=[species.pk]), fields)
-    assert dry.status_code == 200 and dry.context["report"]["errors"] == [], layout
-    assert dry.context["report"]["annotations"] == animals
-    confirm = client.post(
-        reverse("training-import-confirm", args=[species.pk, dry.context["token"]]), {}, follow=True
-    )
-    assert f"Imported {animals} animals" in confirm.content.decode()
+    client.post(reverse("training-import", args=[species.pk]), fields)
+    imports_worker_run()  # the dry run
+    job = DatasetImport.objects.get()
+    assert job.report["errors"] == [], layout
+    assert job.report["annotations"] == animals
+    client.post(reverse("training-import-confirm", args=[job.pk]))
+    imports_worker_run()
+    page = client.get(reverse("training-import-detail", args=[job.pk]))
+    assert f"Imported {animals} animals" in page.content.decode()
     assert Annotation.objects.filter(species=species).count() == animals
     if layout.endswith("metadata-csv") or layout.startswith(("csv", "zip-in")):
         box = Annotation.objects.get(image__original_filename="0.jpg", individual__code="ann")

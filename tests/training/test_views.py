@@ -14,8 +14,8 @@ from catalogue.models import Annotation, Species
 from identification.services.models import zero_shot_version
 from identification.services.pipeline import species_register
 from tests.factories import UserFactory
-from tests.helpers import jpeg_bytes
-from training.models import TrainingRun
+from tests.helpers import imports_worker_run, jpeg_bytes
+from training.models import DatasetImport, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -74,31 +74,37 @@ def test_zip_import_shows_dry_run_then_imports_on_confirm(admin_client) -> None:
             for n in range(2)
         }
     )
-    report = admin_client.post(
+    uploaded = admin_client.post(
         reverse("training-import", args=[species.pk]), {"file": upload, "file_format": ""}
     )
-    assert report.status_code == 200 and b"dry run" in report.content
+    imports_worker_run()
+    report = admin_client.get(uploaded.url)
+    assert report.status_code == 200 and b"Nothing has been written yet" in report.content
     assert not Annotation.objects.exists()
-    token = report.context["token"]
-    assert report.context["report"]["new_individuals"] == 2
-    done = admin_client.post(reverse("training-import-confirm", args=[species.pk, token]), {})
+    job = report.context["job"]
+    assert job.report["new_individuals"] == 2
+    done = admin_client.post(reverse("training-import-confirm", args=[job.pk]), {})
+    imports_worker_run()
     assert done.status_code == 302 and Annotation.objects.count() == 4
 
 
 def test_discarding_an_upload_says_so_and_a_gone_one_says_why(admin_client) -> None:  # noqa: ANN001
     species = species_register(name="Zebra")
-    report = admin_client.post(
+    admin_client.post(
         reverse("training-import", args=[species.pk]),
         {"file": _zip_upload({"ann/1.jpg": jpeg_bytes()}), "file_format": ""},
     )
-    url = reverse("training-import-confirm", args=[species.pk, report.context["token"]])
+    imports_worker_run()
+    job = DatasetImport.objects.get()
+    url = reverse("training-import-confirm", args=[job.pk])
     first = admin_client.post(url, {"discard": "1"}, follow=True)
     assert [str(m) for m in first.context["messages"]] == ["The upload was discarded."]
-    # Sent again (a second tab, the back button), the upload is gone: the page says so.
-    again = admin_client.post(url, {"discard": "1"}, follow=True)
+    # Confirmed afterwards (a second tab, the back button): the page says why not.
+    again = admin_client.post(url, follow=True)
     told = [(m.level_tag, str(m)) for m in again.context["messages"]]
-    assert told == [("error", "This upload has expired or was already imported; send it again.")]
-    assert b"was already imported" in again.content and b"was discarded" not in again.content
+    assert told == [("error", "This import is not waiting for a confirmation any more.")]
+    assert b"Discarded" in again.content
+    imports_worker_run()
     assert not Annotation.objects.exists()
 
 
@@ -106,12 +112,14 @@ def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) 
     species = species_register(name="Zebra")
     url = reverse("api-training-import", args=[species.pk])
     bad = admin_client.post(url, {"file": _zip_upload({"loose.jpg": jpeg_bytes()})})
-    assert bad.status_code == 200
-    assert bad.json()["dry_run"]["errors"][0].startswith("loose.jpg")
-    refused = admin_client.post(
-        url, {"token": bad.json()["token"], "confirm": True}, content_type="application/json"
-    )
-    assert refused.status_code == 400 and "nothing was imported" in refused.json()["detail"]
+    assert bad.status_code == 202 and bad.json()["state"] == "queued"
+    bad_url = reverse("api-training-import-detail", args=[bad.json()["id"]])
+    imports_worker_run()
+    checked = admin_client.get(bad_url).json()
+    assert checked["state"] == "failed" and "nothing was imported" in checked["error"]
+    assert checked["report"]["errors"][0].startswith("loose.jpg")
+    refused = admin_client.post(bad_url, {"action": "confirm"}, content_type="application/json")
+    assert refused.status_code == 400 and "not waiting" in refused.json()["detail"]
     good = admin_client.post(
         url,
         {
@@ -120,10 +128,15 @@ def test_api_import_rejects_malformed_file_and_imports_a_good_one(admin_client) 
             )
         },
     )
-    confirmed = admin_client.post(
-        url, {"token": good.json()["token"], "confirm": True}, content_type="application/json"
-    )
-    assert confirmed.status_code == 201 and confirmed.json()["annotations_created"] == 2
+    good_url = reverse("api-training-import-detail", args=[good.json()["id"]])
+    imports_worker_run()
+    confirmed = admin_client.post(good_url, {"action": "confirm"}, content_type="application/json")
+    assert confirmed.status_code == 202
+    imports_worker_run()
+    stored = admin_client.get(good_url).json()
+    assert stored["state"] in ("embedding", "done") and stored["result"]["annotations_created"] == 2
+    listed = admin_client.get(url).json()
+    assert [job["id"] for job in listed] == [good.json()["id"], bad.json()["id"]]
 
 
 def test_run_page_shows_progress_chart_report_and_json_download(admin_client) -> None:  # noqa: ANN001

@@ -1,26 +1,24 @@
-"""``manage.py import_dataset PATH --species NAME``: dry-run report, then import."""
+"""``manage.py import_dataset PATH --species NAME``: an import job, run in this process.
+
+The same job as a browser upload (:mod:`training.services.imports`): the dry run, then every
+row stored or none, then (``--wait``) the workers embedding the species.
+"""
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
 from django.core.management import BaseCommand, CommandError
-from django.db import transaction
 from tqdm import tqdm
 
 from catalogue.models import Species
-from catalogue.services.imports import (
-    FORMATS,
-    dataset_file_plan,
-    import_folder_remove,
-)
+from catalogue.services.imports import FORMATS, ImportResult
 from identification.selectors.species_models import embedding_progress
 from identification.services.models import species_model_setting
-from identification.services.pipeline import dataset_ingest, species_register
-from wildweb.errors import ServiceError
+from training.models import DatasetImport
+from training.services import imports
 
 
 class Command(BaseCommand):
@@ -53,68 +51,61 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
         parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="Hand the import to the bulk workers instead of running it here; follow it "
+            "on its page.",
+        )
+        parser.add_argument(
             "--wait",
             action="store_true",
             help="Then follow the workers embedding the species (a progress bar) until done.",
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        path: Path = options["path"]
-        name = str(options["species"]).strip()
-        species = Species.objects.filter(name__iexact=name).first()
-        try:
-            is_zip = options["format"] == "zip" or path.suffix.lower() == ".zip"
-            extract_dir = Path(tempfile.mkdtemp(prefix="wildweb-import-")) if is_zip else None
-            try:
-                report = self._import(path, species, name, extract_dir, options)
-            finally:
-                if extract_dir is not None:
-                    import_folder_remove(path=extract_dir)
-        except ServiceError as error:
-            raise CommandError(error.message) from None
-        self._print(report, options["json"])
-
-    def _import(
-        self,
-        path: Path,
-        species: Species | None,
-        name: str,
-        extract_dir: Path | None,
-        options: dict,
-    ) -> dict:
-        # A missing species is created only once the plan is clean: a rejected file leaves
-        # nothing behind.
-        plan = dataset_file_plan(
-            path=path,
-            species=species or Species(name=name),
-            file_format=options["format"],
-            max_individuals=options["max_individuals"],
-            images_per_individual=options["images_per_individual"],
-            image_root=options["image_root"],
-            extract_dir=extract_dir,
-            # An admin's own folder: its symbolic links (images/ on another disk) are trusted.
-            follow_links=extract_dir is None,
+        job = imports.dataset_import_local(
+            path=options["path"],
+            species_name=str(options["species"]).strip(),
+            sensitive=bool(options["sensitive"]),
+            options={
+                "file_format": options["format"],
+                "max_individuals": options["max_individuals"],
+                "images_per_individual": options["images_per_individual"],
+                "image_root": str(options["image_root"]) if options["image_root"] else None,
+            },
         )
+        if options["queue"]:
+            imports.dataset_import_send(job=job)
+            self.stdout.write(f"Import #{job.pk} is queued for the bulk workers.")
+            return
+        species_existed = job.species_id is not None
+        job = imports.dataset_import_execute(import_id=job.pk)  # the dry run
         report = {
-            "species": name,
+            "import_id": job.pk,
+            "species": job.species_name,
             "species_created": False,
             "dry_run": options["dry_run"],
-            "plan": plan.report(),
+            "plan": job.report,
         }
-        if plan.errors:
+        if job.state == DatasetImport.State.FAILED:
+            if job.report:
+                self._print(report, options["json"])
+            raise CommandError(job.error)
+        if options["dry_run"]:
+            imports.dataset_import_discard(job=job)
             self._print(report, options["json"])
-            raise CommandError(f"{len(plan.errors)} invalid entries; nothing was imported.")
-        if not options["dry_run"]:
-            # A species created here goes with the import: a failing import leaves neither.
-            with transaction.atomic():
-                if species is None:
-                    plan.species = species_register(name=name, sensitive=bool(options["sensitive"]))
-                    report["species_created"] = True
-                with tqdm(total=len(plan.rows), desc="storing", unit="photo") as bar:
-                    report["result"] = dataset_ingest(plan=plan, progress=bar.update).report()
-            if options["wait"]:
-                self._embedding_follow(plan.species)
-        return report
+            return
+        job = imports.dataset_import_confirm(job=job, send=False)
+        with tqdm(total=job.rows_total, desc="storing", unit="photo") as bar:
+            job = imports.dataset_import_execute(import_id=job.pk, progress=bar.update)
+        if job.state == DatasetImport.State.FAILED:
+            raise CommandError(job.error)
+        report["species_created"] = not species_existed
+        report["result"] = {k: job.result[k] for k in ImportResult().report()}
+        if options["wait"]:
+            self._embedding_follow(job.species)
+            imports.dataset_import_finish_check(job=job)
+        self._print(report, options["json"])
 
     def _embedding_follow(self, species: Species) -> None:
         version_id = species_model_setting(species=species).model_version_id

@@ -1,5 +1,5 @@
-// Dataset import: send the form with XHR so a large ZIP shows its upload progress, then show
-// the page the server answered with (the dry-run report, or the form with its error).
+// Dataset import: send the form with XHR so a large ZIP shows its upload progress, then open
+// the import's own page (a worker checks the file there), or show the form with its error.
 (function () {
   "use strict";
   document.querySelectorAll("form[data-upload-progress]").forEach(function (form) {
@@ -15,10 +15,14 @@
         var percent = Math.round((100 * progress.loaded) / progress.total);
         bar.value = percent;
         label.textContent = percent < 100 ? "Uploading… " + percent + "%"
-                                          : "Checking every photo…";
+                                          : "Uploaded; opening the import…";
       });
       request.addEventListener("load", function () {
-        if (request.responseURL) history.replaceState(null, "", request.responseURL);
+        var url = request.responseURL;
+        if (url && url !== new URL(form.action, location.href).href) {
+          location.assign(url); // redirected to the import's page: load it as a page
+          return;
+        }
         document.open();
         document.write(request.responseText);
         document.close();
