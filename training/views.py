@@ -82,7 +82,6 @@ def _species_context(species: Species) -> dict:
         "embedding": _backlog(setting),
         "runs": run_list,
         "runs_active": any(r.is_active for r in run_list),
-        "imports": list(selectors.dataset_import_list(species=species)[:20]),
     }
 
 
@@ -106,6 +105,7 @@ def species_detail(request: HttpRequest, species_id: int) -> HttpResponse:
         "training/species_detail.html",
         {
             **_species_context(species),
+            "imports": selectors.dataset_import_list(species=species)[:20],
             "upload_form": DatasetUploadForm(),
             "run_form": TrainingRunForm(),
             "budget": selectors.training_budget_estimate(

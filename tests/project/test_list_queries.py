@@ -28,7 +28,7 @@ from tests.factories import (
     confirmed_sighting,
     ranked_photo,
 )
-from training.models import TrainingRun
+from training.models import DatasetImport, TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -281,12 +281,33 @@ def _species_runs(rows: int) -> tuple[Species, TrainingRun]:
 
 def training_species(user: User, rows: int) -> tuple[str, str]:
     species, newest = _species_runs(rows)
+    _species_imports(rows, species)  # the full page also lists the species' imports
     return reverse("training-species", args=[species.pk]), f'data-run="{newest.pk}"'
 
 
 def training_species_model(user: User, rows: int) -> tuple[str, str]:
     species, _ = _species_runs(rows)
     return reverse("training-species-model", args=[species.pk]), "zero-shot"
+
+
+def _species_imports(rows: int, species: Species | None = None) -> tuple[Species, DatasetImport]:
+    species = species or SpeciesFactory()
+    for n in range(rows):
+        newest = DatasetImport.objects.create(
+            species=species,
+            species_name=species.name,
+            source=f"/uploads/{n}",
+            folder=f"/uploads/{n}",
+            state=DatasetImport.State.DONE,
+            result={"annotations_created": n, "individuals_created": 1, "duplicates_skipped": 0},
+            started_by=UserFactory(role="admin"),
+        )
+    return species, newest
+
+
+def api_training_imports(user: User, rows: int) -> tuple[str, str]:
+    species, newest = _species_imports(rows)
+    return reverse("api-training-import", args=[species.pk]), f'"id":{newest.pk}'
 
 
 def api_training_runs(user: User, rows: int) -> tuple[str, str]:
@@ -345,9 +366,10 @@ LIST_ROUTES = [
     # Training
     ListRoute("training-index", "admin", training_index, 8),
     ListRoute("training-index", "admin", training_index, 8, htmx=True),
-    ListRoute("training-species", "admin", training_species, 11),
-    ListRoute("training-species", "admin", training_species, 9, htmx=True),
-    ListRoute("training-species-model", "admin", training_species_model, 9),
+    ListRoute("training-species", "admin", training_species, 13),
+    ListRoute("training-species", "admin", training_species, 10, htmx=True),
+    ListRoute("training-species-model", "admin", training_species_model, 10),
+    ListRoute("api-training-import", "admin", api_training_imports, 6),
     ListRoute("api-training-runs", "admin", api_training_runs, 6),
 ]
 
@@ -373,8 +395,9 @@ NOT_LIST_ROUTES = {
     "notifications-read": "POST only",
     "notification-preferences": "a form",
     "training-species-new": "a form",
-    "training-import": "POST only: an upload's dry-run report, from a file, not rows",
+    "training-import": "POST only: keeps an upload and creates its import job",
     "training-import-confirm": "POST only",
+    "training-import-detail": "one import's page",
     "training-run-start": "POST only",
     "training-rollback": "POST only",
     "training-run": "one run",
@@ -383,7 +406,7 @@ NOT_LIST_ROUTES = {
     "training-run-cancel": "POST only",
     "training-run-promote": "POST only",
     "api-training-species": "POST only",
-    "api-training-import": "POST only",
+    "api-training-import-detail": "one import",
     "api-training-run": "one run",
     "api-training-run-action": "POST only",
 }

@@ -30,7 +30,7 @@ from tests.factories import (
 )
 from tests.helpers import every_url, jpeg_bytes
 from training.models import TrainingRun
-from training.services.uploads import dataset_upload_store
+from training.services.imports import dataset_import_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -56,6 +56,7 @@ OPENS = {
         "training-species-model",
         "training-run",
         "training-run-progress",
+        "training-import-detail",
         "admin:index",
     },
 }
@@ -102,8 +103,10 @@ def _world(owner: object) -> tuple[dict[str, list[object]], dict[str, str]]:
     run = TrainingRun.objects.create(
         species=unset, base_version=zero_shot_version(), status=TrainingRun.Status.RUNNING
     )
-    token = dataset_upload_store(
-        uploaded_file=SimpleUploadedFile("animals.csv", b"identity,path\nA,a.jpg\n")
+    upload = dataset_import_upload(
+        species=unset,
+        uploaded_file=SimpleUploadedFile("animals.csv", b"identity,path\nA,a.jpg\n"),
+        started_by=None,
     )
     values = {
         "slug": [species.slug],
@@ -120,7 +123,7 @@ def _world(owner: object) -> tuple[dict[str, list[object]], dict[str, str]]:
         "path": [photo.image.file.name, photo.image.thumbnail.name],
         "species_id": [species.pk, unset.pk, promoted.pk],
         "run_id": [run.pk],
-        "token": [token],
+        "import_id": [upload.pk],
         "action": ["cancel"],
     }
     queries = {
