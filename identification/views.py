@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
@@ -114,7 +116,7 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
     if _id(request.POST.get("individual")) is not None:
         individual = Individual.objects.filter(pk=_id(request.POST["individual"])).first()
     expected = request.POST.get("expected_individual") or None
-    try:
+    with _service_errors_shown(request):
         if action in ("vote-same", "vote-different"):
             decisions.vote_cast(
                 annotation=annotation,
@@ -151,8 +153,6 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
                 if next_id:
                     return redirect("review-annotation", annotation_id=next_id)
                 return redirect("review-queue")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("review-annotation", annotation_id=annotation.pk)
 
 
@@ -162,11 +162,9 @@ def review_act(request: HttpRequest, annotation_id: int) -> HttpResponse:
 def review_photo_split(request: HttpRequest, annotation_id: int) -> HttpResponse:
     """Split a photo showing another animal off its sighting's animal, to identify it alone."""
     photo = get_object_or_404(Annotation.objects.select_related("image"), pk=annotation_id)
-    try:
+    with _service_errors_shown(request):
         decisions.annotation_split_off(annotation=photo, split_by=request.user)
         messages.success(request, "The photo is split off; it is now identified on its own.")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("review-annotation", annotation_id=photo.pk)
 
 
@@ -177,14 +175,12 @@ def review_photo_join(request: HttpRequest, annotation_id: int) -> HttpResponse:
     """Put a split-off photo back with another animal of its sighting."""
     photo = get_object_or_404(Annotation, pk=annotation_id)
     other_id = request.POST.get("animal_of", "")
-    try:
+    with _service_errors_shown(request):
         other = Annotation.objects.filter(pk=_id(other_id)).first()
         if other is None:
             raise ServiceError("Say which animal of the sighting this photo belongs with.")
         decisions.annotation_animal_join(annotation=photo, animal_of=other, joined_by=request.user)
         messages.success(request, "The photo is back with that animal; they are reviewed together.")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("review-annotation", annotation_id=photo.pk)
 
 
@@ -197,7 +193,7 @@ def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
         Annotation.objects.select_related("image", "species"), pk=annotation_id
     )
     box = [request.POST.get(name, "") for name in ("bbox_x", "bbox_y", "bbox_w", "bbox_h")]
-    try:
+    with _service_errors_shown(request):
         annotation_correct(
             annotation=photo,
             changed_by=request.user,
@@ -205,8 +201,6 @@ def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
             bbox=box if any(box) else None,
         )
         messages.success(request, "The photo was corrected; its candidates are being updated.")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("review-annotation", annotation_id=photo.pk)
 
 
@@ -215,11 +209,9 @@ def review_photo_edit(request: HttpRequest, annotation_id: int) -> HttpResponse:
 @require_POST
 def decision_revert(request: HttpRequest, decision_id: int) -> HttpResponse:
     decision = get_object_or_404(IdentityDecision, pk=decision_id)
-    try:
+    with _service_errors_shown(request):
         decisions.decision_revert(decision=decision, reverted_by=request.user)
         messages.success(request, "The decision was reverted.")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("review-annotation", annotation_id=decision.annotation_id)
 
 
@@ -231,7 +223,7 @@ def individual_merge(request: HttpRequest) -> HttpResponse:
     if species_id:
         individuals = individuals.filter(species_id=species_id)
     if request.method == "POST":
-        try:
+        with _service_errors_shown(request):
             kept = get_object_or_404(Individual, pk=_id(request.POST.get("kept")))
             merged = get_object_or_404(Individual, pk=_id(request.POST.get("merged")))
             decisions.individual_merge(kept=kept, merged=merged, merged_by=request.user)
@@ -239,8 +231,6 @@ def individual_merge(request: HttpRequest) -> HttpResponse:
             return redirect(
                 reverse("individual-merge") + (f"?species={species_id}" if species_id else "")
             )
-        except ServiceError as error:
-            messages.error(request, error.message)
     merges = IndividualMerge.objects.select_related("kept", "merged", "merged_by").order_by(
         "-merged_at"
     )[:20]
@@ -260,13 +250,11 @@ def individual_merge(request: HttpRequest) -> HttpResponse:
 @permission_required(DECIDE_PERMISSION, raise_exception=True)
 @require_POST
 def merge_revert(request: HttpRequest, merge_id: int) -> HttpResponse:
-    try:
+    with _service_errors_shown(request):
         decisions.merge_revert(
             merge=get_object_or_404(IndividualMerge, pk=merge_id), reverted_by=request.user
         )
         messages.success(request, "The merge was reverted.")
-    except ServiceError as error:
-        messages.error(request, error.message)
     return redirect("individual-merge")
 
 
@@ -331,6 +319,16 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "live_accuracy": dashboard_selectors.live_accuracy(),
         },
     )
+
+
+@contextmanager
+def _service_errors_shown(request: HttpRequest) -> Iterator[None]:
+    """Turn a refused action into an error message on the page the view goes on to show:
+    the ``with`` block stops at the ServiceError and the view continues after it."""
+    try:
+        yield
+    except ServiceError as error:
+        messages.error(request, error.message)
 
 
 def _id(text: str | None) -> int | None:

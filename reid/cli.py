@@ -252,27 +252,36 @@ def command_match(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reid`` command."""
-    from reid.train import TrainConfig  # its defaults are the CLI's
-
     parser = argparse.ArgumentParser(prog="reid", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(commands)
+    _add_eval_parser(commands)
+    _add_embed_parser(commands)
+    _add_match_parser(commands)
+    return parser
 
-    def common(sub: argparse.ArgumentParser, data: bool = True) -> None:
-        if data:
-            sub.add_argument(
-                "--data",
-                action="append",
-                required=True,
-                help="dataset folder with metadata.csv (repeatable)",
-            )
-            sub.add_argument("--identities", type=int, help="at most N identities per species")
-            sub.add_argument("--max-per-identity", type=int, help="at most N images per identity")
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--device", help="torch device (default: cuda when available)")
-        sub.add_argument("--json", action="store_true", help="print JSON")
+
+def _add_common_arguments(sub: argparse.ArgumentParser, *, data: bool = True) -> None:
+    """Arguments every subcommand takes; ``data``: it reads dataset folders."""
+    if data:
+        sub.add_argument(
+            "--data",
+            action="append",
+            required=True,
+            help="dataset folder with metadata.csv (repeatable)",
+        )
+        sub.add_argument("--identities", type=int, help="at most N identities per species")
+        sub.add_argument("--max-per-identity", type=int, help="at most N images per identity")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--device", help="torch device (default: cuda when available)")
+    sub.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    from reid.train import TrainConfig  # its defaults are the CLI's
 
     train = commands.add_parser("train", help="train or fine-tune a model")
-    common(train)
+    _add_common_arguments(train)
     train.add_argument("--out", required=True, help="run folder")
     train.add_argument("--mode", choices=("cached", "full"), default="cached")
     train.add_argument("--backbone", default=TrainConfig.backbone)
@@ -302,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=command_train)
 
+
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="evaluate on a dataset")
-    common(evaluate)
+    _add_common_arguments(evaluate)
     evaluate.add_argument("--model", default="imagenet")
     evaluate.add_argument(
         "--protocol",
@@ -324,15 +335,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=command_eval)
 
+
+def _add_embed_parser(commands: argparse._SubParsersAction) -> None:
     embed = commands.add_parser("embed", help="write embeddings to .npz")
-    common(embed)
+    _add_common_arguments(embed)
     embed.add_argument("--model", default="imagenet")
     embed.add_argument("--out", required=True)
     embed.add_argument("--image-size", type=int)
     embed.set_defaults(handler=command_embed)
 
+
+def _add_match_parser(commands: argparse._SubParsersAction) -> None:
     match_parser = commands.add_parser("match", help="rank gallery identities for one image")
-    common(match_parser, data=False)
+    _add_common_arguments(match_parser, data=False)
     match_parser.add_argument("query")
     match_parser.add_argument("gallery")
     match_parser.add_argument("--model", default="imagenet")
@@ -341,7 +356,6 @@ def build_parser() -> argparse.ArgumentParser:
     match_parser.add_argument("--method", choices=METHODS, default="embedding")
     match_parser.add_argument("--local-method", choices=LOCAL_METHODS, default="sift")
     match_parser.set_defaults(handler=command_match)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,39 +95,11 @@ def sighting_create(
     Raises:
         ServiceError: Any photo is unusable, or the sighting lacks a date.
     """
-    if not photos:
-        raise ServiceError("Please add at least one photo.", field="photos")
     viewpoint = viewpoint.strip()
-    if viewpoint and species.viewpoints and viewpoint not in species.viewpoints:
-        raise ServiceError(
-            f"{species} photos are {', '.join(species.viewpoints)}; {viewpoint!r} is none of them.",
-            field="viewpoint",
-        )
-    if len(photos) > settings.MAX_PHOTOS_PER_SIGHTING:
-        raise ServiceError(f"At most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting.")
-
-    decoded = [
-        (
-            photo_read(
-                data=upload.data,
-                filename=upload.filename,
-                max_bytes=settings.MAX_UPLOAD_BYTES,
-                max_pixels=settings.MAX_IMAGE_PIXELS,
-            ),
-            upload.bbox,
-        )
-        for upload in photos
-    ]
-    decoded = [(photo, _bbox_check(photo, bbox)) for photo, bbox in decoded]
-    try:
-        latitude, longitude = validate_coordinates(latitude, longitude)
-    except SchemaError as error:
-        raise ServiceError(f"{str(error).capitalize()}.") from None
-    try:
-        if observed_at is not None:
-            validate_date(observed_at)
-    except SchemaError as error:
-        raise ServiceError(f"{str(error).capitalize()}.", field="observed_at") from None
+    _sighting_request_check(species=species, photos=photos, viewpoint=viewpoint)
+    decoded = _photos_decode(photos)
+    latitude, longitude = _place_check(latitude=latitude, longitude=longitude)
+    _date_check(observed_at)
 
     existing = {
         image.sha256: image
@@ -135,12 +107,7 @@ def sighting_create(
             sha256__in=[photo.sha256 for photo, _ in decoded]
         ).select_related("encounter")
     }
-    fresh: list[tuple[Photo, BBox | None]] = []
-    seen: set[str] = set()
-    for photo, bbox in decoded:
-        if photo.sha256 not in existing and photo.sha256 not in seen:
-            seen.add(photo.sha256)
-            fresh.append((photo, bbox))
+    fresh = _photos_new(decoded, existing)
     result = SightingResult(encounter=None, duplicates=_duplicates(decoded, existing, submitted_by))
     if not fresh:
         return result
@@ -155,16 +122,90 @@ def sighting_create(
     if latitude is None and longitude is None:
         latitude, longitude = first.latitude, first.longitude  # photo_read checked the range
 
+    encounter = Encounter(
+        species=species,
+        observed_at=observed_at,
+        latitude=latitude,
+        longitude=longitude,
+        submitted_by=submitted_by,
+        notes=notes,
+    )
+    _sighting_store(encounter=encounter, fresh=fresh, viewpoint=viewpoint, result=result)
+    return result
+
+
+def _sighting_request_check(
+    *, species: Species, photos: list[UploadedPhoto], viewpoint: str
+) -> None:
+    """Refuse a sighting with no photos, too many, or a viewpoint its species lacks."""
+    if not photos:
+        raise ServiceError("Please add at least one photo.", field="photos")
+    if viewpoint and species.viewpoints and viewpoint not in species.viewpoints:
+        raise ServiceError(
+            f"{species} photos are {', '.join(species.viewpoints)}; {viewpoint!r} is none of them.",
+            field="viewpoint",
+        )
+    if len(photos) > settings.MAX_PHOTOS_PER_SIGHTING:
+        raise ServiceError(f"At most {settings.MAX_PHOTOS_PER_SIGHTING} photos per sighting.")
+
+
+def _photos_decode(photos: list[UploadedPhoto]) -> list[tuple[Photo, BBox | None]]:
+    """Decode every photo, then check every box: an unreadable photo is reported first."""
+    decoded = [
+        (
+            photo_read(
+                data=upload.data,
+                filename=upload.filename,
+                max_bytes=settings.MAX_UPLOAD_BYTES,
+                max_pixels=settings.MAX_IMAGE_PIXELS,
+            ),
+            upload.bbox,
+        )
+        for upload in photos
+    ]
+    return [(photo, _bbox_check(photo, bbox)) for photo, bbox in decoded]
+
+
+def _place_check(
+    *, latitude: float | None, longitude: float | None
+) -> tuple[float | None, float | None]:
+    try:
+        return validate_coordinates(latitude, longitude)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.") from None
+
+
+def _date_check(observed_at: datetime | None) -> None:
+    try:
+        if observed_at is not None:
+            validate_date(observed_at)
+    except SchemaError as error:
+        raise ServiceError(f"{str(error).capitalize()}.", field="observed_at") from None
+
+
+def _photos_new(
+    decoded: list[tuple[Photo, BBox | None]], existing: dict[str, Image]
+) -> list[tuple[Photo, BBox | None]]:
+    """The photos not yet in the catalogue, each once however often it was uploaded."""
+    fresh: list[tuple[Photo, BBox | None]] = []
+    seen: set[str] = set()
+    for photo, bbox in decoded:
+        if photo.sha256 not in existing and photo.sha256 not in seen:
+            seen.add(photo.sha256)
+            fresh.append((photo, bbox))
+    return fresh
+
+
+def _sighting_store(
+    *,
+    encounter: Encounter,
+    fresh: list[tuple[Photo, BBox | None]],
+    viewpoint: str,
+    result: SightingResult,
+) -> None:
+    """Save the encounter with one image and one annotation per photo, all or nothing."""
     try:
         with atomic_with_files() as stored_files:
-            encounter = Encounter(
-                species=species,
-                observed_at=observed_at,
-                latitude=latitude,
-                longitude=longitude,
-                submitted_by=submitted_by,
-                notes=notes,
-            )
             full_clean(encounter)
             encounter.save()
             for photo, bbox in fresh:
@@ -172,7 +213,7 @@ def sighting_create(
                 x, y, w, h = bbox or (0, 0, photo.width, photo.height)
                 annotation = Annotation.objects.create(
                     image=image,
-                    species=species,
+                    species=encounter.species,
                     bbox_x=x,
                     bbox_y=y,
                     bbox_w=w,
@@ -189,7 +230,6 @@ def sighting_create(
             "One of these photos was uploaded by someone else a moment ago; "
             "please submit again to link it."
         ) from None
-    return result
 
 
 def image_thumbnail_create(*, image: Image) -> Image:

@@ -253,3 +253,57 @@ def test_merge_across_species_is_refused() -> None:
             merged=IndividualFactory(),
             merged_by=UserFactory(role="expert"),
         )
+
+
+def _error_messages(response) -> list[str]:  # noqa: ANN001
+    return [str(m) for m in response.context["messages"] if m.level_tag == "error"]
+
+
+def test_undo_with_nothing_to_undo_shows_why_on_the_review_page(client, animal) -> None:  # noqa: ANN001
+    annotation, _ = animal
+    client.force_login(UserFactory(role="expert"))
+    response = client.post(
+        reverse("review-act", args=[annotation.pk]), {"action": "undo"}, follow=True
+    )
+    assert response.redirect_chain == [(reverse("review-annotation", args=[annotation.pk]), 302)]
+    assert _error_messages(response) == ["You have no decision on this animal to undo."]
+
+
+def test_reverting_a_reverted_decision_shows_the_conflict(client, animal) -> None:  # noqa: ANN001
+    annotation, (first, _) = animal
+    expert = UserFactory(role="expert")
+    decision = match_decide(
+        annotation=annotation, verdict="reject", individual=first, decided_by=expert
+    )
+    decision_revert(decision=decision, reverted_by=expert)
+    client.force_login(expert)
+    response = client.post(reverse("decision-revert", args=[decision.pk]), follow=True)
+    assert response.redirect_chain == [(reverse("review-annotation", args=[annotation.pk]), 302)]
+    assert _error_messages(response) == ["This decision was already reverted."]
+
+
+@pytest.mark.django_db
+def test_refused_merge_shows_the_merge_page_again_with_why(client) -> None:  # noqa: ANN001
+    kept, merged = IndividualFactory(), IndividualFactory()  # two species
+    client.force_login(UserFactory(role="expert"))
+    response = client.post(reverse("individual-merge"), {"kept": kept.pk, "merged": merged.pk})
+    assert response.status_code == 200
+    assert _error_messages(response) == ["Merge two different individuals of the same species."]
+    merged.refresh_from_db()
+    assert merged.merged_into is None
+
+
+@pytest.mark.django_db
+def test_reverting_a_merge_twice_shows_the_conflict(client) -> None:  # noqa: ANN001
+    expert = UserFactory(role="expert")
+    kept = IndividualFactory()
+    record = individual_merge(
+        kept=kept, merged=IndividualFactory(species=kept.species), merged_by=expert
+    )
+    client.force_login(expert)
+    url = reverse("merge-revert", args=[record.pk])
+    first = client.post(url, follow=True)
+    assert [str(m) for m in first.context["messages"]] == ["The merge was reverted."]
+    again = client.post(url, follow=True)
+    assert again.redirect_chain == [(reverse("individual-merge"), 302)]
+    assert _error_messages(again) == ["This merge was already reverted."]

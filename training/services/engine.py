@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -22,8 +23,11 @@ from training.services.runs import (
     training_run_progress_save,
     training_run_should_stop,
 )
-from training.services.training_data import run_directory, training_data_export
+from training.services.training_data import TrainingData, run_directory, training_data_export
 from training.services.training_report import json_safe, training_report_build
+
+if TYPE_CHECKING:
+    from reid.train import TrainConfig
 
 Status = TrainingRun.Status
 HISTORY_POINTS = 400
@@ -117,8 +121,7 @@ def training_run_train(*, run: TrainingRun) -> None:
     """
     import torch
 
-    from reid.checkpoint import checkpoint_read
-    from reid.train import CHECKPOINT_NAME, TrainConfig, train
+    from reid.train import CHECKPOINT_NAME, train
 
     directory = run_directory(run=run)
     engine_mode = run.engine_mode or ("full" if torch.cuda.is_available() else "cached")
@@ -131,33 +134,9 @@ def training_run_train(*, run: TrainingRun) -> None:
 
     model_dir = directory / "model"
     checkpoint = model_dir / CHECKPOINT_NAME
-    resume = checkpoint.exists()
-    if resume:
-        epoch = int(checkpoint_read(checkpoint)["epoch"])
-        TrainingRun.objects.filter(pk=run.pk).update(resumed_count=run.resumed_count + 1)
-        run_log(run_id=run.pk, line=f"Resumed from checkpoint after epoch {epoch + 1}.")
-    base = run.base_version
-    config = TrainConfig(
-        data_dirs=data.train_dirs,
-        out_dir=str(model_dir),
-        mode=engine_mode,
-        backbone=base.backbone,
-        pretrained=True,
-        init=None if base.weights == "imagenet" else base.weights,
-        image_size=hp["image_size"],
-        epochs=hp["epochs"],
-        batch_size=hp["batch_size"],
-        lr=hp["lr"],
-        backbone_lr=hp["backbone_lr"],
-        samples_per_epoch=hp["samples_per_epoch"],
-        cached_views=hp["cached_views"],
-        trainable_stages=hp["trainable_stages"],
-        seed=hp["seed"],
-        resume=resume,
-        evaluate=False,
-        validation_dirs=[data.validation_dir] if data.validation_dir else None,
-        # Runs queued before early stopping existed have no patience of their own.
-        patience=hp.get("patience", COMMON_DEFAULTS["patience"]) if data.validation_dir else None,
+    resume = _checkpoint_resume(run=run, checkpoint=checkpoint)
+    config = _train_config(
+        run=run, data=data, model_dir=model_dir, engine_mode=engine_mode, resume=resume
     )
     progress = _Progress(run, validates=bool(data.validation_dir))
     started = time.monotonic()
@@ -191,6 +170,55 @@ def training_run_train(*, run: TrainingRun) -> None:
         "hyperparameters": hp,
         "data": data.counts,
     }
+    _run_succeed(run=run, report=report)
+
+
+def _checkpoint_resume(*, run: TrainingRun, checkpoint: Path) -> bool:
+    """Whether the run resumes from its checkpoint (a worker died); counted and logged."""
+    from reid.checkpoint import checkpoint_read
+
+    if not checkpoint.exists():
+        return False
+    epoch = int(checkpoint_read(checkpoint)["epoch"])
+    TrainingRun.objects.filter(pk=run.pk).update(resumed_count=run.resumed_count + 1)
+    run_log(run_id=run.pk, line=f"Resumed from checkpoint after epoch {epoch + 1}.")
+    return True
+
+
+def _train_config(
+    *, run: TrainingRun, data: TrainingData, model_dir: Path, engine_mode: str, resume: bool
+) -> TrainConfig:
+    """The ``reid.train`` configuration of the run: its base version, hyperparameters and
+    exported data; early stopping when the data has a validation set."""
+    from reid.train import TrainConfig
+
+    base = run.base_version
+    hp = run.hyperparameters
+    return TrainConfig(
+        data_dirs=data.train_dirs,
+        out_dir=str(model_dir),
+        mode=engine_mode,
+        backbone=base.backbone,
+        pretrained=True,
+        init=None if base.weights == "imagenet" else base.weights,
+        image_size=hp["image_size"],
+        epochs=hp["epochs"],
+        batch_size=hp["batch_size"],
+        lr=hp["lr"],
+        backbone_lr=hp["backbone_lr"],
+        samples_per_epoch=hp["samples_per_epoch"],
+        cached_views=hp["cached_views"],
+        trainable_stages=hp["trainable_stages"],
+        seed=hp["seed"],
+        resume=resume,
+        evaluate=False,
+        validation_dirs=[data.validation_dir] if data.validation_dir else None,
+        # Runs queued before early stopping existed have no patience of their own.
+        patience=hp.get("patience", COMMON_DEFAULTS["patience"]) if data.validation_dir else None,
+    )
+
+
+def _run_succeed(*, run: TrainingRun, report: dict[str, Any]) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(
         status=Status.SUCCEEDED,
         progress=100,

@@ -52,13 +52,9 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
     ``2 * VALIDATION_MIN_INDIVIDUALS`` held-out individuals, a third of them (at least
     ``VALIDATION_MIN_INDIVIDUALS``) become the early-stopping set instead.
     """
-    from reid.data import Record, subset_records, write_metadata
-    from reid.splits import disjoint_identity_split
-
     manifest_path = directory / "manifest.json"
     if manifest_path.exists():
         return TrainingData(**json.loads(manifest_path.read_text()))
-    hp = run.hyperparameters
     others = (
         Species.objects.exclude(pk=run.species_id)
         .filter(annotations__individual__isnull=False)
@@ -67,86 +63,136 @@ def training_data_export(*, run: TrainingRun, directory: Path) -> TrainingData:
     )
     data = TrainingData(train_dirs=[], held_out_dirs={}, names={})
     for species in [run.species, *others]:
-        is_target = species.pk == run.species_id
-        annotations = list(
-            Annotation.objects.filter(species=species, individual__isnull=False)
-            .select_related("image", "individual")
-            .order_by("pk")
-        )
-        by_record: dict[str, Annotation] = {}
-        records = []
-        for annotation in annotations:
-            record = Record(
-                image_id=f"a{annotation.pk}",
-                identity=annotation.individual.code,
-                species=species.slug,
-                viewpoint=annotation.viewpoint,
-                path=str(directory / species.slug / "images" / f"{annotation.pk}.jpg"),
-                encounter=f"e{annotation.image.encounter_id}",
-                dataset=species.slug,
-            )
-            by_record[record.image_id] = annotation
-            records.append(record)
-        records = subset_records(
-            records,
-            min_per_identity=2,
-            seed=hp["seed"],
-            identities=hp["max_individuals"] if is_target else hp["original_max_individuals"],
-            max_per_identity=(
-                hp["images_per_individual"] if is_target else hp["original_images_per_individual"]
-            ),
-        )
-        identities = len({r.identity for r in records})
-        if identities < 3:
-            if is_target:
-                raise ValueError(f"{species} has only {identities} individual(s) with 2+ photos.")
+        records, by_record = _species_records(species=species, directory=directory)
+        sides = _species_sides(run=run, species=species, records=records)
+        if sides is None:
             continue
-        fraction = max(hp["validation_fraction"], 2 / identities)
-        split = disjoint_identity_split(records, test_fraction=fraction, seed=hp["seed"])
-        held = subset_records(
-            split.test,
-            identities=hp["eval_max_individuals"],
-            max_per_identity=hp["eval_images_per_individual"],
-            min_per_identity=2,
-            seed=hp["seed"],
-        )
-        validation = []
-        if is_target:
-            validation, held = _validation_split(held, seed=hp["seed"])
-        with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
-        train = split.train if (is_target or with_original) else []
-        if is_target and not train:
-            raise ValueError(
-                f"No {species} individuals are left to train on after holding some out."
-            )
+        train, held, validation = sides
         for record in [*train, *held, *validation]:
             _crop_write(by_record[record.image_id], Path(record.path))
-        if validation:
-            write_metadata(validation, directory / f"validation-{species.slug}")
-            data.validation_dir = str(directory / f"validation-{species.slug}")
-        if train:
-            write_metadata(train, directory / f"train-{species.slug}")
-            data.train_dirs.append(str(directory / f"train-{species.slug}"))
-        if held:
-            write_metadata(held, directory / f"held-{species.slug}")
-            data.held_out_dirs[species.slug] = str(directory / f"held-{species.slug}")
-        data.names[species.slug] = species.name
-        data.counts[species.name] = {
-            "train_images": len(train),
-            "train_individuals": len({r.identity for r in train}),
-            "held_out_images": len(held),
-            "held_out_individuals": len({r.identity for r in held}),
-            **(
-                {
-                    "validation_images": len(validation),
-                    "validation_individuals": len({r.identity for r in validation}),
-                }
-                if validation
-                else {}
-            ),
-        }
+        _species_folders_write(
+            data=data,
+            species=species,
+            directory=directory,
+            train=train,
+            held=held,
+            validation=validation,
+        )
     manifest_path.write_text(json.dumps(data.__dict__, indent=2))
     return data
+
+
+def _species_records(*, species: Species, directory: Path) -> tuple[list, dict[str, Annotation]]:
+    """The species' identified annotations as records whose crops go under ``directory``, and
+    the annotation of each record by its ``image_id``."""
+    from reid.data import Record
+
+    annotations = (
+        Annotation.objects.filter(species=species, individual__isnull=False)
+        .select_related("image", "individual")
+        .order_by("pk")
+    )
+    by_record: dict[str, Annotation] = {}
+    records = []
+    for annotation in annotations:
+        record = Record(
+            image_id=f"a{annotation.pk}",
+            identity=annotation.individual.code,
+            species=species.slug,
+            viewpoint=annotation.viewpoint,
+            path=str(directory / species.slug / "images" / f"{annotation.pk}.jpg"),
+            encounter=f"e{annotation.image.encounter_id}",
+            dataset=species.slug,
+        )
+        by_record[record.image_id] = annotation
+        records.append(record)
+    return records, by_record
+
+
+def _species_sides(
+    *, run: TrainingRun, species: Species, records: list
+) -> tuple[list, list, list] | None:
+    """The species' (train, held-out, validation) records; None for another species with
+    too few individuals to measure.
+
+    Raises:
+        ValueError: The run's own species has too few individuals to train and measure.
+    """
+    from reid.data import subset_records
+    from reid.splits import disjoint_identity_split
+
+    hp = run.hyperparameters
+    is_target = species.pk == run.species_id
+    records = subset_records(
+        records,
+        min_per_identity=2,
+        seed=hp["seed"],
+        identities=hp["max_individuals"] if is_target else hp["original_max_individuals"],
+        max_per_identity=(
+            hp["images_per_individual"] if is_target else hp["original_images_per_individual"]
+        ),
+    )
+    identities = len({r.identity for r in records})
+    if identities < 3:
+        if is_target:
+            raise ValueError(f"{species} has only {identities} individual(s) with 2+ photos.")
+        return None
+    fraction = max(hp["validation_fraction"], 2 / identities)
+    split = disjoint_identity_split(records, test_fraction=fraction, seed=hp["seed"])
+    held = subset_records(
+        split.test,
+        identities=hp["eval_max_individuals"],
+        max_per_identity=hp["eval_images_per_individual"],
+        min_per_identity=2,
+        seed=hp["seed"],
+    )
+    validation = []
+    if is_target:
+        validation, held = _validation_split(held, seed=hp["seed"])
+    with_original = run.mode == TrainingRun.Mode.WITH_ORIGINAL_DATA
+    train = split.train if (is_target or with_original) else []
+    if is_target and not train:
+        raise ValueError(f"No {species} individuals are left to train on after holding some out.")
+    return train, held, validation
+
+
+def _species_folders_write(
+    *,
+    data: TrainingData,
+    species: Species,
+    directory: Path,
+    train: list,
+    held: list,
+    validation: list,
+) -> None:
+    """Write the species' non-empty sides as ``metadata.csv`` folders and record them and
+    their counts in ``data``."""
+    from reid.data import write_metadata
+
+    if validation:
+        write_metadata(validation, directory / f"validation-{species.slug}")
+        data.validation_dir = str(directory / f"validation-{species.slug}")
+    if train:
+        write_metadata(train, directory / f"train-{species.slug}")
+        data.train_dirs.append(str(directory / f"train-{species.slug}"))
+    if held:
+        write_metadata(held, directory / f"held-{species.slug}")
+        data.held_out_dirs[species.slug] = str(directory / f"held-{species.slug}")
+    data.names[species.slug] = species.name
+    data.counts[species.name] = {
+        "train_images": len(train),
+        "train_individuals": len({r.identity for r in train}),
+        "held_out_images": len(held),
+        "held_out_individuals": len({r.identity for r in held}),
+        **(
+            {
+                "validation_images": len(validation),
+                "validation_individuals": len({r.identity for r in validation}),
+            }
+            if validation
+            else {}
+        ),
+    }
 
 
 def _validation_split(held: list, *, seed: int) -> tuple[list, list]:

@@ -49,50 +49,24 @@ def training_report_build(
     local features and the fused ranking, plus the ranking method that wins on the run's
     species. Every number is the app's shortlist ranking under the honest protocol of
     ``reid.evaluation`` (the query's own encounter is never in the gallery)."""
-    from reid.data import load_records
-    from reid.evaluation import PairMatcher
-    from reid.inference import load_model
-    from reid.ranking import EMBEDDING, FUSED, LOCAL
-
     base: ModelVersion = run.base_version
-    embedders = {
-        "candidate": load_model(str(model_path), image_size=image_size),
-        "current": model_version_embedder(version=base),  # with its compaction, if any
-    }
-    if base.weights != "imagenet":
-        embedders["zero_shot"] = load_model("imagenet")
+    embedders = _report_embedders(base=base, model_path=model_path, image_size=image_size)
     local_method = species_model_setting(species=run.species).local_method
-    per_species: dict[str, Any] = {}
-    for slug, folder in data.held_out_dirs.items():
-        records = load_records(folder)
-        rows = {}
-        for name, embedder in embedders.items():
-            vectors = embedder.embed_records(records)
-            if name == "candidate":
-                ranked = _honest(
-                    records, vectors, (EMBEDDING, LOCAL, FUSED), PairMatcher(records, local_method)
-                )
-                rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL], fused=ranked[FUSED])
-            else:
-                rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
-        rows.setdefault("zero_shot", rows["current"])
-        per_species[data.names[slug]] = {
-            "new_species": slug == run.species.slug,
-            "held_out_images": len(records),
-            "held_out_individuals": len({r.identity for r in records}),
-            "local_method": local_method,
-            **rows,
-        }
+    per_species = {
+        data.names[slug]: _species_measure(
+            folder=folder,
+            embedders=embedders,
+            local_method=local_method,
+            new_species=slug == run.species.slug,
+        )
+        for slug, folder in data.held_out_dirs.items()
+    }
     target = per_species[run.species.name]
     methods = {
         "fused": target["fused"]["top1"],
         "embedding": target["candidate"]["top1"],
         "local": target["local"]["top1"],
     }
-    # A fusion is recommended only when it is at least as good as the best single method.
-    recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
-    if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
-        recommended = "fused"
     candidate = embedders["candidate"]
     rankings = {
         "candidate": "candidate",
@@ -120,7 +94,7 @@ def training_report_build(
         "after": {k: target["candidate"][k] for k in ("top1", "top5", "mAP")},
         "zero_shot": {k: target["zero_shot"][k] for k in ("top1", "top5", "mAP")},
         "ranking_method_top1": methods,
-        "recommended_ranking_method": recommended,
+        "recommended_ranking_method": _recommended_method(methods),
         "forgetting": {
             name: {
                 "before": s["current"]["top1"],
@@ -140,6 +114,59 @@ def training_report_build(
         "protocol": "honest leave-one-out on held-out individuals (disjoint from training): "
         "the app's shortlist ranking, the query's own encounter never in the gallery",
     }
+
+
+def _report_embedders(*, base: ModelVersion, model_path: Path, image_size: int) -> dict:
+    """The models compared: the candidate, the base version and, unless the base is
+    ImageNet's already, the zero-shot ImageNet backbone."""
+    from reid.inference import load_model
+
+    embedders = {
+        "candidate": load_model(str(model_path), image_size=image_size),
+        "current": model_version_embedder(version=base),  # with its compaction, if any
+    }
+    if base.weights != "imagenet":
+        embedders["zero_shot"] = load_model("imagenet")
+    return embedders
+
+
+def _species_measure(
+    *, folder: str, embedders: dict, local_method: str, new_species: bool
+) -> dict[str, Any]:
+    """One species' held-out accuracy for every model, and for the candidate's local features
+    and fused ranking; zero-shot is the current model's when the base is ImageNet's."""
+    from reid.data import load_records
+    from reid.evaluation import PairMatcher
+    from reid.ranking import EMBEDDING, FUSED, LOCAL
+
+    records = load_records(folder)
+    rows = {}
+    for name, embedder in embedders.items():
+        vectors = embedder.embed_records(records)
+        if name == "candidate":
+            ranked = _honest(
+                records, vectors, (EMBEDDING, LOCAL, FUSED), PairMatcher(records, local_method)
+            )
+            rows.update(candidate=ranked[EMBEDDING], local=ranked[LOCAL], fused=ranked[FUSED])
+        else:
+            rows[name] = _honest(records, vectors, (EMBEDDING,))[EMBEDDING]
+    rows.setdefault("zero_shot", rows["current"])
+    return {
+        "new_species": new_species,
+        "held_out_images": len(records),
+        "held_out_individuals": len({r.identity for r in records}),
+        "local_method": local_method,
+        **rows,
+    }
+
+
+def _recommended_method(methods: dict[str, float | None]) -> str:
+    """The method with the best top-1; a fusion only when it is at least as good as the best
+    single method."""
+    recommended = max(("embedding", "local"), key=lambda name: methods[name] or 0.0)
+    if (methods["fused"] or 0.0) >= (methods[recommended] or 0.0):
+        recommended = "fused"
+    return recommended
 
 
 def json_safe(value: Any) -> Any:

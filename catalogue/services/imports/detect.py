@@ -104,25 +104,13 @@ def dataset_file_plan(
     if file_format not in FORMATS:
         raise ServiceError(f"Unknown format {file_format!r}; expected one of {', '.join(FORMATS)}.")
     if file_format == "zip":
-        target = extract_dir or Path(tempfile.mkdtemp(prefix="wildweb-import-"))
-        try:
-            root = dataset_root(archive_unpack(path=path, target=target))
-            layout, document = archive_layout(root)
-            if layout == "folders":
-                return folders_plan(root=root, species=species, source=str(path), **limits)
-            plan = dataset_file_plan(
-                path=document,
-                species=species,
-                image_root=root,
-                min_confidence=min_confidence,
-                **limits,
-            )
-        except BaseException:
-            if extract_dir is None:
-                shutil.rmtree(target, ignore_errors=True)
-            raise
-        plan.source = f"{path} ({document.name})"
-        return plan
+        return _archive_plan(
+            path=path,
+            species=species,
+            extract_dir=extract_dir,
+            min_confidence=min_confidence,
+            **limits,
+        )
     if file_format == "csv":
         metadata = path / "metadata.csv" if path.is_dir() else path
         return dataset_plan(
@@ -147,6 +135,38 @@ def dataset_file_plan(
         min_confidence=min_confidence,
         follow_links=follow_links,
     )
+
+
+def _archive_plan(
+    *,
+    path: Path,
+    species: Species,
+    extract_dir: Path | None,
+    min_confidence: float,
+    max_individuals: int | None,
+    images_per_individual: int | None,
+) -> ImportPlan:
+    """Unpack a ZIP and plan the dataset inside it; a temporary folder goes if planning fails."""
+    limits = {"max_individuals": max_individuals, "images_per_individual": images_per_individual}
+    target = extract_dir or Path(tempfile.mkdtemp(prefix="wildweb-import-"))
+    try:
+        root = dataset_root(archive_unpack(path=path, target=target))
+        layout, document = archive_layout(root)
+        if layout == "folders":
+            return folders_plan(root=root, species=species, source=str(path), **limits)
+        plan = dataset_file_plan(
+            path=document,
+            species=species,
+            image_root=root,
+            min_confidence=min_confidence,
+            **limits,
+        )
+    except BaseException:
+        if extract_dir is None:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    plan.source = f"{path} ({document.name})"
+    return plan
 
 
 def import_folder_remove(*, path: Path) -> None:
