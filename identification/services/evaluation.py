@@ -31,6 +31,7 @@ from reid.evaluation import (
     shortlist_metrics,
     threshold_select,
 )
+from reid.fusion import FusionCalibrator
 from reid.method_selection import method_select
 from reid.ranking import NEEDS_LOCAL, Candidate, rank
 from wildweb.errors import ServiceError
@@ -261,13 +262,44 @@ def species_calibrate(
         [(s.truth, rank(s.candidates, method, calibrator)) for s in known],
         [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
     )
+    _choice_store(
+        setting=setting, selection=selection, calibrator=calibrator, threshold=open_set["threshold"]
+    )
+    # The animals waiting for review keep the score the old ranking stored; re-rank them so a
+    # sighting's photos are ordered, combined and flagged by the ranking adopted now.
+    species_identifications_refresh(species_id=species.pk)
+    return {
+        "species": species.name,
+        "model_version": setting.model_version.name,
+        "local_method": setting.local_method,
+        "protocol": PROTOCOL,
+        "pairs": selection["pairs"],
+        "same_pairs": selection["same_pairs"],
+        "calibration": setting.calibration,
+        "top1": selection["top1"],
+        "top1_se": selection["metrics"][method]["top1_se"],
+        "ranking_method": method,
+        "decision": selection["reason"],
+        "open_set": open_set,
+    }
+
+
+def _choice_store(
+    *,
+    setting: SpeciesModel,
+    selection: dict,
+    calibrator: FusionCalibrator | None,
+    threshold: float | None,
+) -> None:
+    """Store the chosen method, its calibration and threshold, and what the choice measured."""
+    method = selection["method"]
     chosen = selection["metrics"][method]
     setting.ranking_method = method
     setting.calibration = (
         {**calibrator.to_dict(), "local_method": setting.local_method} if calibrator else {}
     )
     setting.calibration_version = setting.model_version
-    setting.new_individual_threshold = open_set["threshold"]
+    setting.new_individual_threshold = threshold
     setting.method_choice = {
         "method": method,
         "top1": chosen["top1"],
@@ -290,20 +322,3 @@ def species_calibrate(
             "method_chosen_at",
         ]
     )
-    # The animals waiting for review keep the score the old ranking stored; re-rank them so a
-    # sighting's photos are ordered, combined and flagged by the ranking adopted now.
-    species_identifications_refresh(species_id=species.pk)
-    return {
-        "species": species.name,
-        "model_version": setting.model_version.name,
-        "local_method": setting.local_method,
-        "protocol": PROTOCOL,
-        "pairs": selection["pairs"],
-        "same_pairs": selection["same_pairs"],
-        "calibration": setting.calibration,
-        "top1": selection["top1"],
-        "top1_se": chosen["top1_se"],
-        "ranking_method": method,
-        "decision": selection["reason"],
-        "open_set": open_set,
-    }
