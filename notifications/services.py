@@ -146,6 +146,7 @@ def notify_import_finished(
     )
 
 
+@transaction.atomic
 def notification_preference_update(
     *,
     user: AbstractBaseUser,
