@@ -311,8 +311,8 @@ def _notify(
 
 
 def _email_queue(*, notification_ids: list[int]) -> int:
-    """Hand e-mails to the broker, marking each one handed over; with the broker down the rest
-    stay unmarked for the sweep.
+    """Hand e-mails to the broker, stamping each one handed over; with the broker down the
+    rest stay unstamped for the sweep. One a worker is sending right now is left alone.
 
     Returns:
         How many were handed over.
@@ -320,13 +320,22 @@ def _email_queue(*, notification_ids: list[int]) -> int:
     from notifications.tasks import notification_email_task
     from wildweb.jobs import task_send
 
-    queued = 0
-    for notification_id in notification_ids:
+    with transaction.atomic():
+        # Stamped before the send: once sent, a worker may hold the row for as long as the mail
+        # server takes, and the web process must not wait for that.
+        ids = list(
+            Notification.objects.filter(pk__in=notification_ids)
+            .select_for_update(skip_locked=True)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+        )
+        Notification.objects.filter(pk__in=ids).update(email_queued_at=timezone.now())
+    for position, notification_id in enumerate(ids):
         if not task_send(notification_email_task, notification_id):
-            break  # the broker is down; the rest would fail the same way
-        Notification.objects.filter(pk=notification_id).update(email_queued_at=timezone.now())
-        queued += 1
-    return queued
+            # The broker is down; the rest would fail the same way.
+            Notification.objects.filter(pk__in=ids[position:]).update(email_queued_at=None)
+            return position
+    return len(ids)
 
 
 def _email_wanted(*, user: AbstractBaseUser, kind: str) -> bool:
