@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Notification(models.Model):
@@ -30,12 +31,33 @@ class Notification(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     read_at = models.DateTimeField(null=True, blank=True)
+    # The e-mail is a job like any other: wanted (the person's wish when the notification was
+    # made), handed to the broker, then sent or given up; the job sweep sends again what is
+    # wanted and neither (``notification_emails_recover``).
+    email_wanted = models.BooleanField(default=False)
+    email_queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last handed to the broker (first send, retry, sweep)."
+    )
+    email_tries = models.PositiveSmallIntegerField(default=0, help_text="Failed tries so far.")
     emailed_at = models.DateTimeField(null=True, blank=True)
+    email_failed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Given up: the address was refused or tries ran out."
+    )
     email_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["user", "read_at"])]
+        indexes = [
+            models.Index(fields=["user", "read_at"]),
+            # The sweep's question, asked every JOBS_SWEEP_SECONDS of a table that only grows.
+            models.Index(
+                fields=["created_at"],
+                name="notification_email_pending",
+                condition=Q(
+                    email_wanted=True, emailed_at__isnull=True, email_failed_at__isnull=True
+                ),
+            ),
+        ]
         constraints = [
             # Matching again or re-deciding the same thing does not tell anyone twice; the
             # link tells imports (which name no encounter or individual) apart.

@@ -6,19 +6,22 @@ plain values: this app builds on the catalogue only, never on identification. Bo
 notifications in the caller's transaction and queue their e-mails once it commits, so a
 decision that rolls back tells nobody. E-mails are sent by a worker
 (``notifications.tasks.notification_email_task``), never by the web process, so a slow or
-absent mail server delays only the mail.
+absent mail server delays only the mail; the job sweep sends again an e-mail whose message
+never reached the broker or was lost in it (:func:`notification_emails_recover`).
 """
 
 from __future__ import annotations
 
 import logging
 import smtplib
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,6 +33,8 @@ from wildweb.errors import full_clean
 
 logger = logging.getLogger(__name__)
 Kind = Notification.Kind
+# An e-mail made this recently may still be on its way to the broker (on_commit is running).
+SEND_GRACE = timedelta(seconds=10)
 
 
 def notify_candidates_ready(*, encounter_id: int, probably_new: bool) -> None:
@@ -146,6 +151,7 @@ def notify_import_finished(
     )
 
 
+@transaction.atomic
 def notification_preference_update(
     *,
     user: AbstractBaseUser,
@@ -178,17 +184,72 @@ class MailServerUnavailable(Exception):
 
 
 def notification_email_send(*, notification_id: int) -> None:
-    """E-mail one notification if its person wants that and has an address.
+    """E-mail one notification if its person still wants that and has an address.
+
+    The notification's row stays locked while the mail server is talked to (``EMAIL_TIMEOUT``
+    bounds that), so a duplicate task, e.g. one the sweep sent again, skips it instead of
+    mailing twice. A refused address, or a mail server still unreachable after
+    ``EMAIL_MAX_RETRIES`` retries, gives the e-mail up with the reason.
 
     Raises:
         MailServerUnavailable: the server could not be reached or dropped the connection; the
             reason is recorded on the notification and the task retries.
     """
-    notification = Notification.objects.select_related("user").filter(pk=notification_id).first()
-    if notification is None or notification.emailed_at:
-        return
-    if not _email_wanted(user=notification.user, kind=notification.kind):
-        return
+    with transaction.atomic():
+        notification = (
+            Notification.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("user")
+            .filter(pk=notification_id, emailed_at__isnull=True, email_failed_at__isnull=True)
+            .first()
+        )
+        if notification is None:
+            return  # sent, given up, or being sent by another worker right now
+        if not _email_wanted(user=notification.user, kind=notification.kind):
+            Notification.objects.filter(pk=notification.pk).update(email_wanted=False)
+            return  # the wish or the address was withdrawn since
+        try:
+            _email_deliver(notification=notification)
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as error:
+            # The server answered and refused this address: trying again would not help.
+            _email_failure_record(notification=notification, error=error, give_up=True)
+            return
+        except OSError as error:  # smtplib's errors are OSErrors too: refused, timed out, dropped
+            give_up = notification.email_tries >= settings.EMAIL_MAX_RETRIES
+            _email_failure_record(notification=notification, error=error, give_up=give_up)
+            if give_up:
+                return
+            unavailable = error
+        else:
+            Notification.objects.filter(pk=notification.pk).update(
+                emailed_at=timezone.now(), email_error=""
+            )
+            return
+    # Raised once the failure is committed: the task's retry must not roll the reason back.
+    raise MailServerUnavailable(str(unavailable)) from unavailable
+
+
+def notification_emails_recover() -> int:
+    """The sweep's part for e-mails: send again those wanted, neither sent nor given up.
+
+    Those never handed to the broker (it was down) and those handed over longer than
+    ``JOBS_RESEND_SECONDS`` ago (a message lost inside Redis, a worker killed between tries).
+
+    Returns:
+        How many were sent.
+    """
+    now = timezone.now()
+    pending = Notification.objects.filter(
+        email_wanted=True, emailed_at__isnull=True, email_failed_at__isnull=True
+    ).filter(
+        Q(email_queued_at__isnull=True, created_at__lt=now - SEND_GRACE)
+        | Q(email_queued_at__lt=now - timedelta(seconds=settings.JOBS_RESEND_SECONDS))
+    )
+    return _email_queue(
+        notification_ids=list(pending.order_by("created_at").values_list("pk", flat=True)[:500])
+    )
+
+
+def _email_deliver(*, notification: Notification) -> None:
     link = f"{settings.SITE_URL.rstrip('/')}{notification.link}" if notification.link else ""
     preferences = f"{settings.SITE_URL.rstrip('/')}{reverse('notification-preferences')}"
     body = (
@@ -196,29 +257,29 @@ def notification_email_send(*, notification_id: int) -> None:
         + (f"See it here: {link}\n\n" if link else "")
         + f"You get this e-mail because of your Wildweb settings: {preferences}\n"
     )
-    try:
-        send_mail(
-            subject=f"Wildweb: {notification.get_kind_display().lower()}",
-            message=body,
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=[notification.user.email],
-        )
-    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as error:
-        # The server answered and refused this address: trying again would not help.
-        _email_error_record(notification_id=notification.pk, error=error)
-        return
-    except OSError as error:  # smtplib's errors are OSErrors too: refused, timed out, dropped
-        _email_error_record(notification_id=notification.pk, error=error)
-        raise MailServerUnavailable(str(error)) from error
-    Notification.objects.filter(pk=notification.pk).update(
-        emailed_at=timezone.now(), email_error=""
+    send_mail(
+        subject=f"Wildweb: {notification.get_kind_display().lower()}",
+        message=body,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[notification.user.email],
     )
 
 
-def _email_error_record(*, notification_id: int, error: Exception) -> None:
-    logger.warning("E-mail of notification %s failed: %s", notification_id, error)
+def _email_failure_record(*, notification: Notification, error: Exception, give_up: bool) -> None:
+    logger.warning(
+        "E-mail of notification %s failed%s: %s",
+        notification.pk,
+        "; given up" if give_up else "",
+        error,
+    )
+    now = timezone.now()
     message = str(error) or type(error).__name__
-    Notification.objects.filter(pk=notification_id).update(email_error=message[:300])
+    Notification.objects.filter(pk=notification.pk).update(
+        email_error=message[:300],
+        email_tries=F("email_tries") + 1,
+        # A retry is handed to the broker now: the sweep leaves it to the task meanwhile.
+        **({"email_failed_at": now} if give_up else {"email_queued_at": now}),
+    )
 
 
 def _notify(
@@ -230,6 +291,7 @@ def _notify(
     encounter: Encounter | None = None,
     individual: Individual | None = None,
 ) -> Notification | None:
+    user = get_user_model().objects.filter(pk=user_id).only("email").first()
     try:
         with transaction.atomic():  # a savepoint: a repeat must not break the caller's work
             notification = Notification.objects.create(
@@ -239,21 +301,41 @@ def _notify(
                 link=link,
                 encounter=encounter,
                 individual=individual,
+                email_wanted=user is not None and _email_wanted(user=user, kind=kind),
             )
     except IntegrityError:
         return None  # told already (matching ran again, or a decision was redone)
-    transaction.on_commit(lambda: _email_queue(notification=notification))
+    if notification.email_wanted:
+        transaction.on_commit(lambda: _email_queue(notification_ids=[notification.pk]))
     return notification
 
 
-def _email_queue(*, notification: Notification) -> None:
-    """Queue the e-mail if one is wanted; checking here keeps the broker free of no-ops."""
+def _email_queue(*, notification_ids: list[int]) -> int:
+    """Hand e-mails to the broker, stamping each one handed over; with the broker down the
+    rest stay unstamped for the sweep. One a worker is sending right now is left alone.
+
+    Returns:
+        How many were handed over.
+    """
     from notifications.tasks import notification_email_task
     from wildweb.jobs import task_send
 
-    user = get_user_model().objects.filter(pk=notification.user_id).only("email").first()
-    if user is not None and _email_wanted(user=user, kind=notification.kind):
-        task_send(notification_email_task, notification.pk)
+    with transaction.atomic():
+        # Stamped before the send: once sent, a worker may hold the row for as long as the mail
+        # server takes, and the web process must not wait for that.
+        ids = list(
+            Notification.objects.filter(pk__in=notification_ids)
+            .select_for_update(skip_locked=True)
+            .order_by("created_at", "pk")
+            .values_list("pk", flat=True)
+        )
+        Notification.objects.filter(pk__in=ids).update(email_queued_at=timezone.now())
+    for position, notification_id in enumerate(ids):
+        if not task_send(notification_email_task, notification_id):
+            # The broker is down; the rest would fail the same way.
+            Notification.objects.filter(pk__in=ids[position:]).update(email_queued_at=None)
+            return position
+    return len(ids)
 
 
 def _email_wanted(*, user: AbstractBaseUser, kind: str) -> bool:

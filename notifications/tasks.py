@@ -1,8 +1,9 @@
 """Celery tasks of notifications (queue ``default``): thin service wrappers.
 
 An unreachable mail server is transient: the task retries with growing pauses
-(``EMAIL_RETRY_MAX_SECONDS`` between tries at most, ``EMAIL_MAX_RETRIES`` tries), and the last
-reason stays on the notification.
+(``EMAIL_RETRY_MAX_SECONDS`` between tries at most, ``EMAIL_MAX_RETRIES`` retries), and the last
+reason stays on the notification. The tries are also counted on the notification, which the
+service gives up after the last retry, so the job sweep's resends add no tries.
 """
 
 from __future__ import annotations

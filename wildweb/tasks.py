@@ -21,8 +21,8 @@ def jobs_sweep() -> dict[str, int]:
     """Send again every job the database says is pending but no live worker will run.
 
     Embedding jobs, searches, thumbnails, training runs, imports, promotions waiting for their
-    re-embedding and species waiting for their ranking method to be chosen; each part is
-    idempotent (claims are conditional), so a duplicate is harmless.
+    re-embedding, species waiting for their ranking method to be chosen and notification
+    e-mails; each part is idempotent (claims are conditional), so a duplicate is harmless.
 
     Returns:
         How many of each were sent.
@@ -31,6 +31,7 @@ def jobs_sweep() -> dict[str, int]:
     from identification.services.calibration import calibration_jobs_recover
     from identification.services.embedding import embedding_jobs_recover
     from identification.services.matching import identifications_recover
+    from notifications.services import notification_emails_recover
     from training.services.imports import dataset_imports_recover
     from training.services.promotion import promotions_switch_check
     from training.services.runs import training_runs_recover
@@ -47,6 +48,7 @@ def jobs_sweep() -> dict[str, int]:
         "promotions_switched": len(promotions_switch_check()),
         "calibrations": calibration_jobs_recover(),
         "imports": dataset_imports_recover(),
+        "notification_emails": notification_emails_recover(),
         "partial_files_removed": partial_files_remove(),
     }
 
