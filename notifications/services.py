@@ -129,7 +129,6 @@ def notify_identity_confirmed(
         )
 
 
-@transaction.atomic
 def notify_import_finished(
     *, user_id: int, import_id: int, species_name: str, result: dict, error: str = ""
 ) -> None:
