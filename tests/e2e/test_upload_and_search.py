@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 
 from catalogue.models import Encounter
-from tests.factories import IndividualFactory, SpeciesFactory, UserFactory
+from tests.factories import IndividualFactory, SpeciesFactory, UserFactory, confirmed_sighting
 from tests.helpers import jpeg_bytes
 
 DROP_FILES = """([dropzone, files]) => {
@@ -83,7 +83,10 @@ def test_upload_without_a_date_shows_a_clear_error(live_server, new_page) -> Non
 
 
 def test_search_updates_as_you_type(live_server, new_page, screenshot) -> None:
-    IndividualFactory(species=SpeciesFactory(name="Lynx"), code="LX-07", name="Mira")
+    # Public: an individual is searchable once it has a confirmed photo.
+    confirmed_sighting(
+        individual=IndividualFactory(species=SpeciesFactory(name="Lynx"), code="LX-07", name="Mira")
+    )
     page = new_page()
     page.goto(f"{live_server.url}/search/")
     page.locator("#q").press_sequentially("mir", delay=30)
