@@ -121,7 +121,7 @@ def test_worker_without_the_media_root_embeds_and_matches_from_the_object_store(
     )
     try:
         chimps, plan = import_species(shared_datasets, "chimp_faces_demo", "Chimpanzee", 2, 2)
-        wait_until(lambda: EmbeddingJob.objects.filter(state="done").count() == 4, timeout=180)
+        wait_until(lambda: EmbeddingJob.objects.filter(state="done").count() == 4, timeout=300)
         identity = plan.new_individuals[0]
         photo = held_back_photo(shared_datasets / "chimp_faces_demo" / "metadata.csv", identity, 3)
         uploader = UserFactory(role="volunteer")
@@ -141,11 +141,13 @@ def test_worker_without_the_media_root_embeds_and_matches_from_the_object_store(
         query = Annotation.objects.get(image__original_filename=photo.name)
         wait_until(
             lambda: Identification.objects.filter(annotation=query, state="ready").exists(),
-            timeout=180,
+            timeout=300,
         )
         image = Image.objects.get(pk=query.image_id)
-        wait_until(lambda: Image.objects.get(pk=image.pk).thumbnail, timeout=60)
+        wait_until(lambda: Image.objects.get(pk=image.pk).thumbnail, timeout=120)
         image.refresh_from_db()
+    except AssertionError as error:  # a wait ran out: what the worker was doing
+        raise AssertionError(f"{error}\n{worker.log()[-4000:]}") from None
     finally:
         worker.stop()
 
