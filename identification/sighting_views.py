@@ -14,6 +14,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
@@ -119,28 +121,37 @@ def my_sightings(request: HttpRequest) -> HttpResponse:
 def media_file(request: HttpRequest, path: str) -> HttpResponse:
     """A stored photo or thumbnail, to whoever may see the page it is on (else 404).
 
-    Django streams the file when ``SERVE_MEDIA`` is on; otherwise the proxy sends it, told by
-    ``X-Accel-Redirect`` (nginx, an ``internal`` location) or ``X-Sendfile``.
+    Django streams it from the photo storage (the file system or the object store) when
+    ``SERVE_MEDIA`` is on, and always with an object store; with ``SERVE_MEDIA`` off and the
+    file system, the proxy sends it, told by ``X-Accel-Redirect`` (nginx, an ``internal``
+    location) or ``X-Sendfile``.
     """
     image = image_visible_to(user=request.user, name=path)
     if image is None:
         raise Http404("There is no photo here, or it is not public.")
+    content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    if settings.SERVE_MEDIA or not isinstance(default_storage, FileSystemStorage):
+        try:
+            stored = default_storage.open(path, "rb")
+        except (FileNotFoundError, SuspiciousFileOperation):
+            raise Http404("This photo's file is missing.") from None
+        response: HttpResponse = FileResponse(stored, content_type=content_type)
+    else:
+        response = _media_proxy_response(path, content_type)
+    # Browsers may keep it; shared caches must not, as not every photo is public.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _media_proxy_response(path: str, content_type: str) -> HttpResponse:
+    """An empty answer that tells the proxy which file under ``MEDIA_ROOT`` to send."""
     media_root = Path(settings.MEDIA_ROOT).resolve()
     file_path = (media_root / path).resolve()
     if not file_path.is_relative_to(media_root):
         raise Http404("There is no photo here.")
-    content_type = mimetypes.guess_type(file_path.name)[0] or "application/octet-stream"
-    if settings.SERVE_MEDIA:
-        try:
-            response: HttpResponse = FileResponse(file_path.open("rb"), content_type=content_type)
-        except FileNotFoundError:
-            raise Http404("This photo's file is missing.") from None
+    response = HttpResponse(content_type=content_type)
+    if settings.MEDIA_PROXY_HEADER == "X-Sendfile":
+        response["X-Sendfile"] = str(file_path)
     else:
-        response = HttpResponse(content_type=content_type)
-        if settings.MEDIA_PROXY_HEADER == "X-Sendfile":
-            response["X-Sendfile"] = str(file_path)
-        else:
-            response["X-Accel-Redirect"] = settings.MEDIA_PROXY_PREFIX + quote(path)
-    # Browsers may keep it; shared caches must not, as not every photo is public.
-    response["Cache-Control"] = "private, max-age=3600"
+        response["X-Accel-Redirect"] = settings.MEDIA_PROXY_PREFIX + quote(path)
     return response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -154,9 +155,26 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 # Training exports, feature caches, model files and uploaded import files. No URL maps here:
 # they hold server paths, private individuals and exact places.
 PRIVATE_ROOT = Path(env_str("PRIVATE_ROOT", str(BASE_DIR / "var" / "private")))
+# Photos and thumbnails: on the file system (written under a temporary name, then renamed, so a
+# crash never leaves a partial photo), or with OBJECT_STORE_BUCKET in an S3-compatible object
+# store (MinIO, S3, ...) that web and workers on other machines share. Either way every photo
+# link is the permission-checked /media/ view, never a bucket link.
+OBJECT_STORE_BUCKET = env_str("OBJECT_STORE_BUCKET")
+PHOTO_STORAGE: dict[str, Any] = {"BACKEND": "wildweb.storage.AtomicFileSystemStorage"}
+if OBJECT_STORE_BUCKET:
+    PHOTO_STORAGE = {
+        "BACKEND": "wildweb.storage.PrivateS3Storage",
+        "OPTIONS": {
+            "bucket_name": OBJECT_STORE_BUCKET,
+            "endpoint_url": env_str("OBJECT_STORE_ENDPOINT_URL") or None,
+            "access_key": env_str("OBJECT_STORE_ACCESS_KEY") or None,
+            "secret_key": env_str("OBJECT_STORE_SECRET_KEY") or None,
+            "region_name": env_str("OBJECT_STORE_REGION") or None,
+            "location": env_str("OBJECT_STORE_PREFIX"),
+        },
+    }
 STORAGES = {
-    # Written under a temporary name, then renamed: a crash never leaves a partial photo.
-    "default": {"BACKEND": "wildweb.storage.AtomicFileSystemStorage"},
+    "default": PHOTO_STORAGE,
     "staticfiles": {
         "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         if DEBUG

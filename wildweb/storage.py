@@ -1,4 +1,5 @@
-"""File storage that never shows a half-written file under its final name."""
+"""Photo storage: on the file system, never showing a half-written file under its final name,
+or in an S3-compatible object store that web and workers on several machines share."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from django.core.files.storage import FileSystemStorage
+from django.utils.encoding import filepath_to_uri
+from storages.backends.s3 import S3Storage
 
 PARTIAL_DIR = ".partial"
 
@@ -47,6 +50,24 @@ class AtomicFileSystemStorage(FileSystemStorage):
         finally:
             if os.path.exists(temporary):
                 os.unlink(temporary)
+
+
+class PrivateS3Storage(S3Storage):
+    """Photos in an S3-compatible bucket whose links stay the app's own.
+
+    ``url()`` gives ``MEDIA_URL + name``, the permission-checked photo view that the file
+    system storage links to as well, so no bucket link (signed or not) ever reaches a page;
+    the view streams the object after its check. Objects are written private (no ACL) and,
+    as on the file system, an existing name is never overwritten.
+    """
+
+    default_acl = None
+    file_overwrite = False
+
+    def url(self, name: str, *args: Any, **kwargs: Any) -> str:
+        from django.conf import settings
+
+        return settings.MEDIA_URL + filepath_to_uri(name).lstrip("/")
 
 
 def partial_files_remove(*, older_than_seconds: float = 3600) -> int:

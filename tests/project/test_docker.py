@@ -170,3 +170,22 @@ def test_real_nginx_passes_on_the_outer_proxys_scheme(tmp_path: Path) -> None:
         server.terminate()
         server.wait(timeout=30)
         web.shutdown()
+
+
+def test_compose_hands_every_object_store_setting_to_web_and_workers() -> None:
+    """Each OBJECT_STORE_* variable the settings read reaches every app service (one shared
+    environment), and the ``objects`` profile runs the store and makes its bucket."""
+    read = set(
+        re.findall(
+            r'env_str\("(OBJECT_STORE_\w+)"', (REPO_ROOT / "wildweb" / "settings.py").read_text()
+        )
+    )
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    assert read - {"OBJECT_STORE_PREFIX"} <= compose_env().keys(), read
+    app_services = [name for name, service in compose["services"].items() if "build" in service]
+    assert all(
+        compose["services"][name]["environment"] == compose["x-app-env"] for name in app_services
+    )
+    assert {"objects", "objects-bucket"} <= compose["services"].keys()
+    assert compose["services"]["objects"]["profiles"] == ["objects"]
+    assert "ports" not in compose["services"]["objects"]  # the bucket is reached by the app only
