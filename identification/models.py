@@ -68,7 +68,8 @@ class SpeciesModel(models.Model):
     ``calibration`` and ``new_individual_threshold`` were fitted by ``calibrate`` under
     ``calibration_version``; under any other version (after a switch or a rollback) they are
     not used: the hand-set calibration and threshold apply until the species is calibrated
-    again.
+    again. ``method_choice["open_set"]`` holds the threshold's BAKS, BAUS and their geometric
+    mean measured on individuals it was not chosen on.
     """
 
     class RankingMethod(models.TextChoices):
@@ -150,9 +151,14 @@ class SpeciesModel(models.Model):
         )
 
     @property
+    def threshold_fitted(self) -> bool:
+        """``new_individual_threshold`` was chosen under the version that ranks now."""
+        return self.calibration_version_id == self.model_version_id
+
+    @property
     def probably_new_threshold(self) -> float:
         """The fitted threshold under the version that ranks now, else the hand-set one."""
-        if self.calibration_version_id == self.model_version_id:
+        if self.threshold_fitted:
             return self.new_individual_threshold
         return self.DEFAULT_NEW_INDIVIDUAL_THRESHOLD
 

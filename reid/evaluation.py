@@ -13,7 +13,8 @@ method) is :mod:`reid.method_selection`, on the shortlists built here.
 Metrics. Top-1, top-5 and mAP over individuals (one is correct, so AP is 1/rank, 0 outside
 the shortlist), with binomial / sample standard errors; top-1 per sighting, its photos
 combined as the review combines them; open set: BAKS, BAUS and their geometric mean
-(AnimalCLEF 2025).
+(AnimalCLEF 2025), of a "probably new" threshold chosen on other individuals than those it is
+judged on (:func:`threshold_cross_validate`).
 
 Callers: the app's ``evaluate`` and ``calibrate`` (shortlists from pgvector), the training
 report, ``reid eval`` and the benchmarks (shortlists from :func:`record_shortlists`).
@@ -44,6 +45,7 @@ from reid.ranking import (
     sighting_combine,
 )
 from reid.ranking import photos_per_candidate as ranking_photos
+from reid.splits import individual_folds
 
 
 @dataclass
@@ -207,29 +209,51 @@ def open_set_metrics(
     Returns:
         ``BAKS, BAUS, geometric_mean, threshold, n_known, n_unknown``.
     """
-
-    def balanced(rows: Iterable[tuple[Hashable, bool]]) -> float | None:
-        per_individual: dict[Hashable, list[bool]] = defaultdict(list)
-        for truth, correct in rows:
-            per_individual[truth].append(correct)
-        if not per_individual:
-            return None
-        return float(np.mean([np.mean(v) for v in per_individual.values()]))
-
-    def called_new(ranked: Sequence[Candidate]) -> bool:
-        return not ranked or ranked[0].probability < threshold
-
-    baks = balanced((t, not called_new(r) and r[0].individual_id == t) for t, r in known)
-    baus = balanced((t, called_new(r)) for t, r in unknown)
-    mean = math.sqrt(baks * baus) if baks is not None and baus is not None else None
-    return {
-        "BAKS": baks,
-        "BAUS": baus,
-        "geometric_mean": mean,
+    return _open_set_scores(
+        [_known_right(t, r, threshold) for t, r in known],
+        [_unknown_right(t, r, threshold) for t, r in unknown],
+    ) | {
         "threshold": float(threshold),
         "n_known": len(known),
         "n_unknown": len(unknown),
     }
+
+
+def _called_new(ranked: Sequence[Candidate], threshold: float) -> bool:
+    return not ranked or ranked[0].probability < threshold
+
+
+def _known_right(
+    truth: Hashable, ranked: Sequence[Candidate], threshold: float
+) -> tuple[Hashable, bool]:
+    """A known query is right when not called new and its first candidate is the animal."""
+    return truth, not _called_new(ranked, threshold) and ranked[0].individual_id == truth
+
+
+def _unknown_right(
+    truth: Hashable, ranked: Sequence[Candidate], threshold: float
+) -> tuple[Hashable, bool]:
+    """An unknown query is right when called new."""
+    return truth, _called_new(ranked, threshold)
+
+
+def _balanced(rows: Iterable[tuple[Hashable, bool]]) -> float | None:
+    """The mean of the per-individual accuracies (``None`` without a row)."""
+    per_individual: dict[Hashable, list[bool]] = defaultdict(list)
+    for truth, correct in rows:
+        per_individual[truth].append(correct)
+    if not per_individual:
+        return None
+    return float(np.mean([np.mean(v) for v in per_individual.values()]))
+
+
+def _open_set_scores(
+    known: Iterable[tuple[Hashable, bool]], unknown: Iterable[tuple[Hashable, bool]]
+) -> dict[str, float | None]:
+    """BAKS and BAUS of ``(individual, right)`` rows, and their geometric mean."""
+    baks, baus = _balanced(known), _balanced(unknown)
+    mean = math.sqrt(baks * baus) if baks is not None and baus is not None else None
+    return {"BAKS": baks, "BAUS": baus, "geometric_mean": mean}
 
 
 def threshold_select(
@@ -251,6 +275,58 @@ def threshold_select(
         if best is None or (stats["geometric_mean"] or 0) > (best["geometric_mean"] or 0):
             best = stats
     return best
+
+
+def threshold_cross_validate(
+    known: Sequence[tuple[Hashable, Sequence[Candidate]]],
+    unknown: Sequence[tuple[Hashable, Sequence[Candidate]]],
+    folds: int = 5,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The "probably new" threshold, with BAKS and BAUS measured on held-out individuals.
+
+    :func:`threshold_select`'s own figures are in-sample, so optimistic: the threshold is
+    fitted to the very queries it is judged on. Here the individuals are dealt into folds
+    (:func:`reid.splits.individual_folds`, seeded); for each fold the threshold is chosen on
+    the other folds' known and unknown queries and applied to the fold's own. Every
+    individual is so judged once, at a threshold chosen without it: BAKS and BAUS are
+    balanced over all individuals judged (pooled over the folds), their geometric mean is of
+    those two. The threshold returned, the one to store, is chosen on all individuals (more
+    data than any fold's); the held-out figures estimate how such a choice does on
+    individuals it has not seen.
+
+    Args:
+        known: ``(truth, ranked)`` for queries whose individual is in the gallery.
+        unknown: ``(truth, ranked)`` for queries whose individual is not.
+        folds: folds wanted; fewer when there are fewer individuals.
+        seed: the seed of the folds.
+
+    Returns:
+        ``threshold`` (chosen on all individuals); held-out ``BAKS, BAUS, geometric_mean``
+        (``None`` with fewer than two individuals); ``n_known, n_unknown``; ``folds`` used
+        (0: not measured) and ``fold_thresholds``; ``in_sample``: the stored threshold's
+        BAKS, BAUS and geometric mean on the queries it was chosen on.
+    """
+    chosen = threshold_select(known, unknown)
+    dealt = individual_folds((t for t, _ in (*known, *unknown)), folds, seed)
+    if len(dealt) < 2:
+        dealt = []
+    known_rows, unknown_rows, thresholds = [], [], []
+    for held_out in dealt:
+        fitted = threshold_select(
+            [q for q in known if q[0] not in held_out], [q for q in unknown if q[0] not in held_out]
+        )["threshold"]
+        thresholds.append(fitted)
+        known_rows += [_known_right(t, r, fitted) for t, r in known if t in held_out]
+        unknown_rows += [_unknown_right(t, r, fitted) for t, r in unknown if t in held_out]
+    return _open_set_scores(known_rows, unknown_rows) | {
+        "threshold": chosen["threshold"],
+        "n_known": len(known),
+        "n_unknown": len(unknown),
+        "folds": len(dealt),
+        "fold_thresholds": thresholds,
+        "in_sample": {key: chosen[key] for key in ("BAKS", "BAUS", "geometric_mean")},
+    }
 
 
 # --- Shortlists of dataset records (CLI, training report, benchmarks) -----------------------

@@ -2,14 +2,16 @@
 
 The unit of splitting is the encounter (near-identical frames of one clip, camera sequence or
 photo): an encounter never lands on both sides. Images without an encounter are their own
-encounter. Every split is deterministic given its seed.
+encounter. Every split is deterministic given its seed. :func:`individual_folds` deals
+individuals themselves into folds (choosing the "probably new" threshold on some individuals
+and judging it on the others).
 """
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from reid.data import Record
@@ -156,6 +158,29 @@ def open_set_split(
     identity_split = disjoint_identity_split(records, unknown_fraction, seed)
     known = closed_set_split(identity_split.train, query_fraction, seed)
     return Split(train=known.train, test=known.test + identity_split.test)
+
+
+def individual_folds(
+    individuals: Iterable[Hashable], folds: int, seed: int = 0
+) -> list[set[Hashable]]:
+    """Deal distinct individuals into folds for cross-validation by individual.
+
+    The individuals (each counted once, however often it occurs) are shuffled with ``seed``
+    and dealt in turn, so fold sizes differ by at most one. With fewer individuals than
+    ``folds``, each individual is a fold of its own.
+
+    Args:
+        individuals: individual keys (repeats allowed).
+        folds: folds wanted (at least 1).
+        seed: random seed.
+
+    Returns:
+        ``min(folds, distinct individuals)`` disjoint, non-empty sets of individuals.
+    """
+    distinct = sorted(set(individuals), key=repr)
+    random.Random(seed).shuffle(distinct)
+    count = min(max(folds, 1), len(distinct))
+    return [set(distinct[i::count]) for i in range(count)]
 
 
 def _shared_encounter_closure(records: Sequence[Record], chosen: set[int]) -> set[int]:

@@ -106,11 +106,25 @@ class SpeciesDashboardRow:
     model_name: str
     ranking_method: str
     pending_model_name: str
+    threshold: float  # "probably new" below this probability of the first candidate
+    threshold_fitted: bool  # chosen by calibrate under the model in use, else the hand-set one
+    # BAKS, BAUS, geometric_mean, n_known, n_unknown on held-out individuals; None: not
+    # measured under the model and local method in use.
+    open_set: dict | None
+
+
+def _open_set_measured(setting: SpeciesModel | None) -> dict | None:
+    """The held-out BAKS and BAUS stored with the species' current ranking choice."""
+    if setting is None or not setting.method_choice_current:
+        return None
+    open_set = setting.method_choice.get("open_set") or {}
+    return open_set if open_set.get("folds") else None
 
 
 def dashboard_species_rows() -> list[SpeciesDashboardRow]:
     """Per species: animals waiting for an expert (one per animal of a sighting, however many
-    photos show it), and the model that ranks their candidates."""
+    photos show it), the model that ranks their candidates, and its "probably new" threshold
+    with the BAKS and BAUS it had on individuals it was not chosen on."""
     queue = dict(
         review_queue().values_list("annotation__species").annotate(size=Count("pk")).order_by()
     )
@@ -130,6 +144,11 @@ def dashboard_species_rows() -> list[SpeciesDashboardRow]:
                 pending_model_name=setting.pending_version.name
                 if setting and setting.pending_version
                 else "",
+                threshold=setting.probably_new_threshold
+                if setting
+                else SpeciesModel.DEFAULT_NEW_INDIVIDUAL_THRESHOLD,
+                threshold_fitted=bool(setting) and setting.threshold_fitted,
+                open_set=_open_set_measured(setting),
             )
         )
     return rows

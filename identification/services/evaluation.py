@@ -29,7 +29,7 @@ from reid.evaluation import (
     honest_queries,
     open_set_metrics,
     shortlist_metrics,
-    threshold_select,
+    threshold_cross_validate,
 )
 from reid.fusion import FusionCalibrator
 from reid.method_selection import method_select
@@ -38,6 +38,9 @@ from wildweb.errors import ServiceError
 
 RANKING_METHODS = SpeciesModel.RankingMethod.values
 PROTOCOL = "honest leave-one-out: the query's own encounter is never in the gallery"
+# The "probably new" threshold's BAKS and BAUS: chosen on the other folds' individuals.
+OPEN_SET_FOLDS = 5
+OPEN_SET_STORED = ("BAKS", "BAUS", "geometric_mean", "n_known", "n_unknown", "folds")
 
 
 def image_identify(
@@ -222,10 +225,15 @@ def species_calibrate(
     the best single method ranks. The choice, with its honest top-1 and standard error, is
     stored with when it was made (``method_choice``, ``method_chosen_at``). The threshold
     maximises the geometric mean of BAKS and BAUS, with each query ranked again with its
-    individual removed (leave-individuals-out). Everything is stored for the species' current
-    model version and local method only, and the species' undecided animals are ranked again
-    under it (on the ``bulk`` queue). Admins may run it (``manage.py calibrate``); the
-    workers run it by themselves (:mod:`identification.services.calibration`).
+    individual removed (leave-individuals-out); the stored threshold is chosen on all the
+    individuals, and the BAKS, BAUS and geometric mean reported and stored with the choice
+    (``method_choice["open_set"]``) are held-out: the individuals are dealt into
+    ``OPEN_SET_FOLDS`` seeded folds, and each fold is judged at a threshold chosen on the
+    others (``reid.evaluation.threshold_cross_validate``; not measured with one individual).
+    Everything is stored for the species' current model version and local method only, and
+    the species' undecided animals are ranked again under it (on the ``bulk`` queue). Admins
+    may run it (``manage.py calibrate``); the workers run it by themselves
+    (:mod:`identification.services.calibration`).
 
     Args:
         species: The species.
@@ -258,13 +266,12 @@ def species_calibrate(
             "seen in at least two sightings each)."
         )
     method = selection["method"]
-    open_set = threshold_select(
+    open_set = threshold_cross_validate(
         [(s.truth, rank(s.candidates, method, calibrator)) for s in known],
         [(s.truth, rank(s.candidates, method, calibrator)) for s in unknown],
+        folds=OPEN_SET_FOLDS,
     )
-    _choice_store(
-        setting=setting, selection=selection, calibrator=calibrator, threshold=open_set["threshold"]
-    )
+    _choice_store(setting=setting, selection=selection, calibrator=calibrator, open_set=open_set)
     # The animals waiting for review keep the score the old ranking stored; re-rank them so a
     # sighting's photos are ordered, combined and flagged by the ranking adopted now.
     species_identifications_refresh(species_id=species.pk)
@@ -289,9 +296,10 @@ def _choice_store(
     setting: SpeciesModel,
     selection: dict,
     calibrator: FusionCalibrator | None,
-    threshold: float | None,
+    open_set: dict,
 ) -> None:
-    """Store the chosen method, its calibration and threshold, and what the choice measured."""
+    """Store the chosen method, its calibration and threshold, and what the choice measured
+    (the threshold's held-out BAKS and BAUS among it)."""
     method = selection["method"]
     chosen = selection["metrics"][method]
     setting.ranking_method = method
@@ -299,7 +307,7 @@ def _choice_store(
         {**calibrator.to_dict(), "local_method": setting.local_method} if calibrator else {}
     )
     setting.calibration_version = setting.model_version
-    setting.new_individual_threshold = threshold
+    setting.new_individual_threshold = open_set["threshold"]
     setting.method_choice = {
         "method": method,
         "top1": chosen["top1"],
@@ -309,6 +317,7 @@ def _choice_store(
         "reason": selection["reason"],
         "local_method": setting.local_method,
         "model_version": setting.model_version.name,
+        "open_set": {key: open_set[key] for key in OPEN_SET_STORED},
     }
     setting.method_chosen_at = timezone.now()
     setting.save(

@@ -8,6 +8,7 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from catalogue.models import Species
 from catalogue.services.imports import dataset_plan
@@ -144,20 +145,55 @@ def test_calibration_is_fitted_stored_and_separates_same_from_different(chimps) 
     top1 = report["top1"]
     assert top1[report["ranking_method"]] >= max(top1["embedding"], top1["local"])
     assert setting.ranking_method == report["ranking_method"] and report["decision"]
-    assert setting.new_individual_threshold == report["open_set"]["threshold"]
-    assert 0.0 <= report["open_set"]["BAKS"] <= 1.0 and 0.0 <= report["open_set"]["BAUS"] <= 1.0
+    open_set = report["open_set"]
+    assert setting.new_individual_threshold == open_set["threshold"]
+    # Held-out: 5 individuals, each judged at a threshold chosen on the other four.
+    assert open_set["folds"] == 5 and (open_set["n_known"], open_set["n_unknown"]) == (15, 15)
+    assert 0.0 <= open_set["BAKS"] <= 1.0 and 0.0 <= open_set["BAUS"] <= 1.0
+    assert open_set["geometric_mean"] == pytest.approx(np.sqrt(open_set["BAKS"] * open_set["BAUS"]))
     assert setting.is_calibrated and species_calibrator(setting=setting) is not None
-    # evaluate scores the stored threshold on the same simulation: the same BAKS and BAUS.
+    # evaluate scores the stored threshold on the same simulation, on the photos it was
+    # chosen on: the in-sample BAKS and BAUS, never below the held-out ones' mean.
     evaluated = run("evaluate", "--species", "Chimpanzee", "--open-set")
     assert evaluated["method"] == report["ranking_method"]
-    for key in ("BAKS", "BAUS", "geometric_mean", "threshold"):
-        assert evaluated["open_set"][key] == pytest.approx(report["open_set"][key])
+    assert evaluated["open_set"]["threshold"] == pytest.approx(open_set["threshold"])
+    for key in ("BAKS", "BAUS", "geometric_mean"):
+        assert evaluated["open_set"][key] == pytest.approx(open_set["in_sample"][key])
+    assert open_set["in_sample"]["geometric_mean"] >= open_set["geometric_mean"] - 1e-9
     # Another model version never uses this version's fit (a switch, or a rollback).
     setting.model_version = ModelVersion.objects.create(
         name="other", backbone="tf_efficientnet_lite0", weights="imagenet", embedding_dim=1280
     )
     assert not setting.is_calibrated and species_calibrator(setting=setting) is None
     assert setting.probably_new_threshold == SpeciesModel.DEFAULT_NEW_INDIVIDUAL_THRESHOLD
+
+
+def test_calibrate_stores_the_held_out_open_set_figures_and_the_dashboard_shows_them(
+    chimps,
+    client,  # noqa: ANN001
+) -> None:
+    from django.template.defaultfilters import floatformat
+
+    from tests.factories import UserFactory
+
+    client.force_login(UserFactory(role="expert"))
+    before = client.get(reverse("dashboard")).content.decode()
+    assert "not measured yet" in before and "threshold-default" in before
+
+    report = run("calibrate", "--species", "Chimpanzee")["open_set"]
+    stored = SpeciesModel.objects.get(species=chimps).method_choice["open_set"]
+    assert stored == {
+        key: report[key]
+        for key in ("BAKS", "BAUS", "geometric_mean", "n_known", "n_unknown", "folds")
+    }
+    response = client.get(reverse("dashboard"))
+    (row,) = response.context["species_rows"]
+    assert row.open_set == stored and row.threshold == report["threshold"] and row.threshold_fitted
+    text = response.content.decode()
+    assert "not measured yet" not in text and "threshold-default" not in text
+    for key in ("threshold", "BAKS", "BAUS", "geometric_mean"):
+        assert floatformat(report[key], 3) in text  # as the template rounds it
+    assert "15 known, 15 unknown queries" in text
 
 
 def test_identify_command_ranks_a_held_back_photo(chimps, shared_datasets) -> None:  # noqa: ANN001

@@ -62,6 +62,44 @@ def test_empty_dashboard_explains_itself(client) -> None:
     assert "No decisions yet" in text and "No disagreements" in text
 
 
+def test_dashboard_shows_each_species_threshold_and_its_held_out_baks_and_baus(client) -> None:  # noqa: ANN001
+    from identification.models import ModelVersion
+
+    measured, legacy, switched, bare = (
+        SpeciesFactory(name=name) for name in ("Lynx", "Otter", "Wolf", "Zebra")
+    )
+    figures = {"BAKS": 0.8, "BAUS": 0.45, "geometric_mean": 0.6, "n_known": 40, "n_unknown": 38}
+    for species, open_set in ((measured, figures), (legacy, None), (switched, figures)):
+        setting = species_model_setting(species=species)
+        setting.calibration_version = setting.model_version
+        setting.new_individual_threshold = 0.4321
+        setting.method_choice = {"method": "fused", "local_method": setting.local_method}
+        if open_set:  # a choice stored before the figures were measured has none
+            setting.method_choice["open_set"] = open_set | {"folds": 5}
+        setting.save()
+    # After a switch the fitted threshold and its figures no longer apply.
+    switched.model_setting.model_version = ModelVersion.objects.create(
+        name="v1-wolf", backbone="tf_efficientnet_lite0", weights="x.pt", embedding_dim=1280
+    )
+    switched.model_setting.save()
+
+    client.force_login(UserFactory(role="expert"))
+    response = client.get(reverse("dashboard"))
+    rows = {row.species.name: row for row in response.context["species_rows"]}
+    assert rows["Lynx"].open_set["BAKS"] == 0.8 and rows["Lynx"].threshold == 0.4321
+    assert rows["Otter"].open_set is None and rows["Otter"].threshold_fitted
+    assert rows["Wolf"].open_set is None and rows["Wolf"].threshold == 0.5
+    assert rows["Zebra"].open_set is None and not rows["Zebra"].threshold_fitted
+    text = response.content.decode()
+    lynx = text[text.index('data-species="lynx"') :].split("</tr>")[0]
+    assert "0.432" in lynx and "threshold-default" not in lynx
+    assert all(figure in lynx for figure in ("0.800", "0.450", "0.600"))
+    assert "40 known, 38 unknown queries" in lynx
+    for slug in ("otter", "wolf", "zebra"):
+        assert "not measured yet" in text[text.index(f'data-species="{slug}"') :].split("</tr>")[0]
+    assert text.count("threshold-default") == 2  # the wolf under its new model, the zebra
+
+
 def test_live_accuracy_counts_every_standing_expert_decision(client) -> None:  # noqa: ANN001
     from identification.models import ModelVersion
     from identification.services.decisions import decision_revert, match_decide

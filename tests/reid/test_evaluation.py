@@ -15,6 +15,7 @@ from reid.evaluation import (
     record_shortlists,
     shortlist_metrics,
     sighting_metrics,
+    threshold_cross_validate,
     threshold_select,
 )
 from reid.fusion import FusionCalibrator
@@ -129,6 +130,42 @@ def test_baks_baus_are_balanced_per_individual_and_the_threshold_maximises_their
         assert open_set_metrics(known, unknown, threshold)["geometric_mean"] <= (
             best["geometric_mean"] + 1e-12
         )
+
+
+def test_the_threshold_is_judged_on_individuals_it_was_not_chosen_on() -> None:
+    """X's known photo is the least sure of the known ones and its unknown photo the surest of
+    the unknown ones: a threshold fitted to all four individuals separates them perfectly
+    (in-sample, a geometric mean of 1), but chosen without X it lets X's unknown photo pass
+    as known. The reported figures are the held-out ones."""
+    known = [(name, _first(name, p)) for name, p in zip("ABCX", (0.9, 0.8, 0.7, 0.6))]
+    unknown = [(name, _first("Z", p)) for name, p in zip("ABCX", (0.1, 0.2, 0.3, 0.55))]
+    in_sample = threshold_select(known, unknown)
+    assert in_sample["geometric_mean"] == 1.0  # what the in-sample protocol reported
+
+    result = threshold_cross_validate(known, unknown, folds=4)  # one individual per fold
+    assert result["folds"] == 4 and (result["n_known"], result["n_unknown"]) == (4, 4)
+    # Without X, the lowest threshold that separates the rest is between 0.3 and 0.7: 0.5.
+    assert sorted(result["fold_thresholds"]) == pytest.approx([0.5, 0.575, 0.575, 0.575])
+    assert (result["BAKS"], result["BAUS"]) == (1.0, 0.75)  # X's unknown photo is missed
+    assert result["geometric_mean"] == pytest.approx(np.sqrt(0.75))
+    # What is stored is chosen on all individuals; its in-sample figures are kept apart.
+    assert result["threshold"] == pytest.approx(in_sample["threshold"]) == pytest.approx(0.575)
+    assert result["in_sample"]["geometric_mean"] == 1.0
+
+
+def test_held_out_figures_need_two_individuals_and_follow_the_seed() -> None:
+    alone = threshold_cross_validate([("A", _first("A", 0.9))], [("A", _first("B", 0.2))])
+    assert alone["folds"] == 0 and alone["fold_thresholds"] == []
+    assert alone["BAKS"] is alone["BAUS"] is alone["geometric_mean"] is None  # not measured
+    assert alone["threshold"] == pytest.approx(0.55)  # still chosen, on the one individual
+    rng = np.random.default_rng(0)
+    names = [f"i{i}" for i in range(12) for _ in range(2)]
+    known = [(n, _first(n if rng.uniform() < 0.8 else "Z", rng.uniform())) for n in names]
+    unknown = [(n, _first("Z", rng.uniform(0, 0.7))) for n in names]
+    result = threshold_cross_validate(known, unknown, seed=1)
+    assert result["folds"] == 5 and len(result["fold_thresholds"]) == 5
+    assert result == threshold_cross_validate(known, unknown, seed=1)
+    assert 0.0 <= result["geometric_mean"] <= 1.0
 
 
 def _two_candidate_query(

@@ -7,6 +7,7 @@ import random
 from reid.splits import (
     closed_set_split,
     disjoint_identity_split,
+    individual_folds,
     leave_one_species_out,
     open_set_split,
 )
@@ -77,3 +78,15 @@ def test_leave_one_species_out() -> None:
     split = leave_one_species_out(_records(), "dog")
     assert {r.species for r in split.test} == {"dog"}
     assert {r.species for r in split.train} == {"fish"}
+
+
+def test_individual_folds_deal_each_individual_once_seeded() -> None:
+    individuals = [f"id{i}" for i in range(12)] * 3  # repeats: one query per photo
+    folds = individual_folds(individuals, 5, seed=3)
+    assert sorted(len(f) for f in folds) == [2, 2, 2, 3, 3]
+    assert set().union(*folds) == set(individuals) and sum(map(len, folds)) == 12
+    assert folds == individual_folds(reversed(individuals), 5, seed=3)  # order does not matter
+    assert folds != individual_folds(individuals, 5, seed=4)
+    # Fewer individuals than folds: each is a fold of its own.
+    assert sorted(individual_folds(["a", "b", "a"], 5), key=sorted) == [{"a"}, {"b"}]
+    assert individual_folds([], 5) == []

@@ -13,7 +13,8 @@ from wildweb.errors import ServiceError
 class Command(BaseCommand):
     help = (
         "Fit a species' calibration on its confirmed photos, adopt a fusion only if it beats "
-        "the best single method, and choose its 'probably new' threshold."
+        "the best single method, and choose its 'probably new' threshold (its BAKS and BAUS "
+        "measured on held-out individuals)."
     )
 
     def add_arguments(self, parser) -> None:  # noqa: ANN001
@@ -43,9 +44,16 @@ class Command(BaseCommand):
             raise CommandError(error.message) from None
         if json:
             self.stdout.write(_json.dumps(report, indent=2))
-        else:
-            self.stdout.write(
-                f"{report['species']}: ranks with {report['ranking_method']} "
-                f"({report['decision']}); probably-new threshold "
-                f"{report['open_set']['threshold']:.3f}"
-            )
+            return
+        open_set = report["open_set"]
+        held_out = (
+            f"held-out BAKS {open_set['BAKS']:.3f}, BAUS {open_set['BAUS']:.3f}, "
+            f"geometric mean {open_set['geometric_mean']:.3f}"
+            if open_set["folds"]
+            else "BAKS and BAUS not measured: too few individuals to hold some out"
+        )
+        self.stdout.write(
+            f"{report['species']}: ranks with {report['ranking_method']} "
+            f"({report['decision']}); probably-new threshold {open_set['threshold']:.3f} "
+            f"({held_out})"
+        )
