@@ -1,6 +1,6 @@
 """The app's processes for a benchmark: gunicorn, the worker groups and beat, as ``make demo``
 runs them, each logging to a file in the media folder (``queues.py`` kills and restarts
-workers through it)."""
+workers through it; ``pages.py`` starts gunicorn alone)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+# gunicorn's gthread workers: 2 processes x 8 threads, as the benchmarks have always run it.
+WEB_WORKERS = 2
+WEB_THREADS = 8
 
 
 class Stack:
@@ -25,6 +28,16 @@ class Stack:
     def start(self) -> str:
         from wildweb.celery import WORKER_GROUPS, beat_command
 
+        base = self.web_start()
+        for group in WORKER_GROUPS:
+            self.worker_start(group)
+        self._spawn("beat", beat_command(schedule=self.media / "beat-schedule"))
+        for group in WORKER_GROUPS:
+            self.wait_for(f"worker-{group}", " ready.")
+        return base
+
+    def web_start(self, workers: int = WEB_WORKERS, threads: int = WEB_THREADS) -> str:
+        """gunicorn alone, on a free loopback port; returns its base URL once it listens."""
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -38,9 +51,9 @@ class Stack:
                 "--bind",
                 f"127.0.0.1:{port}",
                 "--workers",
-                "2",
+                str(workers),
                 "--threads",
-                "8",
+                str(threads),
                 "--timeout",
                 "120",
                 # Idle connections stay open: a POST on one the server just closed would fail.
@@ -48,11 +61,6 @@ class Stack:
                 "300",
             ],
         )
-        for group in WORKER_GROUPS:
-            self.worker_start(group)
-        self._spawn("beat", beat_command(schedule=self.media / "beat-schedule"))
-        for group in WORKER_GROUPS:
-            self.wait_for(f"worker-{group}", " ready.")
         self.wait_for("web", "Booting worker")
         return f"http://127.0.0.1:{port}"
 
