@@ -2,16 +2,83 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
+import numpy as np
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from catalogue.models import Encounter
 from catalogue.services.sightings import UploadedPhoto
 from conftest import CeleryWorker
-from identification.models import Identification
+from identification.models import Embedding, Identification
+from identification.selectors.fair import jobs_fair_order
+from identification.services.matching import identification_next_run
+from identification.services.models import zero_shot_version
 from identification.services.pipeline import sighting_submit, species_register
-from tests.factories import UserFactory
+from tests.factories import AnnotationFactory, UserFactory
 from tests.helpers import jpeg_bytes, wait_until
+
+
+def _search(uploader, **fields) -> Identification:  # noqa: ANN001, ANN003
+    annotation = AnnotationFactory(image__encounter__submitted_by=uploader)
+    return Identification.objects.create(annotation=annotation, **fields)
+
+
+@pytest.mark.django_db
+def test_each_uploaders_nth_search_waits_for_everyones_earlier_ones_least_served_first() -> None:
+    a, b, c = (UserFactory() for _ in "abc")
+    _search(a, state="ready", started_at=timezone.now() - timedelta(minutes=1))  # a was served
+    a1, a2, a3, b1, b2, c1 = (_search(user) for user in (a, a, a, b, b, c))
+
+    order = jobs_fair_order(waiting=Identification.objects.filter(state="queued"))
+
+    # Never served (b, c: by arrival) before served longest ago (a), then the second turns.
+    assert order == [b1.pk, c1.pk, a1.pk, b2.pk, a2.pk, a3.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_search_another_worker_is_claiming_is_skipped_not_waited_for() -> None:
+    species = species_register(name="Dog")
+    version = zero_shot_version()
+    uploader = UserFactory(role="volunteer")
+    first, second = (
+        Identification.objects.create(
+            annotation=AnnotationFactory(
+                image__encounter__species=species, image__encounter__submitted_by=uploader
+            )
+        )
+        for _ in "12"
+    )
+    for search in (first, second):
+        Embedding.objects.create(
+            annotation=search.annotation,
+            model_version=version,
+            species=species,
+            vector=np.eye(version.embedding_dim)[0].tolist(),
+        )
+    locked, release = threading.Event(), threading.Event()
+
+    def other_worker_claiming() -> None:
+        with transaction.atomic():
+            Identification.objects.select_for_update().get(pk=first.pk)
+            locked.set()
+            release.wait(timeout=20)
+        connection.close()
+
+    thread = threading.Thread(target=other_worker_claiming)
+    thread.start()
+    assert locked.wait(timeout=10)
+    try:
+        ran = identification_next_run(queue="identify")
+    finally:
+        release.set()
+        thread.join()
+
+    assert ran is not None and ran.pk == second.pk and ran.state == "ready"
+    assert Identification.objects.get(pk=first.pk).state == "queued"
 
 
 def _post_sightings(uploader, species, count: int, shade: int) -> list[Encounter]:  # noqa: ANN001
