@@ -10,12 +10,17 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import Max, QuerySet
 
-# Queues whose messages are nudges served in fair order; backlog queues stay first come,
-# first served (an import is one uploader anyway).
-FAIR_QUEUES = frozenset({"identify"})
 UPLOADER = "annotation__image__encounter__submitted_by"
+
+
+def queue_is_fair(queue: str | None) -> bool:
+    """Whether a queue's messages are nudges served in fair order (``FAIR_QUEUES``: the
+    interactive one; backlog queues stay first come, first served, and an import is one
+    uploader anyway)."""
+    return queue in settings.FAIR_QUEUES
 
 
 def jobs_fair_order(*, waiting: QuerySet) -> list[int]:

@@ -26,7 +26,7 @@ from identification.models import (
     ModelVersion,
     SpeciesModel,
 )
-from identification.selectors.fair import FAIR_QUEUES, jobs_fair_order
+from identification.selectors.fair import jobs_fair_order, queue_is_fair
 from identification.services.calibration import calibration_request_if_embedded
 from identification.services.crops import annotation_crop, local_features_extract
 from identification.services.embedding import (
@@ -107,7 +107,7 @@ def _jobs_claim(*, job_ids: list[int]) -> list[int]:
         queue = EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True).first()
         jobs = (
             _fair_batch(queue=queue)
-            if queue in FAIR_QUEUES
+            if queue_is_fair(queue)
             else _oldest_batch(queue=queue, job_ids=job_ids)
         )
         worn = [job for job in jobs if job[1] >= settings.JOBS_MAX_ATTEMPTS]

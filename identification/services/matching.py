@@ -22,7 +22,7 @@ from identification.models import (
     MatchCandidate,
     SpeciesModel,
 )
-from identification.selectors.fair import FAIR_QUEUES, jobs_fair_order
+from identification.selectors.fair import jobs_fair_order, queue_is_fair
 from identification.selectors.search import (
     SearchScope,
     nearest_identified_annotations,
@@ -294,7 +294,7 @@ def identifications_dispatch(*, identification_ids: list[int]) -> int:
         # On a fair queue a message names no search: the worker takes whichever's turn it is.
         sent_ok = (
             task_send(identification_next_task, queue, queue=queue)
-            if queue in FAIR_QUEUES
+            if queue_is_fair(queue)
             else task_send(annotation_identify_task, annotation_id, queue=queue)
         )
         if not sent_ok:
