@@ -23,23 +23,26 @@ def queue_is_fair(queue: str | None) -> bool:
     return queue in settings.FAIR_QUEUES
 
 
-def jobs_fair_order(*, waiting: QuerySet) -> list[int]:
+def jobs_fair_order(*, waiting: QuerySet, queue: str) -> list[int]:
     """Ids of the ``waiting`` jobs in the order a fair queue's worker takes them.
 
     Round robin: every uploader's n-th waiting job comes before anyone's (n+1)-th. Among the
     n-th jobs, the uploader served longest ago goes first (served: the latest ``started_at``
-    of any of their jobs of this kind, so whoever a worker is busy with right now comes
-    last; never served comes first), then the older job. Sightings without an uploader count
-    as one uploader never served.
+    of any of their jobs of this kind on this queue, so whoever a worker is busy with right
+    now comes last; never served comes first), then the older job. Sightings without an
+    uploader count as one uploader never served.
 
     Args:
-        waiting: ``EmbeddingJob`` or ``Identification`` rows a worker could claim now (the
-            interactive queue's: a few per active volunteer, so all of them are read).
+        waiting: ``EmbeddingJob`` or ``Identification`` rows of ``queue`` a worker could
+            claim now (the interactive queue's: a few per active volunteer, so all are read).
+        queue: The queue whose past jobs say who was served when.
     """
     rows = list(waiting.order_by("created_at", "pk").values_list("pk", UPLOADER))
     uploaders = {uploader for _, uploader in rows if uploader is not None}
     last_served: dict[int, datetime] = dict(
-        waiting.model.objects.filter(**{f"{UPLOADER}__in": uploaders, "started_at__isnull": False})
+        waiting.model.objects.filter(
+            **{f"{UPLOADER}__in": uploaders}, queue=queue, started_at__isnull=False
+        )
         .order_by()
         .values(UPLOADER)
         .annotate(last=Max("started_at"))

@@ -153,7 +153,9 @@ def _oldest_batch(*, queue: str | None, job_ids: list[int]) -> list[tuple]:
 
 def _fair_batch(*, queue: str) -> list[tuple]:
     """The queue's next ``EMBED_BATCH_SIZE`` jobs in round-robin order across uploaders."""
-    order = jobs_fair_order(waiting=EmbeddingJob.objects.filter(state=State.QUEUED, queue=queue))
+    order = jobs_fair_order(
+        waiting=EmbeddingJob.objects.filter(state=State.QUEUED, queue=queue), queue=queue
+    )
     jobs: list[tuple] = []
     for start in range(0, len(order), EMBED_BATCH_SIZE):
         wanted = order[start : start + EMBED_BATCH_SIZE]

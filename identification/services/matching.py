@@ -129,7 +129,7 @@ def _identification_claim_next(*, queue: str) -> Identification | None:
     waiting = Identification.objects.filter(
         Exists(embedded), queue=queue, state=Identification.State.QUEUED
     )
-    order = jobs_fair_order(waiting=waiting)
+    order = jobs_fair_order(waiting=waiting, queue=queue)
     for start in range(0, len(order), NEXT_LOCK_CHUNK):
         chunk = order[start : start + NEXT_LOCK_CHUNK]
         with transaction.atomic():

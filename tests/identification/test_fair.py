@@ -31,9 +31,10 @@ def _search(uploader, **fields) -> Identification:  # noqa: ANN001, ANN003
 def test_each_uploaders_nth_search_waits_for_everyones_earlier_ones_least_served_first() -> None:
     a, b, c = (UserFactory() for _ in "abc")
     _search(a, state="ready", started_at=timezone.now() - timedelta(minutes=1))  # a was served
+    _search(b, state="ready", started_at=timezone.now(), queue="bulk")  # not on this queue
     a1, a2, a3, b1, b2, c1 = (_search(user) for user in (a, a, a, b, b, c))
 
-    order = jobs_fair_order(waiting=Identification.objects.filter(state="queued"))
+    order = jobs_fair_order(waiting=Identification.objects.filter(state="queued"), queue="identify")
 
     # Never served (b, c: by arrival) before served longest ago (a), then the second turns.
     assert order == [b1.pk, c1.pk, a1.pk, b2.pk, a2.pk, a3.pk]
