@@ -72,6 +72,9 @@ def main() -> None:
     from search import _use_database
 
     _use_database(args.database)
+    # The stack serves plain HTTP on loopback: with DEBUG off, Django would redirect every
+    # request to HTTPS, refuse the 127.0.0.1 host and mark the cookies Secure (never sent back).
+    os.environ["DEBUG"] = "1"
     os.environ["DB_STATEMENT_TIMEOUT_MS"] = "30000"
     os.environ["CELERY_KEY_PREFIX"] = f"wildweb-bench-jobs-{os.getpid()}:"
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"  # the gallery is embedded in-process
