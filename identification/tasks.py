@@ -31,6 +31,14 @@ def annotation_identify_task(annotation_id: int) -> None:
     annotation_identify(annotation_id=annotation_id)
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def identification_next_task(queue: str) -> None:
+    """A nudge on a fair queue (``identify``): run the search whose turn it is."""
+    from identification.services.matching import identification_next_run
+
+    identification_next_run(queue=queue)
+
+
 @shared_task(acks_late=True)
 def species_model_switch_task(species_id: int) -> bool:
     """Sent after a batch of vectors under a species' pending version was stored."""

@@ -2,7 +2,8 @@
 
 * ``default``: web chores (thumbnails) and the periodic job sweep.
 * ``identify``: embedding and matching of interactive uploads; a new sighting never waits
-  behind a backlog.
+  behind a backlog, and uploaders take turns (``FAIR_QUEUES``: its messages are nudges, the
+  worker picks the job from the rows, see ``identification.selectors.fair``).
 * ``bulk``: imports, re-embedding after a promotion, an uploader's flood beyond
   ``INTERACTIVE_PENDING_SIGHTINGS``, choosing a species' ranking method, other backlog.
 * ``training``: training runs, on a worker process of their own with concurrency 1, so an

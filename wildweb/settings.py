@@ -327,6 +327,9 @@ CELERY_BEAT_SCHEDULE = {
 # An uploader with more sightings than this still processing gets the next ones identified
 # on the bulk queue, so one volunteer's flood never delays everyone else's first answer.
 INTERACTIVE_PENDING_SIGHTINGS = env_int("INTERACTIVE_PENDING_SIGHTINGS", 3)
+# Queues served round robin across uploaders (their messages are nudges; the worker takes
+# the job whose turn it is); empty: every queue first come, first served.
+FAIR_QUEUES = env_list("FAIR_QUEUES", "identify")
 if env_str("CELERY_KEY_PREFIX"):
     # Keeps several app instances (e.g. concurrent test sessions) apart on one Redis.
     CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = env_str("CELERY_KEY_PREFIX")

@@ -16,8 +16,14 @@ configured) Postgres, with the processes ``make demo`` runs: gunicorn, the ``int
    and its pool child get SIGKILL and a new bulk worker starts (as a process supervisor
    would); timed from the kill to the last photo embedded.
 
+``probe_p95_s`` in the output is the load phase's probe p95. ``--layout fifo`` measures the
+identify queue first come, first served (``FAIR_QUEUES`` empty), ``fair`` (the default) round
+robin across uploaders.
+
 Usage:
     nice -n 10 .venv/bin/python benchmarks/jobs/queues.py --out benchmarks/jobs/queues.json
+    nice -n 10 .venv/bin/python benchmarks/jobs/queues.py --layout fifo --uploaders 5 \
+        --load-seconds 15 --load-only --out /tmp/fifo.json
 """
 
 from __future__ import annotations
@@ -52,11 +58,23 @@ def main() -> None:
     parser.add_argument("--probe-every", type=float, default=3)
     parser.add_argument("--database", default="wildweb_bench_jobs")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--layout",
+        choices=("fair", "fifo"),
+        default="fair",
+        help="fair: the identify queue served round robin across uploaders (FAIR_QUEUES, the "
+        "default); fifo: first come, first served, as before",
+    )
+    parser.add_argument("--load-only", action="store_true", help="skip the training and crash")
     args = parser.parse_args()
+    os.environ["FAIR_QUEUES"] = "identify" if args.layout == "fair" else ""
 
     from search import _use_database
 
     _use_database(args.database)
+    # The stack serves plain HTTP on loopback: with DEBUG off, Django would redirect every
+    # request to HTTPS, refuse the 127.0.0.1 host and mark the cookies Secure (never sent back).
+    os.environ["DEBUG"] = "1"
     os.environ["DB_STATEMENT_TIMEOUT_MS"] = "30000"
     os.environ["CELERY_KEY_PREFIX"] = f"wildweb-bench-jobs-{os.getpid()}:"
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"  # the gallery is embedded in-process
@@ -66,10 +84,16 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    result: dict = {"uploaders": args.uploaders, "load_seconds": args.load_seconds}
+    result: dict = {
+        "layout": args.layout,
+        "interactive_pending_sightings": settings.INTERACTIVE_PENDING_SIGHTINGS,
+        "uploaders": args.uploaders,
+        "load_seconds": args.load_seconds,
+    }
     chimp, probes = _gallery()
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "0"
     from wildweb.celery import app
@@ -79,12 +103,14 @@ def main() -> None:
     try:
         base = stack.start()
         result["load"] = _load_phase(base, chimp, probes, args)
+        result["probe_p95_s"] = result["load"]["probe_upload_to_candidates"]["p95_s"]
         print(json.dumps(result["load"], indent=2), flush=True)
         _drop_backlog()
-        result["training"] = _training_phase(base, chimp, probes[-5:])
-        print(json.dumps(result["training"], indent=2), flush=True)
-        result["crash"] = _crash_phase(stack)
-        print(json.dumps(result["crash"], indent=2), flush=True)
+        if not args.load_only:
+            result["training"] = _training_phase(base, chimp, probes[-5:])
+            print(json.dumps(result["training"], indent=2), flush=True)
+            result["crash"] = _crash_phase(stack)
+            print(json.dumps(result["crash"], indent=2), flush=True)
     finally:
         stack.stop()
     print(json.dumps(result, indent=2))

@@ -14,7 +14,7 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from PIL import Image as PILImage
 
@@ -26,6 +26,7 @@ from identification.models import (
     ModelVersion,
     SpeciesModel,
 )
+from identification.selectors.fair import jobs_fair_order, queue_is_fair
 from identification.services.calibration import calibration_request_if_embedded
 from identification.services.crops import annotation_crop, local_features_extract
 from identification.services.embedding import (
@@ -99,20 +100,16 @@ def _jobs_claim(*, job_ids: list[int]) -> list[int]:
 
     A batch not full is topped up with the oldest other queued jobs of the same queue, so a
     backlog of one-photo sightings is embedded 16 at a time (their own messages then find
-    nothing left to do).
+    nothing left to do). On a fair queue the message is only a nudge: the batch is the
+    queue's next jobs in round-robin order across uploaders, whichever jobs it named.
     """
     with transaction.atomic():
-        queued = EmbeddingJob.objects.select_for_update(skip_locked=True).filter(state=State.QUEUED)
-        fields = ("pk", "attempts", "error", "annotation_id")
-        jobs = list(queued.filter(pk__in=job_ids).values_list(*fields))
-        queue = EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True)[:1]
-        if len(jobs) < EMBED_BATCH_SIZE:
-            jobs += list(
-                queued.filter(queue__in=queue)
-                .exclude(pk__in=job_ids)
-                .order_by("created_at", "pk")
-                .values_list(*fields)[: EMBED_BATCH_SIZE - len(jobs)]
-            )
+        queue = EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True).first()
+        jobs = (
+            _fair_batch(queue=queue)
+            if queue_is_fair(queue)
+            else _oldest_batch(queue=queue, job_ids=job_ids)
+        )
         worn = [job for job in jobs if job[1] >= settings.JOBS_MAX_ATTEMPTS]
         for pk, attempts, error, annotation_id in worn:
             _job_fail(
@@ -128,6 +125,48 @@ def _jobs_claim(*, job_ids: list[int]) -> list[int]:
             attempts=F("attempts") + 1,
         )
     return claimed
+
+
+# What a claim reads of each job it locks.
+CLAIM_FIELDS = ("pk", "attempts", "error", "annotation_id")
+
+
+def _lockable_queued() -> QuerySet:
+    """Queued jobs, locked by the query that reads them; those another worker has locked are
+    skipped (it is claiming them), never waited for."""
+    return EmbeddingJob.objects.select_for_update(skip_locked=True).filter(state=State.QUEUED)
+
+
+def _oldest_batch(*, queue: str | None, job_ids: list[int]) -> list[tuple]:
+    """The message's own queued jobs, topped up with its queue's oldest."""
+    jobs = list(_lockable_queued().filter(pk__in=job_ids).values_list(*CLAIM_FIELDS))
+    if len(jobs) < EMBED_BATCH_SIZE:
+        jobs += list(
+            _lockable_queued()
+            .filter(queue=queue)
+            .exclude(pk__in=job_ids)
+            .order_by("created_at", "pk")
+            .values_list(*CLAIM_FIELDS)[: EMBED_BATCH_SIZE - len(jobs)]
+        )
+    return jobs
+
+
+def _fair_batch(*, queue: str) -> list[tuple]:
+    """The queue's next ``EMBED_BATCH_SIZE`` jobs in round-robin order across uploaders."""
+    order = jobs_fair_order(
+        waiting=EmbeddingJob.objects.filter(state=State.QUEUED, queue=queue), queue=queue
+    )
+    jobs: list[tuple] = []
+    for start in range(0, len(order), EMBED_BATCH_SIZE):
+        wanted = order[start : start + EMBED_BATCH_SIZE]
+        locked = {
+            job[0]: job
+            for job in _lockable_queued().filter(pk__in=wanted).values_list(*CLAIM_FIELDS)
+        }
+        jobs += [locked[pk] for pk in wanted if pk in locked][: EMBED_BATCH_SIZE - len(jobs)]
+        if len(jobs) == EMBED_BATCH_SIZE:
+            break
+    return jobs
 
 
 def _version_jobs_embed(*, version_jobs: list[EmbeddingJob]) -> list[int]:

@@ -10,7 +10,7 @@ import numpy as np
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from catalogue.models import Annotation
@@ -22,6 +22,7 @@ from identification.models import (
     MatchCandidate,
     SpeciesModel,
 )
+from identification.selectors.fair import jobs_fair_order, queue_is_fair
 from identification.selectors.search import (
     SearchScope,
     nearest_identified_annotations,
@@ -71,34 +72,114 @@ def annotation_identify(*, annotation_id: int) -> Identification:
         SearchFailed: The search failed; the reason is stored, and a retry that succeeds
             clears it.
     """
-    annotation = Annotation.objects.select_related("species", "image__encounter").get(
-        pk=annotation_id
-    )
+    annotation = _annotation_load(annotation_id=annotation_id)
     identification, _ = Identification.objects.get_or_create(annotation=annotation)
-    setting = species_model_setting(species=annotation.species)
-    version = setting.model_version
-    embedding = Embedding.objects.filter(annotation=annotation, model_version=version).first()
-    if embedding is None:
+    version = species_model_setting(species=annotation.species).model_version
+    if not Embedding.objects.filter(annotation=annotation, model_version=version).exists():
         job = EmbeddingJob.objects.filter(annotation=annotation, model_version=version).first()
         if job is not None and job.state == EmbeddingJob.State.FAILED:
             identifications_fail(annotation_ids=[annotation.pk], reason=job.error)
             identification.refresh_from_db()
             return identification
         raise NotEmbeddedYet(f"annotation {annotation_id} has no {version.name} vector yet")
-    # Only a search no worker is running gives up: a running one is another worker's to end.
-    if (
+    if _identification_give_up_if_worn(identification=identification) or (
+        identification_claim(identification=identification) is None
+    ):
+        identification.refresh_from_db()
+        return identification
+    return _identification_search(identification=identification, annotation=annotation)
+
+
+def identification_next_run(*, queue: str) -> Identification | None:
+    """What a nudge on a fair queue does: claim the search whose turn it is, and run it.
+
+    The turn is :func:`identification.selectors.fair.jobs_fair_order`'s among the queue's
+    waiting searches whose photo is embedded. A row another worker is claiming is skipped
+    (``SKIP LOCKED``), so workers never wait for each other nor take the same search.
+
+    A search that fails for a reason that may pass is tried again by itself, with the
+    retries of :func:`annotation_identify`'s task.
+
+    Returns:
+        The search run here, or ``None`` when none was waiting (other nudges took them).
+    """
+    from identification.tasks import annotation_identify_task
+
+    claimed = _identification_claim_next(queue=queue)
+    if claimed is None:
+        return None
+    annotation = _annotation_load(annotation_id=claimed.annotation_id)
+    try:
+        return _identification_search(identification=claimed, annotation=annotation)
+    except (NotEmbeddedYet, SearchFailed):
+        task_send(annotation_identify_task, annotation.pk, queue=queue, countdown=2)
+        claimed.refresh_from_db()
+        return claimed
+
+
+# How many of a fair queue's next searches a nudge locks at once (it usually claims the first).
+NEXT_LOCK_CHUNK = 8
+
+
+def _identification_claim_next(*, queue: str) -> Identification | None:
+    embedded = Embedding.objects.filter(
+        annotation_id=OuterRef("annotation_id"),
+        model_version_id=OuterRef("annotation__species__model_setting__model_version_id"),
+    )
+    waiting = Identification.objects.filter(
+        Exists(embedded), queue=queue, state=Identification.State.QUEUED
+    )
+    order = jobs_fair_order(waiting=waiting, queue=queue)
+    for start in range(0, len(order), NEXT_LOCK_CHUNK):
+        chunk = order[start : start + NEXT_LOCK_CHUNK]
+        with transaction.atomic():
+            locked = {
+                row.pk: row
+                for row in Identification.objects.select_for_update(skip_locked=True).filter(
+                    pk__in=chunk, state=Identification.State.QUEUED
+                )
+            }
+            for pk in chunk:
+                if pk in locked and not _identification_give_up_if_worn(identification=locked[pk]):
+                    claimed = identification_claim(identification=locked[pk])
+                    if claimed is not None:
+                        return claimed
+    return None
+
+
+def _annotation_load(*, annotation_id: int) -> Annotation:
+    return Annotation.objects.select_related("species", "image__encounter").get(pk=annotation_id)
+
+
+def _identification_give_up_if_worn(*, identification: Identification) -> bool:
+    """Fail a waiting search started ``JOBS_MAX_ATTEMPTS`` times; whether it was failed.
+
+    Only a search no worker is running gives up: a running one is another worker's to end.
+    """
+    if not (
         identification.state == Identification.State.QUEUED
         and identification.attempts >= settings.JOBS_MAX_ATTEMPTS
     ):
-        identifications_fail(
-            annotation_ids=[annotation.pk],
-            reason=f"Gave up after {identification.attempts} tries. {identification.error}",
-        )
-        identification.refresh_from_db()
-        return identification
-    if identification_claim(identification=identification) is None:
-        identification.refresh_from_db()
-        return identification
+        return False
+    identifications_fail(
+        annotation_ids=[identification.annotation_id],
+        reason=f"Gave up after {identification.attempts} tries. {identification.error}",
+    )
+    return True
+
+
+def _identification_search(
+    *, identification: Identification, annotation: Annotation
+) -> Identification:
+    """Run a search this worker claimed: rank the candidates, then store them."""
+    setting = species_model_setting(species=annotation.species)
+    version = setting.model_version
+    embedding = Embedding.objects.filter(annotation=annotation, model_version=version).first()
+    if embedding is None:  # its box was corrected meanwhile: it waits for the new vector
+        Identification.objects.filter(
+            pk=identification.pk, state=Identification.State.RUNNING, worker=worker_name()
+        ).update(state=Identification.State.QUEUED, sent_at=None, worker="")
+        raise NotEmbeddedYet(f"annotation {annotation.pk} has no {version.name} vector yet")
     try:
         scored = candidates_score(
             species_id=annotation.species_id,
@@ -196,10 +277,13 @@ def identification_claim(*, identification: Identification) -> Identification | 
 def identifications_dispatch(*, identification_ids: list[int]) -> int:
     """Send searches to their queues; what the broker took is marked sent (see the sweep).
 
+    One message per search: on a fair queue a nudge (:func:`identification_next_run`), so
+    there are as many nudges as searches waiting there; elsewhere the search itself.
+
     Returns:
         How many were handed to the broker.
     """
-    from identification.tasks import annotation_identify_task
+    from identification.tasks import annotation_identify_task, identification_next_task
 
     sent = 0
     for pk, annotation_id, queue in (
@@ -207,7 +291,13 @@ def identifications_dispatch(*, identification_ids: list[int]) -> int:
         .order_by("created_at", "pk")
         .values_list("pk", "annotation_id", "queue")
     ):
-        if not task_send(annotation_identify_task, annotation_id, queue=queue):
+        # On a fair queue a message names no search: the worker takes whichever's turn it is.
+        sent_ok = (
+            task_send(identification_next_task, queue, queue=queue)
+            if queue_is_fair(queue)
+            else task_send(annotation_identify_task, annotation_id, queue=queue)
+        )
+        if not sent_ok:
             break  # the broker is down; the sweep sends the rest
         Identification.objects.filter(pk=pk).update(sent_at=timezone.now())
         sent += 1
