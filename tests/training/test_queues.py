@@ -59,7 +59,10 @@ def test_upload_gets_candidates_while_a_training_run_holds_the_training_worker(
         assert identification.candidates.count() == len(known)
         encounter = Encounter.objects.get(pk=annotation.image.encounter_id)
         assert encounter.status == Encounter.Status.AWAITING_REVIEW
-        assert "annotation_identify_task[" in interactive.log()  # a task received
+        # The search ran on the interactive worker (on the fair identify queue a search is the
+        # "next job" nudge), never on the training worker.
+        assert "identification_next_task[" in interactive.log()
+        assert "identification_next_task[" not in training.log()
         assert "annotation_identify_task[" not in training.log()
     finally:
         if run is not None and TrainingRun.objects.filter(pk=run.pk, status="running").exists():
