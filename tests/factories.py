@@ -171,6 +171,7 @@ def searched_photo(
     flag from the first candidate's probability. ``method``: another than the species' own
     (as before a switch)."""
     from identification.models import MatchCandidate, SpeciesModel
+    from identification.services.matching import match_candidates_build
     from reid.ranking import Candidate, rank
 
     species_method, calibrator = _species_ranking(encounter.species)
@@ -195,19 +196,8 @@ def searched_photo(
         probably_new=not scored or scored[0].probability < threshold,
         model_version=model_version,
     )
+    # Stored as the search stores them.
     MatchCandidate.objects.bulk_create(
-        [
-            MatchCandidate(
-                identification=identification,
-                rank=position,
-                individual_id=c.individual_id,
-                gallery_annotation_id=c.annotation_id,
-                embedding_score=c.cosine,
-                inlier_count=c.inliers,
-                score=c.score,
-                fused_score=c.probability,
-            )
-            for position, c in enumerate(scored, start=1)
-        ]
+        match_candidates_build(identification=identification, scored=scored)
     )
     return photo

@@ -220,20 +220,7 @@ def _candidates_store(
         identification = Identification.objects.select_for_update().get(pk=identification.pk)
         identification.candidates.all().delete()
         MatchCandidate.objects.bulk_create(
-            [
-                MatchCandidate(
-                    identification=identification,
-                    rank=position,
-                    individual_id=c.individual_id,
-                    gallery_annotation_id=c.annotation_id,
-                    embedding_score=c.cosine,
-                    inlier_count=c.inliers,
-                    score=c.score,
-                    fused_score=c.probability,
-                    match_pairs=c.pairs or [],
-                )
-                for position, c in enumerate(scored, start=1)
-            ]
+            match_candidates_build(identification=identification, scored=scored)
         )
         identification.model_version = version
         identification.probably_new = (
@@ -246,6 +233,26 @@ def _candidates_store(
         identification.save()
         encounter_status_refresh(encounter_id=annotation.image.encounter_id)
     return identification
+
+
+def match_candidates_build(
+    *, identification: Identification, scored: list[Candidate]
+) -> list[MatchCandidate]:
+    """The stored rows of a ranked shortlist, in its order (not yet saved)."""
+    return [
+        MatchCandidate(
+            identification=identification,
+            rank=position,
+            individual_id=c.individual_id,
+            gallery_annotation_id=c.annotation_id,
+            embedding_score=c.cosine,
+            inlier_count=c.inliers,
+            score=c.score,
+            fused_score=c.probability,
+            match_pairs=c.pairs or [],
+        )
+        for position, c in enumerate(scored, start=1)
+    ]
 
 
 def identification_claim(*, identification: Identification) -> Identification | None:
