@@ -77,6 +77,31 @@ def photos_per_candidate(local_method: str) -> int:
     return PHOTOS_PER_CANDIDATE_BY_METHOD.get(local_method, PHOTOS_PER_CANDIDATE)
 
 
+def _best_photos(
+    neighbours: Sequence[Neighbour], size: int, photos_per_candidate: int
+) -> list[list[Neighbour]]:
+    """The ``size`` individuals with the most similar photos, each with its
+    ``photos_per_candidate`` most similar photos, most similar first."""
+    per_individual: dict[Hashable, list[Neighbour]] = {}
+    for neighbour in sorted(neighbours, key=lambda n: -n.cosine):
+        per_individual.setdefault(neighbour.individual_id, []).append(neighbour)
+    return [hits[:photos_per_candidate] for hits in list(per_individual.values())[:size]]
+
+
+def photos_to_match(
+    neighbours: Sequence[Neighbour],
+    size: int = SHORTLIST,
+    photos_per_candidate: int = PHOTOS_PER_CANDIDATE,
+) -> list[Hashable]:
+    """The gallery photos :func:`shortlist` matches with keypoints, in its order, so that a
+    caller can fetch all their keypoints at once."""
+    return [
+        hit.annotation_id
+        for hits in _best_photos(neighbours, size, photos_per_candidate)
+        for hit in hits
+    ]
+
+
 def shortlist(
     neighbours: Sequence[Neighbour],
     local_match: Callable[[Hashable], Match] | None = None,
@@ -95,14 +120,11 @@ def shortlist(
     Returns:
         Candidates in embedding order (unranked by any fusion).
     """
-    per_individual: dict[Hashable, list[Neighbour]] = {}
-    for neighbour in sorted(neighbours, key=lambda n: -n.cosine):
-        per_individual.setdefault(neighbour.individual_id, []).append(neighbour)
     candidates = []
-    for hits in list(per_individual.values())[:size]:
+    for hits in _best_photos(neighbours, size, photos_per_candidate):
         best = Candidate(hits[0].individual_id, hits[0].annotation_id, hits[0].cosine)
         if local_match is not None:
-            for hit in hits[:photos_per_candidate]:
+            for hit in hits:
                 result = local_match(hit.annotation_id)
                 if best.inliers is None or result.inliers > best.inliers:
                     best.inliers, best.annotation_id = result.inliers, hit.annotation_id

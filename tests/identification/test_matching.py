@@ -211,3 +211,56 @@ def test_the_search_stores_the_score_its_method_ranked_by_and_the_review_keeps_t
         a, b = by_code["A"], by_code["B"]
         assert a.inlier_count == 0 and 5 <= b.inlier_count <= 13  # the flip's precondition
         assert codes.index("B") < codes.index("A") and a.fused_score > b.fused_score
+
+
+def test_a_search_reads_its_shortlists_keypoints_in_one_query() -> None:
+    """A search matches ~20 gallery photos: their keypoints come in one read, however many
+    there are, and photos never extracted before are extracted and stored on the way."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from identification.models import LocalFeatures, SpeciesModel
+    from identification.services.matching import candidates_shortlist, gallery_keypoints
+    from tests.factories import EncounterFactory
+
+    species = species_register(name="Chimpanzee")
+    setting = SpeciesModel.objects.get(species=species)
+    version = setting.model_version
+    rng = np.random.default_rng(5)
+    photos = []
+    for seed in range(7):
+        photo = _textured_photo(_texture(seed), encounter=EncounterFactory(species=species))
+        if seed:
+            photo.individual = IndividualFactory(species=species)
+            photo.save()
+        vector = rng.normal(size=version.embedding_dim)
+        Embedding.objects.create(
+            annotation=photo,
+            model_version=version,
+            species=species,
+            vector=(vector / np.linalg.norm(vector)).tolist(),
+        )
+        photos.append(photo)
+    query, gallery = photos[0], photos[1:]
+
+    def shortlist_of_query() -> list:
+        return candidates_shortlist(
+            species_id=species.pk,
+            setting=setting,
+            vector=np.asarray(Embedding.objects.get(annotation=query).vector),
+            query_keypoints=lambda: gallery_keypoints(
+                annotation_id=query.pk, method=setting.local_method
+            ),
+            exclude_annotation_ids=[query.pk],
+        )
+
+    first = shortlist_of_query()  # extracts and stores every photo's keypoints
+    assert LocalFeatures.objects.filter(annotation__in=gallery).count() == len(gallery)
+    with CaptureQueriesContext(connection) as queries:
+        again = shortlist_of_query()
+    reads = [q["sql"] for q in queries if "identification_localfeatures" in q["sql"]]
+    assert len(reads) == 2  # the query's own keypoints, then the whole shortlist's
+    assert [(c.individual_id, c.inliers) for c in again] == [
+        (c.individual_id, c.inliers) for c in first
+    ]
+    assert len(first) == len(gallery) and all(c.inliers is not None for c in first)
