@@ -13,9 +13,9 @@ from identification.services.matching import NotEmbeddedYet, SearchFailed
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def embedding_jobs_run_task(job_ids: list[int]) -> None:
-    from identification.services.embedding_run import embedding_jobs_run
+    from identification.services.fair import embedding_message_run
 
-    embedding_jobs_run(job_ids=job_ids)
+    embedding_message_run(job_ids=job_ids)
 
 
 @shared_task(
@@ -33,10 +33,10 @@ def annotation_identify_task(annotation_id: int) -> None:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def identification_next_task(queue: str) -> None:
-    """A nudge on a fair queue (``identify``): run the search whose turn it is."""
-    from identification.services.matching import identification_next_run
+    """A nudge on a fair queue (``identify``): run its next unit of work, searches first."""
+    from identification.services.fair import fair_turn_run
 
-    identification_next_run(queue=queue)
+    fair_turn_run(queue=queue)
 
 
 @shared_task(acks_late=True)

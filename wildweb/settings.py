@@ -284,6 +284,11 @@ CELERY_TASK_ANNOTATIONS = {
         "time_limit": EMBED_TIME_LIMIT,
         "soft_time_limit": EMBED_TIME_LIMIT - 30,
     },
+    # On a fair queue a search's nudge may embed the next batch instead.
+    "identification.tasks.identification_next_task": {
+        "time_limit": EMBED_TIME_LIMIT,
+        "soft_time_limit": EMBED_TIME_LIMIT - 30,
+    },
     "training.tasks.dataset_import_task": {
         "time_limit": IMPORT_TIME_LIMIT,
         "soft_time_limit": IMPORT_TIME_LIMIT - 60,

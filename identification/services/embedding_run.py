@@ -43,17 +43,21 @@ logger = logging.getLogger(__name__)
 State = EmbeddingJob.State
 
 
-def embedding_jobs_run(*, job_ids: list[int]) -> list[int]:
+def embedding_jobs_run(*, job_ids: list[int], queue: str | None = None) -> list[int]:
     """Embed the still-queued jobs among ``job_ids`` that no other worker holds.
 
     Each photo succeeds or fails on its own: one unreadable photo or bad box fails its job
     (and its sighting's search) with the reason, never the batch.
 
+    Args:
+        job_ids: The message's jobs (on a fair queue only a nudge; may be empty there).
+        queue: Their queue; default: read from the jobs.
+
     Returns:
         Ids of the annotations embedded by this call.
     """
     embedding_jobs_release_dead(job_ids=job_ids)  # a redelivered batch whose worker died
-    claimed = _jobs_claim(job_ids=job_ids)
+    claimed = _jobs_claim(job_ids=job_ids, queue=queue)
     embedded: list[int] = []
     try:
         jobs = list(
@@ -95,7 +99,7 @@ def _model_switch_checks_dispatch(*, version_ids: list[int], annotation_ids: lis
         task_send(species_model_switch_task, species_id)
 
 
-def _jobs_claim(*, job_ids: list[int]) -> list[int]:
+def _jobs_claim(*, job_ids: list[int], queue: str | None) -> list[int]:
     """Mark the queued jobs among ``job_ids`` as running here; fail those started too often.
 
     A batch not full is topped up with the oldest other queued jobs of the same queue, so a
@@ -104,7 +108,7 @@ def _jobs_claim(*, job_ids: list[int]) -> list[int]:
     queue's next jobs in round-robin order across uploaders, whichever jobs it named.
     """
     with transaction.atomic():
-        queue = EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True).first()
+        queue = queue or job_queue(job_ids=job_ids)
         jobs = (
             _fair_batch(queue=queue)
             if queue_is_fair(queue)
@@ -125,6 +129,11 @@ def _jobs_claim(*, job_ids: list[int]) -> list[int]:
             attempts=F("attempts") + 1,
         )
     return claimed
+
+
+def job_queue(*, job_ids: list[int]) -> str | None:
+    """The queue of a message's embedding jobs (one message, one queue)."""
+    return EmbeddingJob.objects.filter(pk__in=job_ids).values_list("queue", flat=True).first()
 
 
 # What a claim reads of each job it locks.

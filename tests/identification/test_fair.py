@@ -133,3 +133,41 @@ def test_a_new_uploaders_first_sighting_is_done_before_a_flooding_uploaders_fift
     for encounters in sightings.values():
         done = [finished(encounter) for encounter in encounters]
         assert done == sorted(done)
+
+
+@pytest.mark.django_db
+def test_on_a_fair_queue_any_message_finishes_a_waiting_search_before_embedding_more() -> None:
+    """An embedding message that arrives while a search waits runs the search; the search's
+    own nudge, finding none waiting, then embeds the batch. No message is tied to its job."""
+    from identification.models import EmbeddingJob
+    from identification.services.fair import embedding_message_run, fair_turn_run
+
+    species = species_register(name="Dog")
+    version = zero_shot_version()
+    waiting = Identification.objects.create(
+        annotation=AnnotationFactory(
+            image__encounter__species=species,
+            image__encounter__submitted_by=UserFactory(role="volunteer"),
+        )
+    )
+    Embedding.objects.create(
+        annotation=waiting.annotation,
+        model_version=version,
+        species=species,
+        vector=np.eye(version.embedding_dim)[0].tolist(),
+    )
+    (newcomer,) = _post_sightings(UserFactory(role="volunteer"), species, 1, shade=200)
+    job = EmbeddingJob.objects.get(annotation__image__encounter=newcomer)
+    assert job.queue == "identify" and job.state == "queued"
+
+    embedding_message_run(job_ids=[job.pk])  # the newcomer's embedding message
+
+    waiting.refresh_from_db()
+    job.refresh_from_db()
+    assert waiting.state == "ready" and job.state == "queued"
+    assert fair_turn_run(queue="identify") == "embedding"  # the search's nudge
+    job.refresh_from_db()
+    assert job.state == "done"
+    assert fair_turn_run(queue="identify") == "search"  # the newcomer's search, now embedded
+    assert Identification.objects.get(annotation__image__encounter=newcomer).state == "ready"
+    assert fair_turn_run(queue="identify") is None
