@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from kombu.exceptions import KombuError
@@ -55,13 +56,34 @@ def task_send(
 
 
 def worker_name() -> str:
-    """``host:pid`` of this process, recorded on the jobs it claims."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:start`` of this process, recorded on the jobs it claims.
+
+    ``start`` is the process's start time (clock ticks since boot, from ``/proc``), so that a
+    later process given the same pid is not taken for the worker: with Linux's default of
+    32,768 pids a busy machine hands a dead worker's pid to another process within minutes,
+    and the sweep then left that worker's job running for good. Without ``/proc``:
+    ``host:pid``.
+    """
+    pid = os.getpid()
+    started = process_start(pid)
+    return f"{socket.gethostname()}:{pid}:{started}" if started else f"{socket.gethostname()}:{pid}"
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or ``None`` if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]  # field 22; the name in (...) may hold spaces
 
 
 def worker_gone(worker: str) -> bool:
-    """Whether the process named by ``worker_name()`` is known to be dead (same host only)."""
-    host, _, pid = worker.rpartition(":")
+    """Whether the process named by ``worker_name()`` is known to be dead (same host only):
+    no process has its pid, or the one that has it started at another time. Names of
+    earlier versions (``host:pid``) are checked by pid alone."""
+    host, _, rest = worker.partition(":")
+    pid, _, started = rest.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:
@@ -70,7 +92,8 @@ def worker_gone(worker: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    current = process_start(int(pid))
+    return bool(started) and current is not None and current != started
 
 
 def queue_waiting(queue: str) -> int | None:
