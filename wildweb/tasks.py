@@ -43,8 +43,8 @@ def jobs_sweep() -> dict[str, int]:
         "identifications": identifications_recover(),
         "thumbnails": thumbnails_missing_send(),
         # Runs have no "sent" mark: send again only when no message waits in their queue,
-        # or every sweep would add a duplicate behind a long run.
-        "training_runs": len(training_runs_recover()) if queue_waiting("training") == 0 else 0,
+        # or every sweep would add a duplicate behind a long run (lost runs are freed anyway).
+        "training_runs": len(training_runs_recover(send=queue_waiting("training") == 0)),
         "promotions_switched": len(promotions_switch_check()),
         "calibrations": calibration_jobs_recover(),
         "imports": dataset_imports_recover(),

@@ -202,3 +202,33 @@ def test_unknown_hyperparameter_is_refused() -> None:
     assert hyperparameters_resolve(engine_mode="", given={"seed": "0"})["seed"] == 0
     with pytest.raises(ServiceError, match="epochs must be positive"):
         hyperparameters_resolve(engine_mode="", given={"epochs": 0})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lost_run_is_freed_even_while_a_message_waits_in_the_training_queue(small_chimp) -> None:  # noqa: ANN001
+    """The sweep sends no duplicate while a training message waits, but it still frees the
+    dead worker's run, so that waiting message (or the next sweep) can run it. Before, the run
+    stayed held by the dead worker and the waiting message found nothing it could claim."""
+    import socket
+
+    from training.tasks import training_run_task
+    from wildweb.celery import app
+    from wildweb.jobs import queue_waiting
+    from wildweb.tasks import jobs_sweep
+
+    app.control.purge()
+    run = training_run_start(species=small_chimp, dispatch=False)
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status=Status.RUNNING,
+        worker=f"{socket.gethostname()}:{2**22 + 7}",  # above pid_max
+    )
+    training_run_task.apply_async((run.pk,), queue="training")  # waits: no worker runs
+    try:
+        assert queue_waiting("training") == 1
+        swept = jobs_sweep()
+        run.refresh_from_db()
+        assert run.status == Status.QUEUED, run.log
+        assert "was lost; queued again" in run.log
+        assert swept["training_runs"] == 0 and queue_waiting("training") == 1  # no duplicate
+    finally:
+        app.control.purge()

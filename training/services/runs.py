@@ -298,12 +298,17 @@ def run_log(*, run_id: int, line: str) -> None:
     TrainingRun.objects.filter(pk=run_id).update(log=Concat(F("log"), Value(f"[{stamp}] {line}\n")))
 
 
-def training_runs_recover() -> list[int]:
+def training_runs_recover(*, send: bool = True) -> list[int]:
     """Queue again the runs whose worker died, and send every queued run.
 
     A run counts as lost when its worker process is gone (same host) or its heartbeat is
     older than ``TRAINING_STALE_SECONDS``. Claiming is conditional, so sending a run twice is
     harmless. Called when a worker starts and by the periodic sweep.
+
+    Args:
+        send: Also send the queued runs. The sweep passes ``False`` while a message already
+            waits in the training queue (it will run the next queued run): a lost run is
+            still freed then, or that message would find it held by the dead worker.
 
     Returns:
         Ids of the runs sent.
@@ -319,6 +324,8 @@ def training_runs_recover() -> list[int]:
                     line=f"Worker {run.worker} was lost; queued again to "
                     "resume from the last checkpoint.",
                 )
+    if not send:
+        return []
     sent = []
     for species_id in (
         TrainingRun.objects.filter(status=Status.QUEUED, cancel_requested=False)
