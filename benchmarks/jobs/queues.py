@@ -244,6 +244,32 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
 
     probe_sightings: dict[int, float] = {}
     probe_errors: list[int] = []
+    probe_ready: dict[int, float] = {}
+    load_over = threading.Event()
+
+    def watcher() -> None:
+        """Notes each probe ready while the load still runs (polling only after the load
+        would time every probe to the load's end)."""
+        from django.db import connection
+
+        deadline = None
+        try:
+            while True:
+                with lock:
+                    waiting = {pk: t for pk, t in probe_sightings.items() if pk not in probe_ready}
+                for pk in (
+                    Encounter.objects.filter(pk__in=list(waiting))
+                    .exclude(status=Encounter.Status.PROCESSING)
+                    .values_list("pk", flat=True)
+                ):
+                    probe_ready[pk] = time.monotonic() - waiting[pk]
+                if load_over.is_set():
+                    deadline = deadline or time.monotonic() + 240
+                    if len(probe_ready) == len(probe_sightings) or time.monotonic() > deadline:
+                        return
+                time.sleep(0.1)
+        finally:
+            connection.close()
 
     def prober() -> None:
         time.sleep(2)
@@ -256,19 +282,23 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
             except Exception:
                 code, pk = -1, None
             if pk:
-                probe_sightings[pk] = started
+                with lock:
+                    probe_sightings[pk] = started
             else:
                 probe_errors.append(code)
             time.sleep(max(0, args.probe_every - (time.monotonic() - started)))
 
     threads = [threading.Thread(target=uploader, args=(i,)) for i in range(args.uploaders)]
     threads.append(threading.Thread(target=prober))
+    watching = threading.Thread(target=watcher)
+    watching.start()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     load_end = time.monotonic()
-    probe_ready = _ready_seconds(probe_sightings, timeout=240)
+    load_over.set()
+    watching.join()
     load_ready_by_end = (
         Encounter.objects.filter(pk__in=list(load_sightings))
         .exclude(status=Encounter.Status.PROCESSING)
