@@ -201,3 +201,21 @@ def searched_photo(
         match_candidates_build(identification=identification, scored=scored)
     )
     return photo
+
+
+def random_embeddings(annotations: list, *, species: Species, version, seed: int = 0) -> None:  # noqa: ANN001
+    """A random unit vector for each annotation under ``version``, drawn in order from
+    ``seed`` (the tests that need a gallery, not particular similarities)."""
+    import numpy as np
+
+    from identification.models import Embedding
+
+    rng = np.random.default_rng(seed)
+    for annotation in annotations:
+        vector = rng.normal(size=version.embedding_dim)
+        Embedding.objects.create(
+            annotation=annotation,
+            model_version=version,
+            species=species,
+            vector=(vector / np.linalg.norm(vector)).tolist(),
+        )

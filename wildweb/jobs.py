@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,12 @@ def worker_name() -> str:
     and the sweep then left that worker's job running for good. Without ``/proc``:
     ``host:pid``.
     """
-    pid = os.getpid()
+    return _process_name(os.getpid())  # by pid: a forked pool child is a process of its own
+
+
+@lru_cache(maxsize=8)
+def _process_name(pid: int) -> str:
+    """A process's name never changes: ``/proc`` is read once, not at every claim."""
     started = process_start(pid)
     return f"{socket.gethostname()}:{pid}:{started}" if started else f"{socket.gethostname()}:{pid}"
 

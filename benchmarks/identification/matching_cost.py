@@ -21,26 +21,23 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from reid.data import load_image, load_records, subset_records
+from reid.data import load_image
 from reid.evaluation import PairMatcher, honest_queries, methods_compare, record_shortlists
 from reid.inference import load_model
 from reid.local_features import Keypoints, Match, extract, match
 from reid.ranking import FUSED, LOCAL
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-DATASETS = {  # dataset: gallery cap (identities, photos per identity; None: all)
-    "chimp_faces_demo": (None, None),
-    "holstein2025_cowfaces": (None, 20),
-    "fs48_fish": (None, 30),
-    "dogfacenet": (300, None),
-    "manta_demo": (None, None),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reid"))
+# The same shared species, gallery caps and cached vectors as ranking.py's.
+from ranking import DATASETS, species_records, species_vectors  # noqa: E402
+
 # name: (keypoint budget of the query, of each gallery photo, photos matched per individual)
 VARIANTS = {
     # as "current", matched as before issue 22: OpenCV's brute force, gallery blobs as .npz
@@ -104,30 +101,6 @@ class BudgetMatcher(PairMatcher):
         return self._matches[key]
 
 
-def _records(name: str, seed: int) -> list:
-    identities, per_identity = DATASETS[name]
-    records = load_records(SHARED / name)
-    if identities or per_identity:
-        records = subset_records(
-            records,
-            identities=identities,
-            max_per_identity=per_identity,
-            min_per_identity=2,
-            seed=seed,
-        )
-    return records
-
-
-def _vectors(name: str, records: list, cache: Path, embedder) -> np.ndarray:  # noqa: ANN001
-    cache.mkdir(parents=True, exist_ok=True)
-    path = cache / f"{name}-vectors.npy"
-    if path.exists():
-        return np.load(path)
-    vectors = embedder.embed_records(records)
-    np.save(path, vectors)
-    return vectors
-
-
 def _npz_bytes(keypoints: Keypoints) -> bytes:
     """A blob as ``Keypoints.to_bytes`` wrote it before issue 22 (``.npz``, uint8 rootSIFT)."""
     buffer = io.BytesIO()
@@ -167,8 +140,8 @@ def _upload_costs(records: list, timed: dict[str, dict[int, list[int]]]) -> dict
 
 
 def _species_row(name: str, args: argparse.Namespace, embedder) -> dict:  # noqa: ANN001
-    records = _records(name, args.seed)
-    vectors = _vectors(name, records, args.cache, embedder)
+    records = species_records(name, args.seed)
+    vectors = species_vectors(name, records, args.cache, embedder)
     eligible = honest_queries([r.class_key for r in records], [r.encounter_key for r in records])
     rng = np.random.default_rng(args.seed)
     queries = sorted(

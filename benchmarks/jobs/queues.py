@@ -182,20 +182,25 @@ def _noise_jpeg(rng: random.Random) -> bytes:
 
 def _ready_seconds(encounter_ids: dict[int, float], timeout: float) -> dict[int, float]:
     """Seconds from each submission to "Candidates ready" (or failed), polling the database."""
-    from catalogue.models import Encounter
-
     done: dict[int, float] = {}
     deadline = time.monotonic() + timeout
     while len(done) < len(encounter_ids) and time.monotonic() < deadline:
-        waiting = [pk for pk in encounter_ids if pk not in done]
-        for pk in (
-            Encounter.objects.filter(pk__in=waiting)
-            .exclude(status=Encounter.Status.PROCESSING)
-            .values_list("pk", flat=True)
-        ):
-            done[pk] = time.monotonic() - encounter_ids[pk]
+        _note_ready(encounter_ids, done)
         time.sleep(0.1)
     return done
+
+
+def _note_ready(encounter_ids: dict[int, float], done: dict[int, float]) -> None:
+    """Adds to ``done`` the seconds since submission of each sighting now past processing."""
+    from catalogue.models import Encounter
+
+    waiting = [pk for pk in encounter_ids if pk not in done]
+    for pk in (
+        Encounter.objects.filter(pk__in=waiting)
+        .exclude(status=Encounter.Status.PROCESSING)
+        .values_list("pk", flat=True)
+    ):
+        done[pk] = time.monotonic() - encounter_ids[pk]
 
 
 def _summary(seconds: list[float], submitted: int) -> dict:
@@ -256,13 +261,8 @@ def _load_phase(base: str, chimp, probes: list[Path], args) -> dict:  # noqa: AN
         try:
             while True:
                 with lock:
-                    waiting = {pk: t for pk, t in probe_sightings.items() if pk not in probe_ready}
-                for pk in (
-                    Encounter.objects.filter(pk__in=list(waiting))
-                    .exclude(status=Encounter.Status.PROCESSING)
-                    .values_list("pk", flat=True)
-                ):
-                    probe_ready[pk] = time.monotonic() - waiting[pk]
+                    submitted = dict(probe_sightings)
+                _note_ready(submitted, probe_ready)
                 if load_over.is_set():
                     deadline = deadline or time.monotonic() + 240
                     if len(probe_ready) == len(probe_sightings) or time.monotonic() > deadline:

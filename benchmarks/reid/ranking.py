@@ -50,6 +50,32 @@ DATASETS = {
 LOCAL_METHODS = ("sift", "xfeat")
 
 
+def species_records(name: str, seed: int) -> list:
+    """A shared dataset's photos, its gallery capped as :data:`DATASETS` says."""
+    identities, per_identity = DATASETS[name]
+    records = load_records(SHARED / name)
+    if identities or per_identity:
+        records = subset_records(
+            records,
+            identities=identities,
+            max_per_identity=per_identity,
+            min_per_identity=2,
+            seed=seed,
+        )
+    return records
+
+
+def species_vectors(name: str, records: list, cache: Path, embedder) -> np.ndarray:  # noqa: ANN001
+    """The zero-shot vectors of ``records``, kept in ``cache`` (outside the repo) once made."""
+    cache.mkdir(parents=True, exist_ok=True)
+    path = cache / f"{name}-vectors.npy"
+    if path.exists():
+        return np.load(path)
+    vectors = embedder.embed_records(records)
+    np.save(path, vectors)
+    return vectors
+
+
 def _open_set_two_fold(shortlists: list, unknown: list, method: str, calibrator) -> dict:  # noqa: ANN001
     """Threshold chosen on one half of the individuals, scored on the other, and back."""
     halves = []
@@ -107,23 +133,8 @@ def main() -> None:
     rows = {}
     for name in args.datasets:
         started = time.perf_counter()
-        identities, per_identity = DATASETS[name]
-        records = load_records(SHARED / name)
-        if identities or per_identity:
-            records = subset_records(
-                records,
-                identities=identities,
-                max_per_identity=per_identity,
-                min_per_identity=2,
-                seed=args.seed,
-            )
-        args.cache.mkdir(parents=True, exist_ok=True)
-        cached = args.cache / f"{name}-vectors.npy"
-        if cached.exists():
-            vectors = np.load(cached)
-        else:
-            vectors = embedder.embed_records(records)
-            np.save(cached, vectors)
+        records = species_records(name, args.seed)
+        vectors = species_vectors(name, records, args.cache, embedder)
         eligible = honest_queries(
             [r.class_key for r in records], [r.encounter_key for r in records]
         )

@@ -40,7 +40,7 @@ def embedding_message_run(*, job_ids: list[int]) -> None:
     (:func:`fair_turn_run`), elsewhere its own jobs (topped up to a batch)."""
     queue = job_queue(job_ids=job_ids)
     if not queue_is_fair(queue):
-        embedding_jobs_run(job_ids=job_ids)
+        embedding_jobs_run(job_ids=job_ids, queue=queue)
         return
     embedding_jobs_release_dead(job_ids=job_ids)  # a redelivered message whose worker died
     fair_turn_run(queue=queue)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 
-import numpy as np
 import pytest
 from django.db import connection, transaction
 from django.urls import reverse
@@ -25,7 +24,7 @@ from identification.services.models import zero_shot_version
 from identification.services.pipeline import sighting_submit, species_register
 from identification.tasks import annotation_identify_task
 from notifications.models import Notification
-from tests.factories import AnnotationFactory, IndividualFactory, UserFactory
+from tests.factories import AnnotationFactory, IndividualFactory, UserFactory, random_embeddings
 from tests.helpers import jpeg_bytes, wait_until
 from wildweb.jobs import task_send, worker_name
 
@@ -164,15 +163,7 @@ def _searchable_sighting() -> Annotation:
         )
         for _ in range(3)
     ]
-    rng = np.random.default_rng(0)
-    for annotation in [query, *gallery]:
-        vector = rng.normal(size=version.embedding_dim)
-        Embedding.objects.create(
-            annotation=annotation,
-            model_version=version,
-            species=species,
-            vector=(vector / np.linalg.norm(vector)).tolist(),
-        )
+    random_embeddings([query, *gallery], species=species, version=version)
     Identification.objects.create(annotation=query)
     return query
 

@@ -11,7 +11,7 @@ from identification.selectors import search as selectors
 from identification.services.matching import SearchFailed, annotation_identify
 from identification.services.models import zero_shot_version
 from identification.services.pipeline import species_register
-from tests.factories import AnnotationFactory, IndividualFactory
+from tests.factories import AnnotationFactory, IndividualFactory, random_embeddings
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +19,6 @@ pytestmark = pytest.mark.django_db
 def test_search_timeout_marks_identification_failed_with_message(monkeypatch) -> None:  # noqa: ANN001
     species = species_register(name="Dog")
     version = zero_shot_version()
-    rng = np.random.default_rng(0)
     annotations = [
         AnnotationFactory(
             image__encounter__species=species,
@@ -27,14 +26,7 @@ def test_search_timeout_marks_identification_failed_with_message(monkeypatch) ->
         )
         for i in range(5)
     ]
-    for annotation in annotations:
-        vector = rng.normal(size=version.embedding_dim)
-        Embedding.objects.create(
-            annotation=annotation,
-            model_version=version,
-            species=species,
-            vector=(vector / np.linalg.norm(vector)).tolist(),
-        )
+    random_embeddings(annotations, species=species, version=version)
     slow_sql = selectors.nearest_sql
 
     def sleepy_sql(**kwargs) -> str:  # noqa: ANN003 - a search slower than the timeout allows
@@ -226,21 +218,14 @@ def test_a_search_reads_its_shortlists_keypoints_in_one_query() -> None:
     species = species_register(name="Chimpanzee")
     setting = SpeciesModel.objects.get(species=species)
     version = setting.model_version
-    rng = np.random.default_rng(5)
     photos = []
     for seed in range(7):
         photo = _textured_photo(_texture(seed), encounter=EncounterFactory(species=species))
         if seed:
             photo.individual = IndividualFactory(species=species)
             photo.save()
-        vector = rng.normal(size=version.embedding_dim)
-        Embedding.objects.create(
-            annotation=photo,
-            model_version=version,
-            species=species,
-            vector=(vector / np.linalg.norm(vector)).tolist(),
-        )
         photos.append(photo)
+    random_embeddings(photos, species=species, version=version, seed=5)
     query, gallery = photos[0], photos[1:]
 
     def shortlist_of_query() -> list:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import Iterator
 
-import numpy as np
 import pytest
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
 from catalogue.models import Encounter
-from identification.models import Embedding, IdentityDecision
+from identification.models import IdentityDecision
 from identification.services.decisions import match_decide
 from identification.services.matching import annotation_identify
 from identification.services.models import zero_shot_version
@@ -25,6 +24,7 @@ from tests.factories import (
     IndividualFactory,
     UserFactory,
     confirmed_sighting,
+    random_embeddings,
 )
 
 pytestmark = pytest.mark.django_db
@@ -72,15 +72,7 @@ def test_reporter_is_told_once_when_candidates_are_ready(
         )
         for _ in range(3)
     ]
-    rng = np.random.default_rng(0)
-    for annotation in [query, *gallery]:
-        vector = rng.normal(size=version.embedding_dim)
-        Embedding.objects.create(
-            annotation=annotation,
-            model_version=version,
-            species=species,
-            vector=(vector / np.linalg.norm(vector)).tolist(),
-        )
+    random_embeddings([query, *gallery], species=species, version=version)
     with django_capture_on_commit_callbacks(execute=True):
         annotation_identify(annotation_id=query.pk)
         annotation_identify(annotation_id=query.pk)  # matched again: nobody is told twice
